@@ -1,0 +1,3 @@
+from natsctl.cli.main import main
+
+main()

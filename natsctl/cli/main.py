@@ -1,0 +1,81 @@
+"""The natsctl command: one Typer app, one module per command group.
+
+Command modules import their heavy dependencies (nats, rich, httpx) inside the command functions so that
+``--version``, ``--help`` and completion stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from natsctl import __version__
+from natsctl.core.errors import ExitCode, NatsctlError
+
+HELP = """The command line for a NATS event bus: publish events to channels, subscribe to them (live, durable,
+in queue groups, replaying from any point, with manual acks) and inspect the bus through the
+server's monitoring port. Works on NATS JetStream and on the legacy NATS Streaming server."""
+
+# Command-group modules, each with a ``register(app)``.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"natsctl {__version__}\n")
+        raise typer.Exit()
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="natsctl",
+        help=HELP,
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    )
+
+    @app.callback()
+    def root(
+        version: bool = typer.Option(
+            False, "--version", "-V", help="Show the version and exit.", callback=_version, is_eager=True
+        ),
+    ) -> None:
+        """natsctl"""
+
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(app)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    app = build_app()
+    try:
+        result = app(args=argv, prog_name="natsctl", standalone_mode=False)
+    except typer.TyperException as exc:  # click usage errors: one line, exit 2
+        message = exc.format_message().splitlines()[0] if exc.format_message() else str(exc)
+        sys.stderr.write(f"natsctl: error: {message} (see 'natsctl --help')\n")
+        raise SystemExit(getattr(exc, "exit_code", ExitCode.USAGE)) from None
+    except typer.Abort:
+        raise SystemExit(ExitCode.INTERRUPTED) from None
+    except NatsctlError as exc:
+        sys.stderr.write(f"natsctl: error: {exc.line()}\n")
+        raise SystemExit(exc.exit_code) from None
+    except BrokenPipeError:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        raise SystemExit(0) from None
+    except KeyboardInterrupt:
+        raise SystemExit(ExitCode.INTERRUPTED) from None
+    raise SystemExit(result if isinstance(result, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

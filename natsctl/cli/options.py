@@ -1,0 +1,208 @@
+"""Options shared by many commands, declared once.
+
+``@connection_options`` adds the connection flags to a command's signature (so Typer shows them in the
+command's own help, after the command name, as natscli users type them) and hands the command one
+``Settings`` object resolved by :func:`natsctl.cli.settings.load_settings` instead of a dozen keyword
+arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+CONNECTION = "Connection"
+
+# name -> (annotation, default). The names are the Settings fields the flags set.
+_CONNECTION_PARAMS: dict[str, tuple[Any, Any]] = {
+    "servers": (
+        Annotated[
+            str | None,
+            typer.Option(
+                "--server",
+                "-s",
+                help="NATS server URL(s), comma-separated [env NATS_URL; default nats://127.0.0.1:4222]",
+                rich_help_panel=CONNECTION,
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    "timeout": (
+        Annotated[
+            float | None,
+            typer.Option(
+                "--timeout",
+                help="Seconds to wait for the server (connect, requests) [default 5]",
+                rich_help_panel=CONNECTION,
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    "context": (
+        Annotated[
+            str | None,
+            typer.Option("--context", help="natscli context to use [env NATS_CONTEXT]", rich_help_panel=CONNECTION),
+        ],
+        None,
+    ),
+    "user": (
+        Annotated[str | None, typer.Option("--user", help="User name [env NATS_USER]", rich_help_panel=CONNECTION)],
+        None,
+    ),
+    "password": (
+        Annotated[
+            str | None,
+            typer.Option("--password", help="Password [env NATS_PASSWORD]", rich_help_panel=CONNECTION),
+        ],
+        None,
+    ),
+    "token": (
+        Annotated[str | None, typer.Option("--token", help="Token [env NATS_TOKEN]", rich_help_panel=CONNECTION)],
+        None,
+    ),
+    "creds": (
+        Annotated[
+            str | None,
+            typer.Option("--creds", help="Credentials file (JWT + seed) [env NATS_CREDS]", rich_help_panel=CONNECTION),
+        ],
+        None,
+    ),
+    "nkey": (
+        Annotated[
+            str | None,
+            typer.Option("--nkey", help="NKey seed file [env NATS_NKEY]", rich_help_panel=CONNECTION),
+        ],
+        None,
+    ),
+    "tls_ca": (
+        Annotated[
+            str | None,
+            typer.Option("--tlsca", help="CA certificate file [env NATS_CA]", rich_help_panel=CONNECTION),
+        ],
+        None,
+    ),
+    "tls_cert": (
+        Annotated[
+            str | None,
+            typer.Option("--tlscert", help="Client certificate file [env NATS_CERT]", rich_help_panel=CONNECTION),
+        ],
+        None,
+    ),
+    "tls_key": (
+        Annotated[
+            str | None,
+            typer.Option("--tlskey", help="Client private key file [env NATS_KEY]", rich_help_panel=CONNECTION),
+        ],
+        None,
+    ),
+    "tls_first": (
+        Annotated[
+            bool | None,
+            typer.Option(
+                "--tlsfirst/--no-tlsfirst",
+                help="TLS handshake before the NATS protocol",
+                rich_help_panel=CONNECTION,
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    "tls_insecure": (
+        Annotated[
+            bool | None,
+            typer.Option(
+                "--tls-insecure",
+                help="Do not verify the server's certificate (a warning says so)",
+                rich_help_panel=CONNECTION,
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    "cluster_id": (
+        Annotated[
+            str | None,
+            typer.Option(
+                "--cluster-id",
+                help="NATS Streaming cluster id: talk to a legacy NATS Streaming server [env NATS_CLUSTER_ID]",
+                rich_help_panel=CONNECTION,
+            ),
+        ],
+        None,
+    ),
+    "client_id": (
+        Annotated[
+            str | None,
+            typer.Option(
+                "--client-id",
+                help="NATS Streaming client id (resuming a durable needs the same one) [env NATS_CLIENT_ID]",
+                rich_help_panel=CONNECTION,
+            ),
+        ],
+        None,
+    ),
+}
+
+MONITOR_PARAMS: dict[str, tuple[Any, Any]] = {
+    "monitor_urls": (
+        Annotated[
+            str | None,
+            typer.Option(
+                "--monitor",
+                "-m",
+                help="Monitoring URL(s), comma-separated [env NATS_MONITOR_URL; default http://<server host>:8222]",
+                rich_help_panel=CONNECTION,
+                show_default=False,
+            ),
+        ],
+        None,
+    ),
+    "monitor_ca": (
+        Annotated[
+            str | None,
+            typer.Option("--monitor-ca", help="CA certificate for an https monitoring port", rich_help_panel=CONNECTION),
+        ],
+        None,
+    ),
+}
+
+
+def _with_params(params: dict[str, tuple[Any, Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add ``params`` to the wrapped command's signature; pass the resolved Settings as ``settings``."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command)
+        own = [p for name, p in signature.parameters.items() if name != "settings"]
+        already = getattr(command, "__natsctl_params__", {})
+        merged = {**already, **params}
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+            for name, (annotation, default) in params.items()
+        ]
+
+        target = getattr(command, "__natsctl_target__", command)
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            flags = {name: kwargs.pop(name, None) for name in merged}
+            from natsctl.cli.settings import load_settings
+
+            kwargs["settings"] = load_settings(flags)
+            return target(*args, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+        wrapper.__natsctl_params__ = merged  # type: ignore[attr-defined]
+        wrapper.__natsctl_target__ = target  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+connection_options = _with_params(_CONNECTION_PARAMS)
+monitor_options = _with_params({**_CONNECTION_PARAMS, **MONITOR_PARAMS})

@@ -1,0 +1,89 @@
+"""The messaging interface every backend (JetStream, NATS Streaming) implements.
+
+The CLI only talks to these two abstract classes; it never imports a backend module. A backend must
+map its server's failures onto :mod:`natsctl.core.errors` and its wire objects onto
+:mod:`natsctl.core.model`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import ClassVar
+
+from .model import ChannelRef, Message, OutgoingMessage, PublishAck, PublishSummary, SubscribeSpec
+
+AckCallback = Callable[[PublishAck], None]
+ErrorCallback = Callable[[int, OutgoingMessage, str], None]  # (index, message, reason)
+
+
+class Subscription(abc.ABC):
+    """A running subscription. Iterate it for batches of messages; ack each batch once written out."""
+
+    spec: SubscribeSpec
+
+    @abc.abstractmethod
+    def batches(self) -> AsyncIterator[list[Message]]:
+        """Yield batches of messages in delivery order until the subscription ends.
+
+        It ends when ``spec.stop_at_end`` is set and the channel is caught up, past ``spec.to_sequence``
+        or ``spec.until``, or when :meth:`stop` is called. A lost connection raises a NatsctlError.
+        """
+
+    @abc.abstractmethod
+    async def ack(self, messages: list[Message]) -> None:
+        """Acknowledge messages that were written out (or processed). A no-op when ``spec.ack`` is off."""
+
+    @abc.abstractmethod
+    async def nak(self, message: Message) -> None:
+        """Ask for ``message`` again. Where the server has no negative ack it comes back after the ack wait."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop delivering: ``batches()`` finishes after the batch in hand. Safe from a signal handler."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Leave the subscription: keep a durable, unless ``spec.unsubscribe`` asks to delete it."""
+
+
+class Backend(abc.ABC):
+    """A connected server of one kind."""
+
+    kind: ClassVar[str]  # "jetstream" | "stan"
+    supports_headers: ClassVar[bool]
+
+    @abc.abstractmethod
+    async def resolve_channel(self, channel: str, *, create: bool) -> ChannelRef:
+        """Find the stream/channel for ``channel``; create it when missing and ``create`` is set."""
+
+    @abc.abstractmethod
+    async def publish(
+        self,
+        channel: str,
+        messages: Iterable[OutgoingMessage],
+        *,
+        create: bool = True,
+        on_ack: AckCallback | None = None,
+        on_error: ErrorCallback | None = None,
+    ) -> PublishSummary:
+        """Publish every message, pipelined, and wait for each confirmation.
+
+        ``on_ack`` is called once per confirmed message, in input order. A message that is refused or
+        not confirmed is reported to ``on_error`` and counted in the summary; publishing goes on unless
+        the connection is lost.
+        """
+
+    @abc.abstractmethod
+    async def subscribe(self, spec: SubscribeSpec) -> Subscription:
+        """Start a subscription (validating the spec against the server first)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush and close the connection."""
+
+    async def __aenter__(self) -> Backend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,92 @@
+"""Typed errors and the exit codes they map to.
+
+Every failure natsctl reports goes through one of these classes. The CLI layer turns an instance into a
+single line on stderr and exits with ``error.exit_code``; nothing else decides exit statuses. Messages
+must say what is wrong and what to do, in one line, and never contain a secret.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Documented exit statuses (README "Exit codes" lists the same table)."""
+
+    OK = 0
+    ERROR = 1  # unexpected failure, or a command that ran and failed (e.g. --exec target missing)
+    USAGE = 2  # bad flags, arguments or input data
+    CONNECTION = 3  # server or monitoring endpoint unreachable, connection lost
+    AUTH = 4  # authentication failed (bad user/password/token/nkey/creds)
+    PERMISSION = 5  # authorization violation: not permitted to publish/subscribe there
+    TLS = 6  # TLS required / handshake / certificate problems
+    NOT_FOUND = 7  # channel, stream, consumer or endpoint does not exist
+    SERVER = 8  # the server refused the request (JetStream off, payload too large, ...)
+    TIMEOUT = 9  # no answer within --timeout
+    UNCONFIRMED = 10  # some published messages were not confirmed by the server
+    UNHEALTHY = 11  # `natsctl health` found the server unhealthy
+    INTERRUPTED = 130  # Ctrl-C (SIGINT)
+    TERMINATED = 143  # SIGTERM
+
+
+class NatsctlError(Exception):
+    """Base of every error natsctl reports on purpose."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def line(self) -> str:
+        """The one line shown to the user."""
+        if self.hint:
+            return f"{self.message}; {self.hint}"
+        return self.message
+
+
+class UsageError(NatsctlError):
+    exit_code = ExitCode.USAGE
+
+
+class ConnectionFailed(NatsctlError):
+    exit_code = ExitCode.CONNECTION
+
+
+class AuthFailed(NatsctlError):
+    exit_code = ExitCode.AUTH
+
+
+class PermissionDenied(NatsctlError):
+    exit_code = ExitCode.PERMISSION
+
+
+class TLSFailed(NatsctlError):
+    exit_code = ExitCode.TLS
+
+
+class NotFound(NatsctlError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class ServerError(NatsctlError):
+    exit_code = ExitCode.SERVER
+
+
+class Timeout(NatsctlError):
+    exit_code = ExitCode.TIMEOUT
+
+
+class Unconfirmed(NatsctlError):
+    exit_code = ExitCode.UNCONFIRMED
+
+
+class Unhealthy(NatsctlError):
+    exit_code = ExitCode.UNHEALTHY
+
+
+class Unsupported(NatsctlError):
+    """A feature that exists on one server kind only (e.g. headers on NATS Streaming)."""
+
+    exit_code = ExitCode.USAGE

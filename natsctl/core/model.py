@@ -1,0 +1,104 @@
+"""Dataclasses shared by every backend; they are also the shape of natsctl's JSON output.
+
+Nothing here imports NATS, Typer or rich: a backend converts its wire objects into these, the CLI
+renders them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class StartKind(str, enum.Enum):
+    """Where a subscription starts (the concept map's "start at" row)."""
+
+    NEW = "new"  # only messages published after subscribing
+    ALL = "all"  # from the first message still stored
+    LAST = "last"  # the last message, then new ones
+    SEQUENCE = "sequence"  # from a channel sequence
+    TIME = "time"  # from the first message at or after a point in time
+
+
+@dataclass(frozen=True, slots=True)
+class StartPosition:
+    kind: StartKind = StartKind.NEW
+    sequence: int | None = None  # with SEQUENCE
+    time: datetime | None = None  # with TIME (aware, UTC)
+
+
+@dataclass(slots=True)
+class OutgoingMessage:
+    """One message to publish. ``source`` names where it came from for error reports (e.g. "line 17")."""
+
+    data: bytes
+    headers: dict[str, list[str]] | None = None
+    msg_id: str | None = None  # JetStream de-duplication id (Nats-Msg-Id)
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishAck:
+    """The server's confirmation of one published message."""
+
+    index: int  # position in the input, from 0
+    channel: str
+    sequence: int  # stream / channel sequence; 0 where the server does not say (NATS Streaming)
+    stream: str = ""  # JetStream stream name; "" on NATS Streaming
+    duplicate: bool = False
+
+
+@dataclass(slots=True)
+class PublishSummary:
+    channel: str
+    stream: str
+    published: int = 0  # messages sent
+    confirmed: int = 0  # messages the server confirmed
+    first_sequence: int | None = None
+    last_sequence: int | None = None
+    duplicates: int = 0
+    created: bool = False  # natsctl created the stream/channel for this publish
+    failed: list[str] = field(default_factory=list)  # "<source>: <reason>" of unconfirmed messages
+
+
+@dataclass(slots=True)
+class Message:
+    """One delivered message, backend-neutral."""
+
+    channel: str
+    subject: str
+    sequence: int
+    time: datetime | None
+    data: bytes
+    headers: dict[str, list[str]] | None = None
+    redelivered: bool = False
+    deliveries: int = 1  # JetStream delivery count; NATS Streaming: 2 when redelivered, else 1
+    pending: int | None = None  # messages left after this one, where the server says (JetStream)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeSpec:
+    """Everything a backend needs to start a subscription."""
+
+    channel: str
+    start: StartPosition = StartPosition()
+    durable: str | None = None
+    queue: str | None = None
+    ack_wait: float = 30.0  # seconds
+    max_in_flight: int = 1024
+    create: bool = True  # create the channel when missing (NATS Streaming does it implicitly)
+    ack: bool = True  # False: nothing is acked (replay of a channel without a durable)
+    stop_at_end: bool = False  # stop once the channel is caught up
+    to_sequence: int | None = None  # stop after this sequence (replay --to-seq)
+    until: datetime | None = None  # stop before the first message after this time (replay --until)
+    unsubscribe: bool = False  # on leaving, delete the durable instead of keeping it
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRef:
+    """A channel resolved on the server: the JetStream stream that holds it, or the STAN channel."""
+
+    channel: str
+    stream: str = ""
+    created: bool = False

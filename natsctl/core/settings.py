@@ -1,0 +1,162 @@
+"""Connection settings, resolved in one place: flags > environment > context > config > defaults.
+
+Each source is turned into a plain ``dict`` of field name -> value (only the fields it sets) and the
+layers are merged here; nothing else in natsctl reads ``os.environ`` for connection settings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULT_SERVER = "nats://127.0.0.1:4222"
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_MONITOR_PORT = 8222
+
+# Environment variable -> settings field. natscli's and the services' conventions.
+ENVIRONMENT = {
+    "NATS_URL": "servers",
+    "NATS_USER": "user",
+    "NATS_PASSWORD": "password",
+    "NATS_TOKEN": "token",
+    "NATS_CREDS": "creds",
+    "NATS_NKEY": "nkey",
+    "NATS_CA": "tls_ca",
+    "NATS_CERT": "tls_cert",
+    "NATS_KEY": "tls_key",
+    "NATS_CLUSTER_ID": "cluster_id",
+    "NATS_CLIENT_ID": "client_id",
+    "NATS_MONITOR_URL": "monitor_urls",
+    "NATS_CONTEXT": "context",
+}
+
+LIST_FIELDS = {"servers", "monitor_urls"}
+
+
+@dataclass(slots=True)
+class Settings:
+    servers: list[str] = field(default_factory=lambda: [DEFAULT_SERVER])
+    timeout: float = DEFAULT_TIMEOUT
+    connection_name: str = "natsctl"
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    creds: str | None = None
+    nkey: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_first: bool = False
+    tls_insecure: bool = False
+    inbox_prefix: str | None = None
+    js_domain: str | None = None
+    js_api_prefix: str | None = None
+    cluster_id: str | None = None  # set: the server is NATS Streaming
+    client_id: str | None = None
+    monitor_urls: list[str] = field(default_factory=list)  # empty: derived from the servers
+    monitor_ca: str | None = None
+    context: str | None = None
+    description: str | None = None
+
+    @property
+    def backend_kind(self) -> str:
+        return "stan" if self.cluster_id else "jetstream"
+
+    def secrets(self) -> list[str]:
+        """Every secret value these settings hold, so output can be checked or scrubbed for them."""
+        found = [s for s in (self.password, self.token) if s]
+        for url in self.servers:
+            parts = urlsplit(url)
+            if parts.password:
+                found.append(parts.password)
+            elif parts.username and not parts.password:
+                found.append(parts.username)  # nats://TOKEN@host carries a token
+        return found
+
+    def redacted_servers(self) -> str:
+        return ",".join(redact_url(u) for u in self.servers)
+
+    def derived_monitor_urls(self) -> list[str]:
+        """``--monitor`` when given, otherwise http://<host of each server>:8222."""
+        if self.monitor_urls:
+            return list(self.monitor_urls)
+        urls: list[str] = []
+        for server in self.servers:
+            host = urlsplit(normalize_server_url(server)).hostname or "127.0.0.1"
+            if ":" in host:
+                host = f"[{host}]"
+            url = f"http://{host}:{DEFAULT_MONITOR_PORT}"
+            if url not in urls:
+                urls.append(url)
+        return urls
+
+
+def normalize_server_url(url: str) -> str:
+    """Accept ``host``, ``host:port`` and full URLs, as natscli does."""
+    url = url.strip()
+    if "://" not in url:
+        url = "nats://" + url
+    return url
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password or token replaced by ``***``: safe to print."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    if not (parts.username or parts.password):
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = host + (f":{port}" if port else "")
+    if parts.password is not None:
+        netloc = f"{parts.username}:***@{netloc}"
+    else:
+        netloc = f"***@{netloc}"  # a bare user part in a NATS URL is a token
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def split_list(value: str | list[str]) -> list[str]:
+    if isinstance(value, list):
+        return value
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def from_environment(env: Mapping[str, str]) -> dict[str, object]:
+    layer: dict[str, object] = {}
+    for name, key in ENVIRONMENT.items():
+        value = env.get(name)
+        if value:
+            layer[key] = split_list(value) if key in LIST_FIELDS else value
+    return layer
+
+
+def merge(*layers: Mapping[str, object]) -> Settings:
+    """Build Settings from layers, the first that sets a field wins. ``None`` means "not set"."""
+    settings = Settings()
+    known = {f.name for f in fields(Settings)}
+    for layer in reversed(layers):
+        for key, value in layer.items():
+            if value is None or key not in known:
+                continue
+            if key in LIST_FIELDS:
+                value = split_list(value)  # type: ignore[arg-type]
+                if not value:
+                    continue
+            setattr(settings, key, value)
+    settings.servers = [normalize_server_url(u) for u in settings.servers]
+    return settings
+
+
+def resolve(flags: Mapping[str, object], env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from command-line flags over the environment over the defaults."""
+    env = os.environ if env is None else env
+    return merge(flags, from_environment(env))
