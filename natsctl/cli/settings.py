@@ -1,15 +1,56 @@
-"""Turn command-line flags into Settings (flags > env > context > config > defaults)."""
+"""Turn command-line flags into Settings (flags > env > context > config > defaults), with warnings.
+
+Warnings (one line each, on stderr): a file holding secrets that other users can read (context,
+config, creds, nkey), and TLS verification turned off.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Mapping
+from pathlib import Path
 
 from natsctl.core.errors import UsageError
-from natsctl.core.settings import Settings, resolve
+from natsctl.core.settings import Resolution, Settings, resolve_full
 
 
 def load_settings(flags: Mapping[str, object]) -> Settings:
-    settings = resolve(flags)
+    resolution = resolve_full(flags)
+    settings = resolution.settings
     if settings.timeout <= 0:
         raise UsageError(f"--timeout must be more than 0 seconds, not {settings.timeout:g}")
+    warn_about(resolution)
     return settings
+
+
+def warn_about(resolution: Resolution) -> None:
+    from natsctl.cli.run import warn
+
+    for message in warnings_for(resolution):
+        warn(message)
+
+
+def warnings_for(resolution: Resolution) -> list[str]:
+    settings = resolution.settings
+    files: list[tuple[str, Path | str | None]] = [
+        ("context file", resolution.context_path),
+        ("config file", resolution.config_path),
+        ("creds file", settings.creds),
+        ("nkey seed file", settings.nkey),
+    ]
+    messages = [m for kind, path in files if path and (m := exposed_file(kind, Path(path)))]
+    if settings.tls_insecure:
+        messages.append("TLS certificate verification is off (--tls-insecure): the server is not authenticated")
+    return messages
+
+
+def exposed_file(kind: str, path: Path) -> str | None:
+    """A warning if ``path`` can be read by users other than its owner (a missing file is reported later)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        return f"the {kind} {path} is readable by other users (mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
+    return None

@@ -2,6 +2,10 @@
 
 Each source is turned into a plain ``dict`` of field name -> value (only the fields it sets) and the
 layers are merged here; nothing else in natsctl reads ``os.environ`` for connection settings.
+
+The context is the natscli context named by ``--context``, else ``NATS_CONTEXT``, else the one selected
+in ``<config home>/nats/context.txt`` (:mod:`natsctl.core.contexts`). The natsctl config
+(:mod:`natsctl.core.config`) sits under it, its ``contexts.<name>`` section over its top level.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_SERVER = "nats://127.0.0.1:4222"
@@ -33,6 +38,8 @@ ENVIRONMENT = {
 }
 
 LIST_FIELDS = {"servers", "monitor_urls"}
+# Fields naming files: "~" is expanded whatever layer set them (natscli does the same for contexts).
+PATH_FIELDS = ("creds", "nkey", "tls_ca", "tls_cert", "tls_key", "monitor_ca")
 
 
 @dataclass(slots=True)
@@ -59,6 +66,7 @@ class Settings:
     monitor_ca: str | None = None
     context: str | None = None
     description: str | None = None
+    output: str | None = None  # default output format from the natsctl config (table, json, yaml)
 
     @property
     def backend_kind(self) -> str:
@@ -156,7 +164,65 @@ def merge(*layers: Mapping[str, object]) -> Settings:
     return settings
 
 
-def resolve(flags: Mapping[str, object], env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from command-line flags over the environment over the defaults."""
+@dataclass(slots=True)
+class Resolution:
+    """Resolved settings plus where they came from (for warnings and ``natsctl config show``)."""
+
+    settings: Settings
+    layers: list[tuple[str, dict[str, object]]]  # (source name, fields it sets), highest first
+    context_path: Path | None = None
+    config_path: Path | None = None
+
+    def source_of(self, name: str) -> str:
+        for source, layer in self.layers:
+            if layer.get(name) not in (None, [], ""):
+                return source
+        return "default"
+
+
+def selected_context(flags: Mapping[str, object], env: Mapping[str, str]) -> str | None:
+    from natsctl.core import contexts
+
+    name = flags.get("context") or env.get("NATS_CONTEXT")
+    return str(name) if name else contexts.selected(env)
+
+
+def resolve_full(flags: Mapping[str, object], env: Mapping[str, str] | None = None) -> Resolution:
+    """Every layer, highest first: flags, environment, context, config per context, config."""
+    from natsctl.core import config, contexts
+
     env = os.environ if env is None else env
-    return merge(flags, from_environment(env))
+    name = selected_context(flags, env)
+    context_layer: dict[str, object] = {}
+    context_file = None
+    if name:
+        context_file = contexts.context_path(name, env)
+        context_layer = contexts.to_layer(contexts.read(name, env))
+        context_layer["context"] = name
+    document = config.load(env)
+    layers = [
+        ("flag", dict(flags)),
+        ("env", from_environment(env)),
+        (f"context {name}", context_layer),
+        (f"config contexts.{name}", config.context_overrides(document, name)),
+        ("config", config.to_layer(document)),
+    ]
+    settings = merge(*(layer for _, layer in layers))
+    finish(settings)
+    config_file = config.path(env)
+    return Resolution(settings, layers, context_file, config_file if config_file.exists() else None)
+
+
+def finish(settings: Settings) -> None:
+    for name in PATH_FIELDS:
+        value = getattr(settings, name)
+        if value:
+            setattr(settings, name, os.path.expanduser(value))
+    if settings.monitor_ca is None:
+        # An https monitoring port is usually signed by the same CA as the client port.
+        settings.monitor_ca = settings.tls_ca
+
+
+def resolve(flags: Mapping[str, object], env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from flags over the environment over the context over the natsctl config."""
+    return resolve_full(flags, env).settings
