@@ -173,36 +173,94 @@ MONITOR_PARAMS: dict[str, tuple[Any, Any]] = {
 }
 
 
-def _with_params(params: dict[str, tuple[Any, Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Add ``params`` to the wrapped command's signature; pass the resolved Settings as ``settings``."""
+def _with_params(
+    params: dict[str, tuple[Any, Any]], keyword: str, build: Callable[[dict[str, Any]], Any]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add ``params`` to the wrapped command's signature; pass ``build(their values)`` as ``keyword``."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(command)
-        own = [p for name, p in signature.parameters.items() if name != "settings"]
-        already = getattr(command, "__natsctl_params__", {})
-        merged = {**already, **params}
+        own = [p for name, p in signature.parameters.items() if name != keyword]
         added = [
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
             for name, (annotation, default) in params.items()
         ]
 
-        target = getattr(command, "__natsctl_target__", command)
-
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            flags = {name: kwargs.pop(name, None) for name in merged}
-            from natsctl.cli.settings import load_settings
-
-            kwargs["settings"] = load_settings(flags)
-            return target(*args, **kwargs)
+            values = {name: kwargs.pop(name, None) for name in params}
+            kwargs[keyword] = build(values)
+            return command(*args, **kwargs)
 
         wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
-        wrapper.__natsctl_params__ = merged  # type: ignore[attr-defined]
-        wrapper.__natsctl_target__ = target  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
 
 
-connection_options = _with_params(_CONNECTION_PARAMS)
-monitor_options = _with_params({**_CONNECTION_PARAMS, **MONITOR_PARAMS})
+def _load_settings(flags: dict[str, Any]) -> Any:
+    from natsctl.cli.settings import load_settings
+
+    return load_settings(flags)
+
+
+connection_options = _with_params(_CONNECTION_PARAMS, "settings", _load_settings)
+monitor_options = _with_params({**_CONNECTION_PARAMS, **MONITOR_PARAMS}, "settings", _load_settings)
+
+CREATION = "Channel creation (JetStream, when natsctl creates the stream)"
+
+_STREAM_PARAMS: dict[str, tuple[Any, Any]] = {
+    "replicas": (
+        Annotated[int | None, typer.Option("--replicas", min=1, max=5, help="Stream replicas [default 1]", rich_help_panel=CREATION)],
+        None,
+    ),
+    "storage": (
+        Annotated[str | None, typer.Option("--storage", help="file or memory [default file]", rich_help_panel=CREATION)],
+        None,
+    ),
+    "max_age": (
+        Annotated[str | None, typer.Option("--max-age", help="Drop messages older than this (e.g. 24h)", rich_help_panel=CREATION)],
+        None,
+    ),
+    "max_msgs": (
+        Annotated[int | None, typer.Option("--max-msgs", min=1, help="Keep at most this many messages", rich_help_panel=CREATION)],
+        None,
+    ),
+    "max_bytes": (
+        Annotated[int | None, typer.Option("--max-bytes", min=1, help="Keep at most this many bytes", rich_help_panel=CREATION)],
+        None,
+    ),
+    "discard": (
+        Annotated[str | None, typer.Option("--discard", help="At a limit: drop old messages, or refuse new ones (old|new)", rich_help_panel=CREATION)],
+        None,
+    ),
+    "dupe_window": (
+        Annotated[str | None, typer.Option("--dupe-window", help="De-duplication window for message ids (e.g. 2m)", rich_help_panel=CREATION)],
+        None,
+    ),
+}
+
+
+def _build_stream_options(values: dict[str, Any]) -> Any:
+    from natsctl.core.errors import UsageError
+    from natsctl.core.model import StreamOptions
+    from natsctl.core.timeparse import parse_duration
+
+    storage = values["storage"] or "file"
+    if storage not in ("file", "memory"):
+        raise UsageError(f"--storage must be file or memory, not {storage!r}")
+    discard = values["discard"] or "old"
+    if discard not in ("old", "new"):
+        raise UsageError(f"--discard must be old or new, not {discard!r}")
+    return StreamOptions(
+        replicas=values["replicas"] or 1,
+        storage=storage,
+        max_age=parse_duration(values["max_age"], what="--max-age") if values["max_age"] else None,
+        max_msgs=values["max_msgs"],
+        max_bytes=values["max_bytes"],
+        discard=discard,
+        duplicate_window=parse_duration(values["dupe_window"], what="--dupe-window") if values["dupe_window"] else None,
+    )
+
+
+stream_options = _with_params(_STREAM_PARAMS, "stream_options", _build_stream_options)

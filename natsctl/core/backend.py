@@ -11,7 +11,15 @@ import abc
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import ClassVar
 
-from .model import ChannelRef, Message, OutgoingMessage, PublishAck, PublishSummary, SubscribeSpec
+from .model import (
+    ChannelRef,
+    Message,
+    OutgoingMessage,
+    PublishAck,
+    PublishSummary,
+    StreamOptions,
+    SubscribeSpec,
+)
 
 AckCallback = Callable[[PublishAck], None]
 ErrorCallback = Callable[[int, OutgoingMessage, str], None]  # (index, message, reason)
@@ -52,6 +60,8 @@ class Backend(abc.ABC):
 
     kind: ClassVar[str]  # "jetstream" | "stan"
     supports_headers: ClassVar[bool]
+    # How a missing channel is created (JetStream streams); a backend without the notion ignores it.
+    stream_options: StreamOptions = StreamOptions()
 
     @abc.abstractmethod
     async def resolve_channel(self, channel: str, *, create: bool) -> ChannelRef:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 class StartKind(str, enum.Enum):
@@ -75,6 +76,7 @@ class Message:
     redelivered: bool = False
     deliveries: int = 1  # JetStream delivery count; NATS Streaming: 2 when redelivered, else 1
     pending: int | None = None  # messages left after this one, where the server says (JetStream)
+    ack_token: Any = field(default=None, repr=False, compare=False)  # backend-private: how to ack it
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,8 @@ class SubscribeSpec:
     to_sequence: int | None = None  # stop after this sequence (replay --to-seq)
     until: datetime | None = None  # stop before the first message after this time (replay --until)
     unsubscribe: bool = False  # on leaving, delete the durable instead of keeping it
+    max_messages: int | None = None  # deliver at most this many (sub --count): nothing more is fetched
+    exclusive_acks: bool = False  # every message is acked or nacked on its own (sub --exec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +106,16 @@ class ChannelRef:
     channel: str
     stream: str = ""
     created: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOptions:
+    """How natsctl creates a JetStream stream for a channel (an existing stream is used as it is)."""
+
+    replicas: int = 1
+    storage: str = "file"  # file | memory
+    max_age: float | None = None  # seconds
+    max_msgs: int | None = None
+    max_bytes: int | None = None
+    discard: str = "old"  # old | new
+    duplicate_window: float | None = None  # seconds; de-duplication by Nats-Msg-Id

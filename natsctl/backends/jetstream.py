@@ -1,0 +1,673 @@
+"""The JetStream backend: a channel is a stream whose subject is the channel name.
+
+Publishing is pipelined: raw publishes whose reply subjects are ``<inbox>.<index>`` on one wildcard
+subscription, a bounded window of acks in flight refilled in halves, acks parsed without per-message
+futures. Consuming is a callback-driven pull: two next-requests in flight on one inbox, batches handed
+to the caller as they arrive, metadata read from the reply subject.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from nats import errors as nats_errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import api
+from nats.js import errors as js_errors
+
+from natsctl.backends.connection import close_quietly, connect_nats, events_of, raise_permission_error, stderr_notify
+from natsctl.core.backend import AckCallback, Backend, ErrorCallback, Subscription
+from natsctl.core.errors import (
+    ConnectionFailed,
+    NatsctlError,
+    NotFound,
+    PermissionDenied,
+    ServerError,
+    Timeout,
+    UsageError,
+)
+from natsctl.core.model import (
+    ChannelRef,
+    Message,
+    OutgoingMessage,
+    PublishAck,
+    PublishSummary,
+    StartKind,
+    StreamOptions,
+    SubscribeSpec,
+)
+from natsctl.core.names import stream_name_for, validate_channel, validate_durable
+from natsctl.core.settings import Settings
+
+PUBLISH_WINDOW = 8192  # acks in flight; refilled when half of them came back
+PULL_BATCH = 500  # messages per next-request; two requests are kept in flight
+PULL_EXPIRES = 10.0  # seconds a next-request waits on the server for messages
+IDLE_HEARTBEAT = 2.0  # the server's heartbeat on an idle next-request, to notice lost requests
+QUEUE_INACTIVE = 300.0  # a queue group without --durable is removed after this long without members
+EPHEMERAL_INACTIVE = 30.0
+
+
+async def connect(settings: Settings, notify=stderr_notify) -> JetStreamBackend:
+    client = await connect_nats(settings, notify=notify)
+    return JetStreamBackend(client, settings)
+
+
+def jetstream_error(exc: BaseException, settings: Settings, doing: str) -> NatsctlError:
+    """Map a nats-py JetStream API failure while ``doing`` something to a natsctl error."""
+    if isinstance(exc, NatsctlError):
+        return exc
+    where = settings.redacted_servers()
+    if isinstance(exc, (js_errors.ServiceUnavailableError, nats_errors.NoRespondersError)):
+        return ServerError(
+            f"JetStream is not enabled on the server at {where} (no answer to {doing})",
+            hint="start nats-server with -js, or pass --cluster-id for a NATS Streaming server",
+        )
+    if isinstance(exc, (nats_errors.TimeoutError, asyncio.TimeoutError)):
+        return Timeout(f"JetStream did not answer {doing} within {settings.timeout:g}s at {where}")
+    if isinstance(exc, js_errors.NotFoundError):
+        return NotFound(f"{doing}: {exc.description or 'not found'}")
+    if isinstance(exc, js_errors.APIError):
+        return ServerError(f"{doing} failed: {exc.description or exc}")
+    if isinstance(exc, (nats_errors.ConnectionClosedError, nats_errors.StaleConnectionError)):
+        return ConnectionFailed(f"connection to {where} lost while {doing}")
+    return ServerError(f"{doing} failed: {exc}")
+
+
+class JetStreamBackend(Backend):
+    kind = "jetstream"
+    supports_headers = True
+
+    def __init__(self, client: Client, settings: Settings, stream_options: StreamOptions | None = None) -> None:
+        self.nc = client
+        self.settings = settings
+        self.stream_options = stream_options or StreamOptions()
+        self.js = client.jetstream(
+            prefix=settings.js_api_prefix or api.DEFAULT_PREFIX, domain=settings.js_domain, timeout=settings.timeout
+        )
+        self._channels: dict[str, ChannelRef] = {}
+
+    @property
+    def max_payload(self) -> int:
+        return self.nc.max_payload
+
+    async def close(self) -> None:
+        await close_quietly(self.nc)
+
+    # -- channels -------------------------------------------------------------------------------
+
+    async def resolve_channel(self, channel: str, *, create: bool) -> ChannelRef:
+        validate_channel(channel)
+        known = self._channels.get(channel)
+        if known:
+            return known
+        name = await self._stream_for_subject(channel)
+        if name:
+            ref = ChannelRef(channel=channel, stream=name)
+        elif not create:
+            raise NotFound(
+                f"no stream holds channel {channel!r}",
+                hint="drop --no-create to let natsctl create it, or create a stream for that subject",
+            )
+        else:
+            ref = await self._create_stream(channel)
+        self._channels[channel] = ref
+        return ref
+
+    async def _stream_for_subject(self, channel: str) -> str | None:
+        try:
+            return await self.js.find_stream_name_by_subject(channel)
+        except js_errors.NotFoundError:
+            return None
+        except Exception as exc:  # noqa: BLE001 - mapped to a typed error
+            raise jetstream_error(exc, self.settings, f"looking up the stream of {channel!r}") from None
+
+    def _stream_config(self, channel: str) -> api.StreamConfig:
+        opts = self.stream_options
+        return api.StreamConfig(
+            name=stream_name_for(channel),
+            subjects=[channel],
+            storage=api.StorageType.MEMORY if opts.storage == "memory" else api.StorageType.FILE,
+            num_replicas=opts.replicas,
+            max_age=opts.max_age,
+            max_msgs=opts.max_msgs,
+            max_bytes=opts.max_bytes,
+            discard=api.DiscardPolicy.NEW if opts.discard == "new" else api.DiscardPolicy.OLD,
+            duplicate_window=opts.duplicate_window,
+            description=f"natsctl channel {channel}",
+        )
+
+    async def _create_stream(self, channel: str) -> ChannelRef:
+        config = self._stream_config(channel)
+        try:
+            await self.js.add_stream(config)
+        except js_errors.BadRequestError as exc:
+            # Another natsctl may have created it a moment ago: use what is there now.
+            name = await self._stream_for_subject(channel)
+            if name:
+                return ChannelRef(channel=channel, stream=name)
+            raise ServerError(f"cannot create a stream for channel {channel!r}: {exc.description}") from None
+        except Exception as exc:  # noqa: BLE001
+            raise jetstream_error(exc, self.settings, f"creating a stream for {channel!r}") from None
+        return ChannelRef(channel=channel, stream=config.name, created=True)
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        channel: str,
+        messages: Iterable[OutgoingMessage] | AsyncIterable[OutgoingMessage],
+        *,
+        create: bool = True,
+        on_ack: AckCallback | None = None,
+        on_error: ErrorCallback | None = None,
+    ) -> PublishSummary:
+        ref = await self.resolve_channel(channel, create=create)
+        pipeline = PublishPipeline(self, ref, on_ack, on_error)
+        return await pipeline.run(messages)
+
+    # -- subscribing ----------------------------------------------------------------------------
+
+    async def subscribe(self, spec: SubscribeSpec) -> Subscription:
+        ref = await self.resolve_channel(spec.channel, create=spec.create)
+        for name, what in ((spec.durable, "durable"), (spec.queue, "queue group")):
+            if name is not None:
+                validate_durable(name, what)
+        subscription = PullSubscription(self, spec, ref)
+        await subscription.start()
+        return subscription
+
+
+class PublishPipeline:
+    """Publishes messages with a bounded window of acks in flight and reports each confirmation in order."""
+
+    def __init__(
+        self, backend: JetStreamBackend, ref: ChannelRef, on_ack: AckCallback | None, on_error: ErrorCallback | None
+    ) -> None:
+        self.backend = backend
+        self.nc = backend.nc
+        self.ref = ref
+        self.on_ack = on_ack
+        self.on_error = on_error
+        self.summary = PublishSummary(channel=ref.channel, stream=ref.stream, created=ref.created)
+        self.in_flight = 0
+        self.window = PUBLISH_WINDOW
+        self.progress = asyncio.Event()
+        self.pending: dict[int, tuple[OutgoingMessage, int | None, str | None, bool]] = {}
+        self.outstanding: dict[int, OutgoingMessage] = {}
+        self.next_report = 0
+        self.last_progress = time.monotonic()
+
+    async def run(self, messages: Iterable[OutgoingMessage] | AsyncIterable[OutgoingMessage]) -> PublishSummary:
+        inbox = self.nc.new_inbox()
+        self.prefix_len = len(inbox) + 1
+        sub = await self.nc.subscribe(inbox + ".*", cb=self._on_reply)
+        try:
+            index = 0
+            async for message in _aiter(messages):
+                await self._send(index, message, inbox)
+                index += 1
+            await self._wait_until_below(1)
+        finally:
+            await self._fail_outstanding("no confirmation from the server")
+            try:
+                await sub.unsubscribe()
+            except Exception:  # noqa: BLE001 - the connection may be gone already
+                pass
+        return self.summary
+
+    async def _send(self, index: int, message: OutgoingMessage, inbox: str) -> None:
+        if len(message.data) > self.nc.max_payload:
+            self._report(index, message, None, (
+                f"payload of {len(message.data)} bytes is over the server's max_payload of {self.nc.max_payload} bytes"
+            ))
+            self._flush_reports()
+            return
+        if self.in_flight >= self.window:
+            await self._wait_until_below(self.window // 2)
+        headers = _flat_headers(message.headers)
+        if message.msg_id:
+            headers = {**(headers or {}), "Nats-Msg-Id": message.msg_id}
+        self.outstanding[index] = message
+        self.in_flight += 1
+        self.summary.published += 1
+        try:
+            await self.nc.publish(self.ref.channel, message.data, reply=f"{inbox}.{index}", headers=headers)
+        except nats_errors.MaxPayloadError:
+            self._settle(index, None, f"message is over the server's max_payload of {self.nc.max_payload} bytes")
+        except (nats_errors.ConnectionClosedError, nats_errors.OutboundBufferLimitError) as exc:
+            self._settle(index, None, f"not sent: {exc}")
+            raise ConnectionFailed(
+                f"connection to {self.backend.settings.redacted_servers()} lost while publishing"
+            ) from None
+
+    async def _wait_until_below(self, limit: int) -> None:
+        timeout = self.backend.settings.timeout
+        while self.in_flight >= limit:
+            if self.nc.is_closed:
+                await self._fail_outstanding("connection closed before the server confirmed it")
+                return
+            self.progress.clear()
+            try:
+                await asyncio.wait_for(self.progress.wait(), timeout=min(timeout, 1.0))
+            except asyncio.TimeoutError:
+                if time.monotonic() - self.last_progress > timeout:
+                    raise_permission_error(self.nc)
+                    await self._fail_outstanding(f"no confirmation from the server within {timeout:g}s")
+                    return
+
+    async def _on_reply(self, msg: Msg) -> None:
+        try:
+            index = int(msg.subject[self.prefix_len :])
+        except ValueError:
+            return
+        if index not in self.outstanding:
+            return  # a late ack for something already given up on
+        data = msg.data
+        if not data and msg.headers and msg.headers.get("Status") == "503":
+            self._settle(index, None, f"no stream answered for channel {self.ref.channel!r} (was it deleted?)")
+        elif b'"error"' in data:
+            self._settle(index, None, _api_error_text(data))
+        else:
+            try:
+                ack = json.loads(data)
+                self._settle(index, int(ack["seq"]), None, bool(ack.get("duplicate")), ack.get("stream"))
+            except (ValueError, KeyError, TypeError):
+                self._settle(index, None, f"unreadable confirmation {data[:80]!r}")
+
+    def _settle(
+        self, index: int, seq: int | None, error: str | None, duplicate: bool = False, stream: str | None = None
+    ) -> None:
+        message = self.outstanding.pop(index, None)
+        if message is None:
+            return
+        if stream and not self.summary.stream:
+            self.summary.stream = stream
+        self.in_flight -= 1
+        self.last_progress = time.monotonic()
+        self.pending[index] = (message, seq, error, duplicate)
+        self._flush_reports()
+        self.progress.set()
+
+    def _report(self, index: int, message: OutgoingMessage, seq: int | None, error: str | None) -> None:
+        self.pending[index] = (message, seq, error, False)
+
+    def _flush_reports(self) -> None:
+        """Report settled messages in input order (acks can overtake each other after a reconnect)."""
+        while self.next_report in self.pending:
+            message, seq, error, duplicate = self.pending.pop(self.next_report)
+            index = self.next_report
+            self.next_report += 1
+            if error is not None:
+                self.summary.failed.append(f"{message.source or f'message {index + 1}'}: {error}")
+                if self.on_error:
+                    self.on_error(index, message, error)
+                continue
+            summary = self.summary
+            summary.confirmed += 1
+            summary.duplicates += duplicate
+            if summary.first_sequence is None:
+                summary.first_sequence = seq
+            summary.last_sequence = seq
+            if self.on_ack:
+                self.on_ack(PublishAck(index, self.ref.channel, seq or 0, summary.stream, duplicate))
+
+    async def _fail_outstanding(self, reason: str) -> None:
+        if not self.outstanding:
+            return
+        events = events_of(self.nc)
+        if events and events.permission_errors:
+            reason = events.permission_errors[0]
+        for index in sorted(self.outstanding):
+            self._settle(index, None, reason)
+
+
+def _api_error_text(data: bytes) -> str:
+    try:
+        error = json.loads(data).get("error") or {}
+        return f"refused by the server: {error.get('description', 'unknown error')} (code {error.get('err_code', '?')})"
+    except (ValueError, AttributeError):
+        return f"refused by the server: {data[:120]!r}"
+
+
+def _flat_headers(headers: dict[str, list[str]] | None) -> dict[str, str] | None:
+    # nats-py sends one value per header key; repeated keys are joined as HTTP does.
+    if not headers:
+        return None
+    return {key: ",".join(values) for key, values in headers.items()}
+
+
+async def _aiter(messages: Iterable[OutgoingMessage] | AsyncIterable[OutgoingMessage]) -> AsyncIterator[OutgoingMessage]:
+    if isinstance(messages, AsyncIterable):
+        async for message in messages:
+            yield message
+    else:
+        for message in messages:
+            yield message
+
+
+def parse_ack_reply(reply: str) -> tuple[int, int, int, int] | None:
+    """(deliveries, stream sequence, timestamp ns, pending) from a ``$JS.ACK`` reply subject."""
+    tokens = reply.split(".")
+    count = len(tokens)
+    if count == 9:
+        delivered, sseq, _cseq, ts, pending = tokens[4:9]
+    elif count >= 11:
+        delivered, sseq, _cseq, ts, pending = tokens[6:11]
+    else:
+        return None
+    return int(delivered), int(sseq), int(ts), int(pending)
+
+
+class PullSubscription(Subscription):
+    """A pull consumer read with next-requests in flight and a callback filling a buffer."""
+
+    def __init__(self, backend: JetStreamBackend, spec: SubscribeSpec, ref: ChannelRef) -> None:
+        self.backend = backend
+        self.nc = backend.nc
+        self.spec = spec
+        self.ref = ref
+        self.consumer = ""
+        self.ephemeral = False
+        self.ack_policy = api.AckPolicy.EXPLICIT
+        self.batch = max(1, min(PULL_BATCH, spec.max_in_flight // 2 or 1))
+        self.buffer: list[Message] = []
+        self.wake = asyncio.Event()
+        self.requests: deque[list[float]] = deque()  # [messages still owed, deadline]
+        self.stopped = False
+        self.ended = False
+        self.delivered = 0
+        self.error: NatsctlError | None = None
+        self.last_seen = time.monotonic()
+        self.check_end = False
+        self.inbox_sub: Any = None
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._ensure_consumer()
+        self.inbox = self.nc.new_inbox()
+        self.inbox_sub = await self.nc.subscribe(self.inbox, cb=self._on_msg)
+        self.next_subject = f"{self.backend.js._prefix}.CONSUMER.MSG.NEXT.{self.ref.stream}.{self.consumer}"
+        if self.spec.stop_at_end and await self._caught_up():
+            self.ended = True
+            return
+        await self._refill()
+
+    def _consumer_name(self) -> str | None:
+        return self.spec.durable or self.spec.queue
+
+    def _wanted_policy(self) -> api.AckPolicy:
+        spec = self.spec
+        if not spec.ack:
+            return api.AckPolicy.NONE
+        if spec.queue or spec.exclusive_acks:
+            return api.AckPolicy.EXPLICIT
+        return api.AckPolicy.ALL  # one reader: one ack per written batch
+
+    def _consumer_config(self, name: str | None) -> api.ConsumerConfig:
+        spec = self.spec
+        start = spec.start
+        policy = {
+            StartKind.NEW: api.DeliverPolicy.NEW,
+            StartKind.ALL: api.DeliverPolicy.ALL,
+            StartKind.LAST: api.DeliverPolicy.LAST,
+            StartKind.SEQUENCE: api.DeliverPolicy.BY_START_SEQUENCE,
+            StartKind.TIME: api.DeliverPolicy.BY_START_TIME,
+        }[start.kind]
+        ack_policy = self._wanted_policy()
+        inactive = None
+        if name is None:
+            inactive = EPHEMERAL_INACTIVE
+        elif not spec.durable:
+            inactive = max(QUEUE_INACTIVE, spec.ack_wait * 2)
+        return api.ConsumerConfig(
+            durable_name=name if spec.durable else None,
+            name=name,
+            deliver_policy=policy,
+            opt_start_seq=start.sequence if start.kind == StartKind.SEQUENCE else None,
+            opt_start_time=start.time.isoformat().replace("+00:00", "Z") if start.kind == StartKind.TIME else None,
+            ack_policy=ack_policy,
+            ack_wait=spec.ack_wait if ack_policy != api.AckPolicy.NONE else None,
+            max_ack_pending=spec.max_in_flight if ack_policy != api.AckPolicy.NONE else None,
+            filter_subject=spec.channel,
+            inactive_threshold=inactive,
+            max_deliver=-1,
+            mem_storage=True if name is None else None,
+            num_replicas=1 if name is None else None,
+        )
+
+    async def _ensure_consumer(self) -> None:
+        name = self._consumer_name()
+        js = self.backend.js
+        settings = self.backend.settings
+        try:
+            if name:
+                info = await self._existing_consumer(name)
+                if info is None:
+                    info = await js.add_consumer(self.ref.stream, self._consumer_config(name))
+            else:
+                info = await js.add_consumer(self.ref.stream, self._consumer_config(None))
+                self.ephemeral = True
+        except NatsctlError:
+            raise
+        except js_errors.BadRequestError as exc:
+            raise UsageError(f"cannot subscribe to {self.spec.channel!r}: {exc.description}") from None
+        except Exception as exc:  # noqa: BLE001
+            raise jetstream_error(exc, settings, f"creating a consumer on {self.ref.stream!r}") from None
+        self.consumer = info.name
+        self.ack_policy = info.config.ack_policy or api.AckPolicy.EXPLICIT
+        self._check_compatible(info.config)
+
+    async def _existing_consumer(self, name: str) -> api.ConsumerInfo | None:
+        try:
+            return await self.backend.js.consumer_info(self.ref.stream, name)
+        except js_errors.NotFoundError:
+            return None
+
+    def _check_compatible(self, config: api.ConsumerConfig) -> None:
+        """A durable made for one use must not be silently used in a way that loses acks."""
+        spec = self.spec
+        name = self.consumer
+        subject = config.filter_subject
+        if subject and subject != spec.channel:
+            raise UsageError(
+                f"durable {name!r} on stream {self.ref.stream!r} reads {subject!r}, not {spec.channel!r}; use another name"
+            )
+        if config.ack_policy == api.AckPolicy.ALL and (spec.queue or spec.exclusive_acks):
+            use = "a queue group" if spec.queue else "--exec"
+            raise UsageError(
+                f"durable {name!r} acknowledges all-at-once (it was made for a single reader) and cannot serve {use}; "
+                f"use another --durable name or delete it first"
+            )
+        if config.ack_policy == api.AckPolicy.NONE and spec.ack:
+            raise UsageError(f"consumer {name!r} takes no acks; use another --durable name")
+
+    # -- delivery -------------------------------------------------------------------------------
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self.last_seen = time.monotonic()
+        reply = msg.reply
+        if not reply:
+            self._on_status(msg)
+            return
+        meta = parse_ack_reply(reply)
+        if meta is None:
+            return
+        deliveries, seq, ts, pending = meta
+        headers = msg.headers
+        self.buffer.append(
+            Message(
+                channel=self.spec.channel,
+                subject=msg.subject,
+                sequence=seq,
+                time=datetime.fromtimestamp(ts / 1e9, tz=timezone.utc),
+                data=msg.data,
+                headers={k: [v] for k, v in headers.items()} if headers else None,
+                redelivered=deliveries > 1,
+                deliveries=deliveries,
+                pending=pending,
+                ack_token=reply,
+            )
+        )
+        if self.requests:
+            self.requests[0][0] -= 1
+            if self.requests[0][0] <= 0:
+                self.requests.popleft()
+        self.wake.set()
+
+    def _on_status(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        status = headers.get("Status", "")
+        description = headers.get("Description", "")
+        if status == "100":
+            return  # idle heartbeat: the request is alive
+        if status in ("404", "408"):
+            if self.requests:
+                self.requests.popleft()
+            self.check_end = self.spec.stop_at_end
+        elif status == "409":
+            lowered = description.lower()
+            if "consumer deleted" in lowered or "consumer is push based" in lowered:
+                self.error = NotFound(f"the consumer {self.consumer!r} was deleted while reading")
+            elif self.requests:
+                self.requests.popleft()  # exceeded limits or leadership change: ask again
+        self.wake.set()
+
+    async def _refill(self) -> None:
+        """Keep two next-requests in flight while the local buffer has room."""
+        now = time.monotonic()
+        while self.requests and self.requests[0][1] < now:
+            self.requests.popleft()  # expired on the server (or lost in a reconnect)
+        if self.last_seen < now - 2 * IDLE_HEARTBEAT - 1 and self.requests:
+            self.requests.clear()  # no heartbeat: the server no longer holds our requests
+            self.last_seen = now
+        while len(self.requests) < 2 and len(self.buffer) < 2 * self.batch and not self.stopped:
+            want = self.batch
+            if self.spec.max_messages is not None:
+                owed = sum(int(r[0]) for r in self.requests)
+                want = min(want, self.spec.max_messages - self.delivered - len(self.buffer) - owed)
+                if want <= 0:
+                    return
+            request = {"batch": want, "expires": int(PULL_EXPIRES * 1e9), "idle_heartbeat": int(IDLE_HEARTBEAT * 1e9)}
+            self.requests.append([want, now + PULL_EXPIRES + 1])
+            try:
+                await self.nc.publish(self.next_subject, json.dumps(request).encode(), reply=self.inbox)
+            except (nats_errors.ConnectionClosedError, nats_errors.ConnectionReconnectingError):
+                self.requests.pop()
+                return
+
+    async def batches(self) -> AsyncIterator[list[Message]]:
+        while not self.ended:
+            if not self.buffer:
+                if self.stopped:
+                    return
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), IDLE_HEARTBEAT)
+                except asyncio.TimeoutError:
+                    pass
+            self._raise_if_broken()
+            if self.check_end and not self.buffer:
+                self.check_end = False
+                if await self._caught_up():
+                    return
+            if not self.buffer:
+                await self._refill()
+                continue
+            batch, self.buffer = self.buffer, []
+            batch = self._apply_bounds(batch)
+            if batch:
+                self.delivered += len(batch)
+                yield batch
+            if self.stopped or self.ended:
+                return
+            if self.spec.max_messages is not None and self.delivered >= self.spec.max_messages:
+                return
+            if self.spec.stop_at_end and batch and batch[-1].pending == 0 and not self.buffer:
+                if await self._caught_up():
+                    return
+            await self._refill()
+
+    def _apply_bounds(self, batch: list[Message]) -> list[Message]:
+        spec = self.spec
+        limit = len(batch)
+        for i, message in enumerate(batch):
+            past_seq = spec.to_sequence is not None and message.sequence > spec.to_sequence
+            past_time = spec.until is not None and message.time is not None and message.time > spec.until
+            if past_seq or past_time:
+                limit = i
+                self.ended = True
+                break
+        if spec.max_messages is not None:
+            limit = min(limit, spec.max_messages - self.delivered)
+        kept = batch[:limit]
+        if spec.to_sequence is not None and kept and kept[-1].sequence >= spec.to_sequence:
+            self.ended = True
+        return kept
+
+    async def _caught_up(self) -> bool:
+        """True when nothing is left for this consumer (and, for a lone reader, nothing awaits redelivery)."""
+        try:
+            info = await self.backend.js.consumer_info(self.ref.stream, self.consumer)
+        except Exception as exc:  # noqa: BLE001
+            raise jetstream_error(exc, self.backend.settings, "reading the consumer's position") from None
+        if info.num_pending:
+            return False
+        if self.ack_policy == api.AckPolicy.NONE or self.spec.queue:
+            return True
+        return not info.num_ack_pending
+
+    def _raise_if_broken(self) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.nc.is_closed:
+            raise ConnectionFailed(
+                f"connection to {self.backend.settings.redacted_servers()} lost while reading {self.spec.channel!r}"
+            )
+        events = events_of(self.nc)
+        if events and events.permission_errors:
+            raise PermissionDenied(events.permission_errors[0])
+
+    # -- acks and leaving -----------------------------------------------------------------------
+
+    async def ack(self, messages: list[Message]) -> None:
+        if not messages or self.ack_policy == api.AckPolicy.NONE:
+            return
+        if self.ack_policy == api.AckPolicy.ALL:
+            await self.nc.publish(messages[-1].ack_token, b"+ACK")
+            return
+        publish = self.nc.publish
+        for message in messages:
+            await publish(message.ack_token, b"+ACK")
+
+    async def nak(self, message: Message) -> None:
+        if self.ack_policy != api.AckPolicy.NONE:
+            await self.nc.publish(message.ack_token, b"-NAK")
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.wake.set()
+
+    async def close(self) -> None:
+        self.stopped = True
+        try:
+            if self.inbox_sub is not None:
+                await self.inbox_sub.unsubscribe()
+            await self.nc.flush(timeout=self.backend.settings.timeout)
+        except Exception:  # noqa: BLE001 - leaving must not fail after the work is done
+            pass
+        if self.ephemeral or (self.spec.unsubscribe and self.consumer):
+            try:
+                await self.backend.js.delete_consumer(self.ref.stream, self.consumer)
+            except js_errors.NotFoundError:
+                pass
+            except Exception as exc:  # noqa: BLE001
+                if not self.ephemeral:
+                    raise jetstream_error(exc, self.backend.settings, f"deleting durable {self.consumer!r}") from None

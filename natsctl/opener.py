@@ -1,0 +1,18 @@
+"""Open the backend the settings name. The only module that knows both backends exist."""
+
+from __future__ import annotations
+
+from natsctl.backends.connection import Notify, stderr_notify
+from natsctl.core.backend import Backend
+from natsctl.core.settings import Settings
+
+
+async def open_backend(settings: Settings, *, notify: Notify = stderr_notify) -> Backend:
+    """JetStream, or NATS Streaming when a cluster id is set (flag, env or context)."""
+    if settings.cluster_id:
+        from natsctl.backends import stan
+
+        return await stan.connect(settings)
+    from natsctl.backends import jetstream
+
+    return await jetstream.connect(settings, notify=notify)
