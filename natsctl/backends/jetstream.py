@@ -572,7 +572,7 @@ class PullSubscription(Subscription):
                 try:
                     await asyncio.wait_for(self.wake.wait(), IDLE_HEARTBEAT)
                 except asyncio.TimeoutError:
-                    pass
+                    self.check_end = self.spec.stop_at_end
             self._raise_if_broken()
             if self.check_end and not self.buffer:
                 self.check_end = False
@@ -622,7 +622,18 @@ class PullSubscription(Subscription):
             return False
         if self.ack_policy == api.AckPolicy.NONE or self.spec.queue:
             return True
-        return not info.num_ack_pending
+        for _ in range(10):
+            if not info.num_ack_pending:
+                return True
+            # Our own last ack may still be on its way through the server: look again shortly.
+            await asyncio.sleep(0.02)
+            try:
+                info = await self.backend.js.consumer_info(self.ref.stream, self.consumer)
+            except Exception as exc:  # noqa: BLE001
+                raise jetstream_error(exc, self.backend.settings, "reading the consumer's position") from None
+            if info.num_pending:
+                return False
+        return False  # messages of an earlier run await redelivery after the ack wait
 
     def _raise_if_broken(self) -> None:
         if self.error is not None:

@@ -1,0 +1,261 @@
+"""`natsctl pub`: publish one or many messages to a channel, every one confirmed by the server."""
+
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from natsctl.cli.options import connection_options, stream_options
+
+PUB_HELP = """Publish to CHANNEL, every message confirmed by the server.
+
+DATA comes from the argument, or from stdin when absent (all of stdin is one message, or one message
+per line with --lines). --file PATH reads one message per line from a file. --count N repeats DATA
+with templates: {{Count}}, {{ID}} (unique), {{Time}}, {{Unix}}, {{UnixNano}} (natscli's {{.Count}}
+style works too). --envelope reads natsctl's JSON envelopes (from `sub --json`) back, binary data
+and headers included: an export/import of a channel.
+
+On JetStream a missing stream for the channel is created (see the creation options) unless
+--no-create is given. Exits 10 when any message was not confirmed, naming the first one.
+
+Examples:
+
+\b
+  natsctl pub ticket:created '{"id": 1}'
+  natsctl pub orders --count 100 'order {{Count}} at {{Time}}'
+  natsctl pub orders --file events.jsonl
+  natsctl replay orders --json > dump.jsonl && natsctl pub orders-copy --file dump.jsonl --envelope"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pub", help=PUB_HELP, no_args_is_help=True)(pub)
+
+
+@stream_options
+@connection_options
+def pub(
+    channel: Annotated[str, typer.Argument(help="Channel (subject) to publish to", show_default=False)],
+    data: Annotated[str | None, typer.Argument(help="Payload; read from stdin when absent", show_default=False)] = None,
+    lines: Annotated[bool, typer.Option("--lines", help="One message per input line (stdin)")] = False,
+    file: Annotated[str | None, typer.Option("--file", "-f", help="Read messages from a file, one per line")] = None,
+    envelope: Annotated[bool, typer.Option("--envelope", help="Input lines are natsctl JSON envelopes")] = False,
+    skip_bad_lines: Annotated[bool, typer.Option("--skip-bad-lines", help="Report bad envelope lines and go on")] = False,
+    count: Annotated[int, typer.Option("--count", "-c", min=1, help="Publish DATA this many times")] = 1,
+    header: Annotated[list[str] | None, typer.Option("--header", "-H", help="Header KEY:VALUE (repeatable; JetStream only)")] = None,
+    msg_id: Annotated[str | None, typer.Option("--msg-id", help="Message id template for de-duplication, e.g. '{{Count}}' (JetStream)")] = None,
+    record: Annotated[str | None, typer.Option("--record", help="Write every confirmation (line, sequence) as JSON lines to this file")] = None,
+    no_create: Annotated[bool, typer.Option("--no-create", help="Fail instead of creating a missing stream")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success")] = False,
+    *,
+    settings: Any,
+    stream_options: Any,
+) -> None:
+    from natsctl.cli.run import run
+
+    plan = PublishPlan(
+        channel=channel,
+        data=data,
+        lines=lines,
+        file=file,
+        envelope=envelope,
+        skip_bad_lines=skip_bad_lines,
+        count=count,
+        headers=header or [],
+        msg_id=msg_id,
+        record=record,
+        create=not no_create,
+        json_out=json_out,
+        quiet=quiet,
+    )
+    plan.validate()
+    run(lambda stop: publish_command(plan, settings, stream_options, stop))
+
+
+class PublishPlan:
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+    def validate(self) -> None:
+        from natsctl.core.errors import UsageError
+        from natsctl.core.names import validate_channel
+
+        validate_channel(self.channel)
+        sources = [self.data is not None, self.file is not None, self.lines]
+        if sum(sources) > 1:
+            raise UsageError("give DATA, --file or --lines, not more than one of them")
+        if self.count > 1 and (self.file or self.lines):
+            raise UsageError("--count repeats DATA; it does not go with --file or --lines")
+        if self.envelope and not (self.file or self.lines):
+            self.lines = True  # envelopes always come one per line
+        if self.skip_bad_lines and not self.envelope:
+            raise UsageError("--skip-bad-lines goes with --envelope (plain lines are never bad)")
+
+
+def build_messages(plan: PublishPlan, warn: Any):
+    """The messages to publish, lazily, plus the input handle to close afterwards."""
+    from natsctl.core.inputs import (
+        file_lines,
+        is_pipe_or_tty,
+        line_maker,
+        open_input,
+        parse_headers,
+        pipe_lines,
+        render_template,
+        templated_messages,
+    )
+    from natsctl.core.model import OutgoingMessage
+
+    headers = parse_headers(plan.headers)
+    if plan.file or plan.lines:
+        make = line_maker(envelope=plan.envelope, headers=headers, skip_bad=plan.skip_bad_lines, on_skip=warn)
+        handle = open_input(plan.file) if plan.file else sys.stdin.buffer
+        messages = pipe_lines(handle, make) if is_pipe_or_tty(handle) else file_lines(handle, make)
+        source_handle = handle if plan.file else None
+    elif plan.data is not None:
+        messages = templated_messages(plan.data.encode("utf-8", errors="surrogateescape"), headers, plan.count)
+        source_handle = None
+    else:
+        body = sys.stdin.buffer.read()
+        messages = templated_messages(body, headers, plan.count) if plan.count > 1 else iter(
+            [OutgoingMessage(data=body, headers=headers, source="stdin")]
+        )
+        source_handle = None
+    if plan.msg_id:
+        messages = with_msg_ids(messages, plan.msg_id, render_template)
+    return messages, source_handle
+
+
+def with_msg_ids(messages: Any, template: str, render: Any):
+    from collections.abc import AsyncIterable
+
+    if isinstance(messages, AsyncIterable):
+
+        async def numbered_async():
+            n = 0
+            async for message in messages:
+                n += 1
+                message.msg_id = render(template, n)
+                yield message
+
+        return numbered_async()
+
+    def numbered():
+        for n, message in enumerate(messages, start=1):
+            message.msg_id = render(template, n)
+            yield message
+
+    return numbered()
+
+
+async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any, stop: Any) -> int:
+    from natsctl.cli.run import error_line, warn
+    from natsctl.core.errors import ExitCode, Unsupported
+    from natsctl.opener import open_backend
+
+    record = open(plan.record, "w", encoding="utf-8") if plan.record else None  # noqa: SIM115
+    backend = await open_backend(settings)
+    messages, handle = build_messages(plan, warn)
+    progress = _progress_for(plan)
+    try:
+        if (plan.headers or plan.msg_id) and not backend.supports_headers:
+            raise Unsupported("headers (-H, --msg-id) exist on JetStream only; NATS Streaming messages have none")
+        backend.stream_options = stream_options
+        stopper = _StopInput(messages, stop)
+
+        def on_ack(ack: Any) -> None:
+            if record is not None:
+                record.write(json.dumps({"line": _source_number(plan, ack.index), "seq": ack.sequence, "stream": ack.stream}) + "\n")
+            progress.advance()
+
+        summary = await backend.publish(plan.channel, stopper, create=plan.create, on_ack=on_ack)
+    finally:
+        progress.close()
+        if handle is not None:
+            handle.close()
+        if record is not None:
+            record.close()
+        await backend.close()
+    _print_summary(plan, summary)
+    if summary.failed:
+        more = f" (and {len(summary.failed) - 1} more)" if len(summary.failed) > 1 else ""
+        error_line(f"{len(summary.failed)} of {summary.published + _unsent(summary)} messages not confirmed; first: {summary.failed[0]}{more}")
+        return ExitCode.UNCONFIRMED
+    return ExitCode.OK
+
+
+def _unsent(summary: Any) -> int:
+    # Messages refused before sending (over max_payload) are failed but were never "published".
+    return max(0, len(summary.failed) + summary.confirmed - summary.published)
+
+
+def _source_number(plan: PublishPlan, index: int) -> int:
+    return index + 1
+
+
+class _StopInput:
+    """Stops reading input once Ctrl-C/SIGTERM arrives; what was sent is still confirmed."""
+
+    def __init__(self, messages: Any, stop: Any) -> None:
+        self.messages = messages
+        self.stop = stop
+
+    def __aiter__(self):
+        return self._run()
+
+    async def _run(self):
+        from collections.abc import AsyncIterable
+
+        if isinstance(self.messages, AsyncIterable):
+            async for message in self.messages:
+                if self.stop.requested:
+                    return
+                yield message
+        else:
+            for message in self.messages:
+                if self.stop.requested:
+                    return
+                yield message
+
+
+class _NoProgress:
+    def advance(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_for(plan: PublishPlan) -> Any:
+    from natsctl.cli.render import stderr_is_terminal
+
+    many = plan.count > 1 or plan.file or plan.lines
+    if not many or plan.quiet or not stderr_is_terminal():
+        return _NoProgress()
+    from natsctl.cli.render.progress import PublishProgress
+
+    return PublishProgress(plan.channel)
+
+
+def _print_summary(plan: PublishPlan, summary: Any) -> None:
+    if plan.json_out:
+        from dataclasses import asdict
+
+        sys.stdout.write(json.dumps(asdict(summary)) + "\n")
+        return
+    if plan.quiet or not summary.confirmed:
+        return
+    where = f"stream {summary.stream}, " if summary.stream else ""
+    if summary.confirmed == 1:
+        seq = f"sequence {summary.last_sequence}" if summary.last_sequence else "confirmed"
+        sys.stdout.write(f"published 1 message to {summary.channel} ({where}{seq})\n")
+    else:
+        seqs = (
+            f"sequences {summary.first_sequence}-{summary.last_sequence}"
+            if summary.last_sequence
+            else "all confirmed"
+        )
+        dupes = f", {summary.duplicates} duplicates ignored" if summary.duplicates else ""
+        sys.stdout.write(f"published {summary.confirmed} messages to {summary.channel} ({where}{seqs}{dupes})\n")

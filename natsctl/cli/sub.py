@@ -1,0 +1,311 @@
+"""`natsctl sub` and `natsctl replay`: read a channel, write each message out, then ack it."""
+
+import sys
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+
+from natsctl.cli.options import connection_options, stream_options
+
+START = "Start position (choose one)"
+OUTPUT = "Output"
+
+SUB_HELP = """Subscribe to CHANNEL and write each message to stdout, acking it once written.
+
+Start at --new (default), --all, --last, --seq N or --since (90s, 1h, 2026-11-28T10:00:00Z).
+--durable NAME keeps the position across runs: a later run with the same name (and, on NATS
+Streaming, the same --client-id) continues after the last acked message; a resumed durable keeps its
+original start. --queue GROUP shares the messages among every subscriber of the group, each message
+to one of them; with --durable too it is a durable queue group.
+
+--exec CMD runs CMD (through sh) once per message with the payload on stdin and acks only when it
+exits 0; otherwise the message comes again (at once on JetStream, after --ack-wait on NATS
+Streaming). CMD sees NATSCTL_CHANNEL, NATSCTL_SUBJECT, NATSCTL_SEQ, NATSCTL_REDELIVERED.
+
+Ctrl-C stops cleanly (what was written is acked) and exits 130; SIGTERM exits 143.
+
+Examples:
+
+\b
+  natsctl sub ticket:created --all --exit-at-end --json
+  natsctl sub orders --durable orders-service --queue orders-service --exec ./handle.sh
+  natsctl sub orders --since 1h --count 10"""
+
+REPLAY_HELP = """Read CHANNEL from the start (or --seq / --since) to its end and exit; nothing is acked or kept.
+
+Bound it with --until TIME or --to-seq N. Same output options as `sub`.
+
+Examples:
+
+\b
+  natsctl replay orders --json > orders.jsonl
+  natsctl replay orders --since 2026-11-28T10:00:00Z --until 2026-11-28T11:00:00Z --raw"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sub", help=SUB_HELP, no_args_is_help=True)(sub)
+    app.command("replay", help=REPLAY_HELP, no_args_is_help=True)(replay)
+
+
+ChannelArg = Annotated[str, typer.Argument(metavar="CHANNEL", help="Channel (subject) to read", show_default=False)]
+AllOpt = Annotated[bool, typer.Option("--all", help="From the first message stored", rich_help_panel=START)]
+NewOpt = Annotated[bool, typer.Option("--new", help="Only messages published from now on (default)", rich_help_panel=START)]
+LastOpt = Annotated[bool, typer.Option("--last", help="The last message, then new ones", rich_help_panel=START)]
+SeqOpt = Annotated[int | None, typer.Option("--seq", help="From this channel sequence", rich_help_panel=START, show_default=False)]
+SinceOpt = Annotated[str | None, typer.Option("--since", help="From a time: a duration ago (90s, 1h) or RFC 3339", rich_help_panel=START)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON envelope per message (binary-safe)", rich_help_panel=OUTPUT)]
+RawOpt = Annotated[bool, typer.Option("--raw", help="Payloads only, one per line", rich_help_panel=OUTPUT)]
+CountOpt = Annotated[int | None, typer.Option("--count", "-c", min=1, help="Stop after this many messages", show_default=False)]
+UntilOpt = Annotated[str | None, typer.Option("--until", help="Stop before the first message after this time")]
+ToSeqOpt = Annotated[int | None, typer.Option("--to-seq", help="Stop after this sequence", show_default=False)]
+NoCreateOpt = Annotated[bool, typer.Option("--no-create", help="Fail instead of creating a missing channel")]
+
+
+@stream_options
+@connection_options
+def sub(
+    channel: ChannelArg,
+    all_: AllOpt = False,
+    new: NewOpt = False,
+    last: LastOpt = False,
+    seq: SeqOpt = None,
+    since: SinceOpt = None,
+    durable: Annotated[str | None, typer.Option("--durable", "-d", help="Durable name: resume where the last run acked")] = None,
+    queue: Annotated[str | None, typer.Option("--queue", "-q", help="Queue group: share messages with its other members")] = None,
+    ack_wait: Annotated[str, typer.Option("--ack-wait", help="Redeliver a message not acked within this time (>= 1s)")] = "30s",
+    max_in_flight: Annotated[int, typer.Option("--max-in-flight", min=1, help="Messages delivered but not yet acked, at most")] = 1024,
+    exec_: Annotated[str | None, typer.Option("--exec", help="Run CMD per message (payload on stdin); ack when it exits 0")] = None,
+    count: CountOpt = None,
+    exit_at_end: Annotated[bool, typer.Option("--exit-at-end", "-e", help="Exit once the channel is caught up")] = False,
+    until: UntilOpt = None,
+    to_seq: ToSeqOpt = None,
+    json_: JsonOpt = False,
+    raw: RawOpt = False,
+    unsubscribe: Annotated[bool, typer.Option("--unsubscribe", help="On exit delete the durable instead of keeping it")] = False,
+    no_create: NoCreateOpt = False,
+    *,
+    settings: Any,
+    stream_options: Any,
+) -> None:
+    from natsctl.cli.run import run
+
+    request = ReadRequest(
+        channel=channel,
+        start_flags=StartFlags(all_, new, last, seq, since),
+        durable=durable,
+        queue=queue,
+        ack_wait=ack_wait,
+        max_in_flight=max_in_flight,
+        exec_cmd=exec_,
+        count=count,
+        stop_at_end=exit_at_end,
+        until=until,
+        to_seq=to_seq,
+        output=_output(json_, raw),
+        ack=True,
+        unsubscribe=unsubscribe,
+        create=not no_create,
+    )
+    spec = request.spec()
+    run(lambda stop: read_command(request, spec, settings, stream_options, stop))
+
+
+@connection_options
+def replay(
+    channel: ChannelArg,
+    seq: SeqOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    to_seq: ToSeqOpt = None,
+    count: CountOpt = None,
+    json_: JsonOpt = False,
+    raw: RawOpt = False,
+    *,
+    settings: Any,
+) -> None:
+    from natsctl.cli.run import run
+    from natsctl.core.model import StreamOptions
+
+    request = ReadRequest(
+        channel=channel,
+        start_flags=StartFlags(seq is None and since is None, False, False, seq, since),
+        count=count,
+        stop_at_end=True,
+        until=until,
+        to_seq=to_seq,
+        output=_output(json_, raw),
+        ack=False,
+        create=False,
+    )
+    spec = request.spec()
+    run(lambda stop: read_command(request, spec, settings, StreamOptions(), stop))
+
+
+def _output(json_: bool, raw: bool) -> str:
+    from natsctl.core.errors import UsageError
+
+    if json_ and raw:
+        raise UsageError("choose one of --json and --raw")
+    return "json" if json_ else "raw" if raw else "text"
+
+
+@dataclass
+class StartFlags:
+    all_: bool
+    new: bool
+    last: bool
+    seq: int | None
+    since: str | None
+
+    def position(self) -> Any:
+        from natsctl.core.errors import UsageError
+        from natsctl.core.model import StartKind, StartPosition
+        from natsctl.core.timeparse import parse_time
+
+        chosen = [n for n, on in (("--all", self.all_), ("--new", self.new), ("--last", self.last),
+                                   ("--seq", self.seq is not None), ("--since", self.since is not None)) if on]
+        if len(chosen) > 1:
+            raise UsageError(f"choose one start position, not {' and '.join(chosen)}")
+        if self.seq is not None:
+            if self.seq < 1:
+                raise UsageError(f"--seq must be 1 or more, not {self.seq}")
+            return StartPosition(StartKind.SEQUENCE, sequence=self.seq)
+        if self.since is not None:
+            return StartPosition(StartKind.TIME, time=parse_time(self.since, what="--since"))
+        if self.all_:
+            return StartPosition(StartKind.ALL)
+        if self.last:
+            return StartPosition(StartKind.LAST)
+        return StartPosition(StartKind.NEW)
+
+
+@dataclass
+class ReadRequest:
+    channel: str
+    start_flags: StartFlags
+    output: str
+    ack: bool
+    create: bool
+    durable: str | None = None
+    queue: str | None = None
+    ack_wait: str = "30s"
+    max_in_flight: int = 1024
+    exec_cmd: str | None = None
+    count: int | None = None
+    stop_at_end: bool = False
+    until: str | None = None
+    to_seq: int | None = None
+    unsubscribe: bool = False
+
+    def spec(self) -> Any:
+        from natsctl.core.errors import UsageError
+        from natsctl.core.model import SubscribeSpec
+        from natsctl.core.names import validate_channel, validate_durable
+        from natsctl.core.timeparse import parse_duration, parse_time
+
+        validate_channel(self.channel)
+        for name, what in ((self.durable, "durable"), (self.queue, "queue group")):
+            if name is not None:
+                validate_durable(name, what)
+        ack_wait = parse_duration(self.ack_wait, what="--ack-wait")
+        if ack_wait < 1:
+            raise UsageError(f"--ack-wait must be at least 1s, not {self.ack_wait}")
+        if self.to_seq is not None and self.to_seq < 1:
+            raise UsageError(f"--to-seq must be 1 or more, not {self.to_seq}")
+        if self.unsubscribe and not self.durable:
+            raise UsageError("--unsubscribe deletes a durable: it needs --durable")
+        if self.exec_cmd is not None and not self.exec_cmd.strip():
+            raise UsageError("--exec needs a command")
+        return SubscribeSpec(
+            channel=self.channel,
+            start=self.start_flags.position(),
+            durable=self.durable,
+            queue=self.queue,
+            ack_wait=ack_wait,
+            max_in_flight=self.max_in_flight,
+            create=self.create,
+            ack=self.ack,
+            stop_at_end=self.stop_at_end,
+            to_sequence=self.to_seq,
+            until=parse_time(self.until, what="--until") if self.until else None,
+            unsubscribe=self.unsubscribe,
+            max_messages=None if self.exec_cmd else self.count,
+            exclusive_acks=self.exec_cmd is not None,
+        )
+
+
+async def read_command(request: ReadRequest, spec: Any, settings: Any, stream_options: Any, stop: Any) -> int:
+    from natsctl.cli.run import note
+    from natsctl.opener import open_backend
+
+    backend = await open_backend(settings)
+    try:
+        backend.stream_options = stream_options
+        subscription = await backend.subscribe(spec)
+        if getattr(backend, "client_id_generated", False) and spec.durable:
+            note(
+                f"client id {backend.client_id} was generated; resume durable {spec.durable!r} with "
+                f"--client-id {backend.client_id}"
+            )
+        stop.on_stop(subscription.stop)
+        try:
+            if request.exec_cmd:
+                await _consume_with_exec(subscription, request, stop)
+            else:
+                await _consume_to_stdout(subscription, request.output)
+        finally:
+            await subscription.close()
+    finally:
+        await backend.close()
+    return 0
+
+
+async def _consume_to_stdout(subscription: Any, output: str) -> None:
+    from natsctl.cli.render.messages import writer_for
+
+    writer = writer_for(output)
+    async for batch in subscription.batches():
+        writer.write_batch(batch)  # written and flushed before the ack: nothing acked is lost
+        await subscription.ack(batch)
+
+
+async def _consume_with_exec(subscription: Any, request: ReadRequest, stop: Any) -> None:
+    from natsctl.cli.run import warn
+
+    done = 0
+    async for batch in subscription.batches():
+        for message in batch:
+            if stop.requested:
+                return
+            code = await _run_exec(request.exec_cmd, message)
+            if code == 0:
+                await subscription.ack([message])
+                done += 1
+                if request.count is not None and done >= request.count:
+                    subscription.stop()
+                    return
+            else:
+                warn(f"--exec exited {code} for sequence {message.sequence}; it will be redelivered")
+                await subscription.nak(message)
+
+
+async def _run_exec(command: str, message: Any) -> int:
+    import asyncio
+    import os
+
+    env = {
+        **os.environ,
+        "NATSCTL_CHANNEL": message.channel,
+        "NATSCTL_SUBJECT": message.subject,
+        "NATSCTL_SEQ": str(message.sequence),
+        "NATSCTL_REDELIVERED": "1" if message.redelivered else "0",
+        "NATSCTL_DELIVERIES": str(message.deliveries),
+    }
+    sys.stdout.flush()
+    process = await asyncio.create_subprocess_shell(command, stdin=asyncio.subprocess.PIPE, env=env)
+    try:
+        await process.communicate(message.data)
+    except (BrokenPipeError, ConnectionResetError):
+        await process.wait()  # the command did not read its stdin: its exit status still decides
+    return process.returncode if process.returncode is not None else 1
