@@ -19,7 +19,9 @@ in queue groups, replaying from any point, with manual acks) and inspect the bus
 server's monitoring port. Works on NATS JetStream and on the legacy NATS Streaming server."""
 
 # Command-group modules, each with a ``register(app)``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "natsctl.cli.context",
+)
 
 
 def _version(value: bool) -> None:

@@ -15,8 +15,17 @@ from natsctl.core.errors import UsageError
 from natsctl.core.settings import Resolution, Settings, resolve_full
 
 
+_LAST: list[Resolution] = []
+
+
+def last_resolution() -> Resolution | None:
+    """The layers behind the Settings the running command got (``natsctl config show`` prints them)."""
+    return _LAST[-1] if _LAST else None
+
+
 def load_settings(flags: Mapping[str, object]) -> Settings:
     resolution = resolve_full(flags)
+    _LAST[:] = [resolution]
     settings = resolution.settings
     if settings.timeout <= 0:
         raise UsageError(f"--timeout must be more than 0 seconds, not {settings.timeout:g}")

@@ -1,0 +1,280 @@
+"""``natsctl context ls|show|use|add|rm`` and ``natsctl config path|show``.
+
+Contexts are natscli's own files, so ``nats`` and ``natsctl`` share them. Secrets are masked in
+everything printed here; the file-writing is in :mod:`natsctl.core.contexts`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from natsctl.cli.options import monitor_options
+
+MASK = "***"
+FORMATS = ("table", "json", "yaml")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output (same as -o json)")]
+OutputOpt = Annotated[
+    str | None, typer.Option("--output", "-o", help="Output format: table, json or yaml", show_default=False)
+]
+
+
+def register(app: typer.Typer) -> None:
+    context_app = typer.Typer(name="context", help="natscli connection contexts: list, show, select, add, remove.", no_args_is_help=True)
+    config_app = typer.Typer(name="config", help="natsctl's own config file (monitoring URL, cluster id, defaults).", no_args_is_help=True)
+    for name, command in (("ls", context_ls), ("show", context_show), ("use", context_use), ("add", context_add), ("rm", context_rm)):
+        context_app.command(name)(command)
+    config_app.command("path")(config_path)
+    config_app.command("show")(config_show)
+    app.add_typer(context_app, name="context")
+    app.add_typer(config_app, name="config")
+
+
+# --- output ----------------------------------------------------------------------------------------
+
+
+def output_format(json_flag: bool, output: str | None) -> str:
+    from natsctl.core.errors import UsageError
+
+    if json_flag:
+        return "json"
+    if output is None:
+        from natsctl.core import config
+
+        try:
+            output = str(config.load().get("output") or "table")
+        except Exception:  # noqa: BLE001 - a broken config is reported by the commands that need it
+            output = "table"
+    if output not in FORMATS:
+        raise UsageError(f"unknown output format {output!r}: use table, json or yaml")
+    return output
+
+
+def emit(data: Any, fmt: str, table: str) -> None:
+    if fmt == "json":
+        import json
+
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    elif fmt == "yaml":
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+    else:
+        sys.stdout.write(table)
+
+
+def columns(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n" for row in rows)
+
+
+def key_values(pairs: list[tuple[str, Any]]) -> str:
+    width = max(len(k) for k, _ in pairs)
+    return "".join(f"{k.ljust(width)}  {'' if v is None else v}\n" for k, v in pairs)
+
+
+# --- masking ---------------------------------------------------------------------------------------
+
+
+def mask_context(data: dict[str, Any]) -> dict[str, Any]:
+    """A context document safe to print: secrets masked, credentials in URLs redacted."""
+    from natsctl.core.contexts import SECRET_KEYS
+    from natsctl.core.settings import redact_url, split_list
+
+    shown: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECRET_KEYS and value:
+            value = MASK
+        elif key == "url" and isinstance(value, str) and value:
+            value = ",".join(redact_url(u) for u in split_list(value))
+        shown[key] = value
+    return shown
+
+
+def mask_config(section: Any) -> Any:
+    from natsctl.core.config import SECRET_KEYS
+    from natsctl.core.settings import redact_url, split_list
+
+    if not isinstance(section, dict):
+        return section
+    shown: dict[str, Any] = {}
+    for key, value in section.items():
+        if key in SECRET_KEYS and value:
+            value = MASK
+        elif key in ("server", "servers") and value:
+            value = [redact_url(u) for u in split_list(value)]
+        elif isinstance(value, dict):
+            value = {k: mask_config(v) for k, v in value.items()}
+        shown[key] = value
+    return shown
+
+
+# --- context commands ------------------------------------------------------------------------------
+
+
+def context_ls(json_flag: JsonOpt = False, output: OutputOpt = None) -> None:
+    """List the natscli contexts; '*' marks the selected one."""
+    from natsctl.core import contexts
+
+    fmt = output_format(json_flag, output)
+    current = contexts.selected()
+    rows = []
+    for name in contexts.names():
+        try:
+            data = mask_context(contexts.read(name))
+            problem = None
+        except Exception as exc:  # noqa: BLE001 - one broken file must not hide the others
+            data, problem = {}, getattr(exc, "message", type(exc).__name__)
+        rows.append(
+            {"name": name, "selected": name == current, "description": data.get("description") or "",
+             "url": data.get("url") or "", "path": str(contexts.context_path(name)), "error": problem}
+        )  # fmt: skip
+    table = columns([["NAME", "URL", "DESCRIPTION"]] + [[("*" if r["selected"] else " ") + r["name"], r["url"] or r["error"] or "", r["description"]] for r in rows]) if rows else "no contexts (add one with 'natsctl context add NAME --server URL')\n"
+    emit(rows, fmt, table)
+
+
+def context_show(
+    name: Annotated[str | None, typer.Argument(help="Context name [default: the selected one]", show_default=False)] = None,
+    json_flag: JsonOpt = False,
+    output: OutputOpt = None,
+) -> None:
+    """Show a context (secrets masked) and the natsctl config overrides that apply to it."""
+    from natsctl.core import config, contexts
+    from natsctl.core.errors import UsageError
+
+    fmt = output_format(json_flag, output)
+    name = name or contexts.selected()
+    if not name:
+        raise UsageError("no context is selected", hint="name one, or select one with 'natsctl context use NAME'")
+    data = mask_context(contexts.read(name))
+    overrides = mask_config((config.load().get("contexts") or {}).get(name) or {})
+    doc = {"name": name, "path": str(contexts.context_path(name)), "selected": name == contexts.selected(),
+           "context": data, "natsctl_overrides": overrides}  # fmt: skip
+    pairs = [("Name", name), ("Path", doc["path"]), ("Selected", "yes" if doc["selected"] else "no")]
+    pairs += [(k, v) for k, v in data.items() if v not in ("", None, False)]
+    pairs += [(f"natsctl {k}", v) for k, v in overrides.items()]
+    emit(doc, fmt, key_values(pairs))
+
+
+def context_use(
+    name: Annotated[str, typer.Argument(help="Context to select (written to nats/context.txt, shared with natscli)")],
+    json_flag: JsonOpt = False,
+) -> None:
+    """Select the context used when neither --context nor NATS_CONTEXT is given."""
+    from natsctl.cli.run import note
+    from natsctl.core import contexts
+
+    contexts.read(name)  # refuse a missing or broken context before selecting it
+    path = contexts.select(name)
+    if json_flag:
+        emit({"selected": name, "path": str(path)}, "json", "")
+    else:
+        note(f"selected context {name!r}")
+
+
+def context_add(
+    name: Annotated[str, typer.Argument(help="Context name")],
+    server: Annotated[str | None, typer.Option("--server", "-s", help="NATS server URL(s), comma-separated")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="User name")] = None,
+    password: Annotated[str | None, typer.Option("--password", help="Password (stored in the 0600 context file)")] = None,
+    token: Annotated[str | None, typer.Option("--token", help="Token (stored in the 0600 context file)")] = None,
+    creds: Annotated[str | None, typer.Option("--creds", help="Credentials file (JWT + seed)")] = None,
+    nkey: Annotated[str | None, typer.Option("--nkey", help="NKey seed file")] = None,
+    tls_cert: Annotated[str | None, typer.Option("--tlscert", help="Client certificate file")] = None,
+    tls_key: Annotated[str | None, typer.Option("--tlskey", help="Client private key file")] = None,
+    tls_ca: Annotated[str | None, typer.Option("--tlsca", help="CA certificate file")] = None,
+    tls_first: Annotated[bool, typer.Option("--tlsfirst", help="TLS handshake before the NATS protocol")] = False,
+    inbox_prefix: Annotated[str | None, typer.Option("--inbox-prefix", help="Custom inbox prefix")] = None,
+    js_domain: Annotated[str | None, typer.Option("--js-domain", help="JetStream domain")] = None,
+    js_api_prefix: Annotated[str | None, typer.Option("--js-api-prefix", help="JetStream API prefix")] = None,
+    description: Annotated[str | None, typer.Option("--description", help="A description")] = None,
+    select: Annotated[bool, typer.Option("--select", help="Also select it")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing context of that name")] = False,
+    json_flag: JsonOpt = False,
+) -> None:
+    """Write a natscli-compatible context file (mode 0600, folder 0700)."""
+    from natsctl.cli.run import note
+    from natsctl.core import contexts
+    from natsctl.core.errors import UsageError
+
+    path = contexts.context_path(name)
+    if path.exists() and not force:
+        raise UsageError(f"a context named {name!r} exists ({path})", hint="pass --force to replace it")
+    values = dict(servers=server, user=user, password=password, token=token, creds=creds, nkey=nkey,
+                  tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, tls_first=tls_first or None,
+                  inbox_prefix=inbox_prefix, js_domain=js_domain, js_api_prefix=js_api_prefix,
+                  description=description)  # fmt: skip
+    written = contexts.write(name, contexts.from_settings_fields(values))
+    if select:
+        contexts.select(name)
+    if json_flag:
+        emit({"name": name, "path": str(written), "selected": select, "context": mask_context(contexts.read(name))}, "json", "")
+    else:
+        note(f"wrote context {name!r} to {written}" + (" and selected it" if select else ""))
+
+
+def context_rm(
+    name: Annotated[str, typer.Argument(help="Context to remove")],
+    json_flag: JsonOpt = False,
+) -> None:
+    """Remove a context file (and its selection, if it was selected)."""
+    from natsctl.cli.run import note
+    from natsctl.core import contexts
+
+    path = contexts.remove(name)
+    was_selected = contexts.selected() == name
+    if was_selected:
+        contexts.select(None)
+    if json_flag:
+        emit({"removed": name, "path": str(path), "was_selected": was_selected}, "json", "")
+    else:
+        note(f"removed context {name!r} ({path})")
+
+
+# --- config commands -------------------------------------------------------------------------------
+
+
+def config_path(json_flag: JsonOpt = False) -> None:
+    """Print where natsctl's config file is (or would be)."""
+    from natsctl.core import config
+
+    where = config.path()
+    emit({"path": str(where), "exists": where.exists()}, "json" if json_flag else "table", f"{where}\n")
+
+
+@monitor_options
+def config_show(*, settings: Any, json_flag: JsonOpt = False, output: OutputOpt = None) -> None:
+    """Show the config file (masked) and the effective settings with where each one came from."""
+    from natsctl.cli.settings import last_resolution
+    from natsctl.core import config
+
+    fmt = output_format(json_flag, output)
+    resolution = last_resolution()
+    where = config.path()
+    effective = effective_settings(settings, resolution)
+    doc = {"path": str(where), "exists": where.exists(), "config": mask_config(config.load()), "effective": effective}
+    pairs = [("Config file", f"{where}{'' if where.exists() else ' (none)'}")]
+    pairs += [(k, f"{v['value']}  ({v['source']})") for k, v in effective.items() if v["value"] not in (None, [], False)]
+    emit(doc, fmt, key_values(pairs))
+
+
+def effective_settings(settings: Any, resolution: Any) -> dict[str, dict[str, Any]]:
+    from dataclasses import fields
+
+    from natsctl.core.settings import redact_url
+
+    out: dict[str, dict[str, Any]] = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if f.name in ("password", "token") and value:
+            value = MASK
+        elif f.name in ("servers", "monitor_urls"):
+            value = [redact_url(u) for u in value]
+        source = resolution.source_of(f.name) if resolution else "default"
+        if f.name == "monitor_ca" and source == "default" and value:
+            source = f"tls_ca ({resolution.source_of('tls_ca')})" if resolution else "tls_ca"
+        out[f.name] = {"value": value, "source": source}
+    return out
