@@ -20,6 +20,9 @@ server's monitoring port. Works on NATS JetStream and on the legacy NATS Streami
 
 # Command-group modules, each with a ``register(app)``.
 COMMAND_MODULES: tuple[str, ...] = (
+    "natsctl.cli.pub",
+    "natsctl.cli.sub",
+    "natsctl.cli.monitor",
     "natsctl.cli.context",
 )
 

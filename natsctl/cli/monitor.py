@@ -1,0 +1,426 @@
+"""Monitoring commands: server, clients, channels, channel, subs, routes, health (HTTP port 8222).
+
+httpx and rich are imported inside the functions (through natsctl.monitor and natsctl.cli.render) so
+that loading this module for ``--help`` stays cheap.
+"""
+
+# No "from __future__ import annotations": Typer reads these signatures through the options
+# decorator, which needs real (not string) annotations.
+import importlib.util
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from natsctl.cli.options import monitor_options
+from natsctl.core.settings import Settings
+
+if TYPE_CHECKING:
+    from natsctl.cli.run import Stop
+    from natsctl.monitor.client import MonitorClient
+    from natsctl.monitor.models import Channel, Health, RouteReport, ServerInfo
+
+Output = Annotated[
+    str | None,
+    typer.Option("--output", "-o", help="Output format: table, json, yaml or csv [default: table]", show_default=False),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Short for -o json")]
+Watch = Annotated[
+    float | None,
+    typer.Option(
+        "--watch", "-w", min=0.2, metavar="SECONDS",
+        help="Refresh every SECONDS with rates between refreshes; Ctrl-C stops", show_default=False,
+    ),
+]
+
+Fetch = Callable[["MonitorClient"], Awaitable[Any]]
+TableOf = Callable[[Any, list[dict[str, str]] | None], Any]
+
+
+# --- plumbing shared by the commands ------------------------------------------------------------
+
+
+def _fmt(output: str | None, json_flag: bool) -> str:
+    from natsctl.cli.render.tables import output_format
+
+    return output_format(output, json_flag)
+
+
+def _run(settings: Settings, fetch: Fetch, fmt: str, table: TableOf | None = None,
+         watch: float | None = None, after: Callable[[Any], None] | None = None) -> None:
+    from natsctl.cli import run
+
+    async def command(stop: "Stop") -> int:
+        from natsctl.monitor.client import MonitorClient
+
+        async with MonitorClient(settings) as client:
+            if watch:
+                return await _watch(client, fetch, fmt, table, watch, stop)
+            data = await fetch(client)
+            _emit(data, fmt, table)
+            if after is not None:
+                after(data)
+            return 0
+
+    run.run(command)
+
+
+def _emit(data: Any, fmt: str, table: TableOf | None) -> None:
+    from natsctl.cli.render.tables import emit
+
+    if fmt == "table" and isinstance(data, list) and not data:
+        from natsctl.cli.run import note
+
+        note("nothing to show")
+        return
+    emit(data, fmt, (lambda: table(data, None)) if table else None)
+
+
+async def _watch(client: "MonitorClient", fetch: Fetch, fmt: str, table: TableOf | None, every: float, stop: "Stop") -> int:
+    """Refresh until Ctrl-C, which ends a watch normally (exit 0) rather than as an interruption."""
+    import asyncio
+    import time
+
+    from natsctl.cli.render.tables import LiveView, build_table
+    from natsctl.core.errors import ExitCode
+
+    previous: list[Any] = []
+    before = time.monotonic()
+    with LiveView(fmt) as view:
+        while not stop.requested:
+            data = await fetch(client)
+            now = time.monotonic()
+            rows = data if isinstance(data, list) else [data]
+            extra = _rate_cells(previous, rows, now - before if previous else 0.0)
+            make = table or (lambda d, e: build_table(rows, extra=e))
+            view.show(data, lambda: make(data, extra))
+            previous, before = rows, now
+            try:
+                await asyncio.wait_for(stop.event.wait(), every)
+            except asyncio.TimeoutError:
+                pass
+    if stop.exit_code == ExitCode.INTERRUPTED:
+        stop.exit_code = ExitCode.OK
+    return 0
+
+
+def _rate_cells(previous: list[Any], rows: list[Any], seconds: float) -> list[dict[str, str]] | None:
+    from natsctl.cli.render.tables import rate
+    from natsctl.monitor.rates import rate_columns, rates
+
+    if not rows or not rate_columns(type(rows[0])):
+        return None
+    values = rates(previous, rows, seconds)
+    return [{k: rate(v, "bytes" if "bytes" in k else "") for k, v in row.items()} for row in values]
+
+
+# --- server ----------------------------------------------------------------------------------------
+
+
+def server_pairs(info: "ServerInfo") -> list[tuple[str, str]]:
+    from natsctl.cli.render.tables import human_bytes
+
+    what = {"jetstream": "nats-server with JetStream", "nats": "nats-server (JetStream off)", "stan": "NATS Streaming"}
+    pairs = [
+        ("Server", f"{info.server_name or '-'} ({info.server_id or '-'})"),
+        ("Kind", what.get(info.kind, info.kind)),
+        ("Version", info.version + (f", {info.go}" if info.go else "")),
+        ("Monitor", info.monitor_url),
+        ("Client port", f"{info.host}:{info.port}" if info.port else "-"),
+        ("Started", info.start or "-"),
+        ("Uptime", info.uptime or "-"),
+        ("Connections", str(info.connections) + (f" ({info.total_connections} since start)" if info.total_connections is not None else "")),
+        ("Subscriptions", str(info.subscriptions)),
+        ("Routes", str(info.routes)),
+        ("Cluster", info.cluster_name or "-"),
+        ("Messages in/out", f"{info.in_msgs} / {info.out_msgs}"),
+        ("Bytes in/out", f"{human_bytes(info.in_bytes)} / {human_bytes(info.out_bytes)}"),
+        ("Slow consumers", str(info.slow_consumers)),
+        ("Memory", human_bytes(info.mem)),
+        ("CPU", f"{info.cpu:g}%" + (f" of {info.cores} cores" if info.cores else "")),
+    ]
+    if info.jetstream is not None:
+        pairs += _jetstream_pairs(info)
+    if info.streaming is not None:
+        pairs += _streaming_pairs(info)
+    return pairs
+
+
+def _jetstream_pairs(info: "ServerInfo") -> list[tuple[str, str]]:
+    from natsctl.cli.render.tables import count, human_bytes
+
+    js = info.jetstream
+    assert js is not None
+    return [
+        ("JetStream memory", f"{human_bytes(js.memory)} of {human_bytes(js.max_memory)}"),
+        ("JetStream storage", f"{human_bytes(js.storage)} of {human_bytes(js.max_storage)}"),
+        ("Streams", count(js.streams)),
+        ("Consumers", count(js.consumers)),
+        ("Stream messages", count(js.messages)),
+        ("Stream bytes", human_bytes(js.bytes)),
+        ("API requests/errors", f"{js.api_total} / {js.api_errors}"),
+    ]
+
+
+def _streaming_pairs(info: "ServerInfo") -> list[tuple[str, str]]:
+    from natsctl.cli.render.tables import count, human_bytes
+
+    st = info.streaming
+    assert st is not None
+    unlimited = lambda v: "unlimited" if not v else str(v)  # noqa: E731 - 0 means no limit in STAN
+    return [
+        ("Streaming version", st.version),
+        ("Cluster id", st.cluster_id),
+        ("State", st.state),
+        ("Store", st.store_type or "-"),
+        ("Channels", str(st.channels)),
+        ("Clients", str(st.clients)),
+        ("Streaming subscriptions", str(st.subscriptions)),
+        ("Stored messages", f"{st.total_msgs} ({human_bytes(st.total_bytes)})"),
+        ("Limit channels", count(st.max_channels)),
+        ("Limit msgs/channel", count(st.max_msgs)),
+        ("Limit bytes/channel", human_bytes(st.max_bytes) if st.max_bytes else "unlimited"),
+        ("Limit age", unlimited(st.max_age_seconds and f"{st.max_age_seconds:g}s")),
+        ("Limit subs/channel", count(st.max_subscriptions)),
+    ]
+
+
+def server_table(info: "ServerInfo", extra: list[dict[str, str]] | None) -> Any:
+    from natsctl.cli.render.tables import record_table
+
+    pairs = server_pairs(info) + (list(extra[0].items()) if extra else [])
+    return record_table(pairs)
+
+
+def server_command(
+    ctx: typer.Context, output: Output = None, json_: JsonFlag = False, watch: Watch = None, *, settings: Settings
+) -> None:
+    """Server identity, version, traffic, memory, JetStream usage or NATS Streaming state."""
+    if ctx.invoked_subcommand:
+        return
+    from natsctl.monitor import api
+
+    _run(settings, api.server, _fmt(output, json_), server_table, watch)
+
+
+# --- clients ---------------------------------------------------------------------------------------
+
+
+def clients_command(
+    output: Output = None,
+    json_: JsonFlag = False,
+    watch: Watch = None,
+    sort: Annotated[str | None, typer.Option("--sort", help="Server-side sort: cid, start, subs, pending, msgs_to, msgs_from, bytes_to, bytes_from, last, idle, uptime, rtt, stop, reason")] = None,
+    state: Annotated[str, typer.Option("--state", help="open, closed or all")] = "open",
+    account: Annotated[str | None, typer.Option("--account", help="Only this account's connections")] = None,
+    user_filter: Annotated[str | None, typer.Option("--user-filter", help="Only connections of this user")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N connections")] = None,
+    page_size: Annotated[int, typer.Option("--page-size", min=1, max=1024, hidden=True)] = 1024,
+    *,
+    settings: Settings,
+) -> None:
+    """Client connections (/connz, every page), or the NATS Streaming clients and their subscriptions."""
+    from natsctl.core.errors import UsageError
+    from natsctl.monitor import api
+
+    if state not in ("open", "closed", "all"):
+        raise UsageError(f"--state must be open, closed or all, not {state!r}")
+    options = dict(state=state, sort=sort, account=account, user=user_filter, limit=limit, page_size=page_size)
+
+    async def fetch(client: "MonitorClient") -> Any:
+        return await api.clients(client, **options)
+
+    _run(settings, fetch, _fmt(output, json_), None, watch)
+
+
+# --- channels --------------------------------------------------------------------------------------
+
+
+def channels_command(
+    output: Output = None,
+    json_: JsonFlag = False,
+    watch: Watch = None,
+    account: Annotated[str | None, typer.Option("--account", help="JetStream: only this account's streams")] = None,
+    *,
+    settings: Settings,
+) -> None:
+    """Channels: JetStream streams (/jsz) or NATS Streaming channels (/streaming/channelsz)."""
+    from natsctl.monitor import api
+
+    async def fetch(client: "MonitorClient") -> Any:
+        return await api.channels(client, account)
+
+    _run(settings, fetch, _fmt(output, json_), None, watch)
+
+
+def channel_table(channel: "Channel", extra: Any = None) -> Any:
+    from rich.console import Group
+
+    from natsctl.cli.render.tables import build_table, human_bytes, record_table, when
+    from natsctl.monitor.models import Subscription
+
+    pairs = [
+        ("Name", channel.name),
+        ("Kind", "JetStream stream" if channel.kind == "stream" else "NATS Streaming channel"),
+        ("Subjects", " ".join(channel.subjects) or "-"),
+        ("Messages", str(channel.messages)),
+        ("Bytes", human_bytes(channel.bytes)),
+        ("First sequence", f"{channel.first_seq}" + (f" at {when(channel.first_time)}" if channel.first_time else "")),
+        ("Last sequence", f"{channel.last_seq}" + (f" at {when(channel.last_time)}" if channel.last_time else "")),
+        ("Subscriptions", str(channel.consumers)),
+    ]
+    if channel.storage:
+        pairs += [("Storage", channel.storage), ("Replicas", str(channel.replicas or 1))]
+    if channel.account:
+        pairs.append(("Account", channel.account))
+    subs = build_table(channel.subscriptions, row_type=Subscription) if channel.subscriptions else None
+    return Group(record_table(pairs), "", subs) if subs is not None else record_table(pairs)
+
+
+def channel_command(
+    name: Annotated[str, typer.Argument(help="Channel (stream) name")],
+    output: Output = None,
+    json_: JsonFlag = False,
+    *,
+    settings: Settings,
+) -> None:
+    """One channel in detail, with its consumers / subscriptions and their lag."""
+    from natsctl.monitor import api
+
+    async def fetch(client: "MonitorClient") -> Any:
+        return await api.channel(client, name)
+
+    _run(settings, fetch, _fmt(output, json_), channel_table)
+
+
+# --- subscriptions ---------------------------------------------------------------------------------
+
+SUB_SORTS = ("channel", "lag", "unacked", "name")
+
+
+def sort_subscriptions(subs: list[Any], key: str) -> list[Any]:
+    if key == "lag":
+        return sorted(subs, key=lambda s: (s.lag is None, -(s.lag or 0), s.channel, s.name))
+    if key == "unacked":
+        return sorted(subs, key=lambda s: (s.unacked is None, -(s.unacked or 0), s.channel, s.name))
+    if key == "name":
+        return sorted(subs, key=lambda s: (s.name, s.channel))
+    return sorted(subs, key=lambda s: (s.channel, s.kind, s.name, s.queue))
+
+
+def subs_command(
+    output: Output = None,
+    json_: JsonFlag = False,
+    watch: Watch = None,
+    channel: Annotated[str | None, typer.Option("--channel", "-c", help="Only this channel")] = None,
+    min_lag: Annotated[int | None, typer.Option("--min-lag", min=0, help="Only those lagging N messages or more")] = None,
+    sort: Annotated[str, typer.Option("--sort", help="channel, lag, unacked or name")] = "channel",
+    core: Annotated[bool, typer.Option("--core/--no-core", help="nats-server: include plain core subscriptions")] = True,
+    account: Annotated[str | None, typer.Option("--account", help="JetStream: only this account")] = None,
+    *,
+    settings: Settings,
+) -> None:
+    """Subscriptions and consumers with their lag (undelivered), unacked and redelivered counts."""
+    from natsctl.core.errors import UsageError
+    from natsctl.monitor import api
+
+    if sort not in SUB_SORTS:
+        raise UsageError(f"--sort must be one of {', '.join(SUB_SORTS)}, not {sort!r}")
+
+    async def fetch(client: "MonitorClient") -> Any:
+        subs = await api.subscriptions(client, channel=channel, include_core=core, account=account)
+        if min_lag is not None:
+            subs = [s for s in subs if s.lag is not None and s.lag >= min_lag]
+        return sort_subscriptions(subs, sort)
+
+    _run(settings, fetch, _fmt(output, json_), None, watch)
+
+
+# --- routes and health -----------------------------------------------------------------------------
+
+
+def routes_table(report: "RouteReport", extra: Any = None) -> Any:
+    from natsctl.cli.render.tables import build_table
+    from natsctl.monitor.models import Route
+
+    title = f"{report.server_name or report.server_id}: {report.num_routes} routes in cluster {report.cluster_name or '-'}"
+    return build_table(report.routes, row_type=Route, title=title)
+
+
+def routes_command(output: Output = None, json_: JsonFlag = False, *, settings: Settings) -> None:
+    """Cluster routes of the server (/routez)."""
+    from natsctl.monitor import api
+
+    _run(settings, api.routes, _fmt(output, json_), routes_table)
+
+
+def health_table(health: "Health", extra: Any = None) -> Any:
+    from natsctl.cli.render.tables import record_table
+
+    pairs = [("Status", health.status), ("Healthy", "yes" if health.healthy else "no"), ("Monitor", health.monitor_url)]
+    if health.streaming_state:
+        pairs.append(("Streaming state", health.streaming_state))
+    if health.error:
+        pairs.append(("Error", health.error))
+    return record_table(pairs)
+
+
+def _fail_unhealthy(health: "Health") -> None:
+    from natsctl.core.errors import Unhealthy
+
+    if not health.healthy:
+        raise Unhealthy(f"{health.monitor_url} is unhealthy: {health.error or health.status}")
+
+
+def health_command(output: Output = None, json_: JsonFlag = False, *, settings: Settings) -> None:
+    """Health check (/healthz): exit 0 when healthy, 11 otherwise (for probes and CI gates)."""
+    from natsctl.monitor import api
+
+    _run(settings, api.health, _fmt(output, json_), health_table, after=_fail_unhealthy)
+
+
+# --- for other commands (natsctl demo) -------------------------------------------------------------
+
+
+async def print_overview(settings: Settings, reports: tuple[str, ...] = ("channels", "subs", "clients")) -> None:
+    """Print the channels, subscriptions and clients tables of the bus ``settings`` point at (stdout),
+    each under a title line; an empty report prints a note on stderr instead."""
+    from natsctl.cli.render.tables import build_table, print_table
+    from natsctl.cli.run import note
+    from natsctl.monitor import api
+    from natsctl.monitor.client import MonitorClient
+
+    fetchers: dict[str, tuple[str, Fetch]] = {
+        "channels": ("Channels", api.channels),
+        "subs": ("Subscriptions", api.subscriptions),
+        "clients": ("Clients", api.clients),
+    }
+    async with MonitorClient(settings) as client:
+        for name in reports:
+            title, fetch = fetchers[name]
+            rows = await fetch(client)
+            if name == "subs":
+                rows = sort_subscriptions(rows, "channel")
+            if rows:
+                print_table(build_table(rows, title=title))
+            else:
+                note(f"no {title.lower()}")
+
+
+# --- registration ----------------------------------------------------------------------------------
+
+
+def register(app: typer.Typer) -> None:
+    server_group = typer.Typer(name="server", help="Show the server (monitoring port); subcommands manage one.")
+    server_group.callback(invoke_without_command=True)(monitor_options(server_command))
+    if importlib.util.find_spec("natsctl.cli.server_run") is not None:
+        from natsctl.cli import server_run
+
+        server_run.register(server_group)
+    app.add_typer(server_group, name="server")
+    app.command("clients")(monitor_options(clients_command))
+    app.command("channels")(monitor_options(channels_command))
+    app.command("channel")(monitor_options(channel_command))
+    app.command("subs")(monitor_options(subs_command))
+    app.command("routes")(monitor_options(routes_command))
+    app.command("health")(monitor_options(health_command))

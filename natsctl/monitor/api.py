@@ -1,0 +1,251 @@
+"""The monitoring reports: what runs behind the URL, then server, clients, channels, subscriptions,
+routes and health as dataclasses. Pure data: no printing here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from natsctl.core.errors import NotFound, ServerError, Unsupported
+from natsctl.monitor import parse
+from natsctl.monitor.client import MonitorClient
+from natsctl.monitor.models import (
+    KIND_NATS,
+    KIND_STAN,
+    Channel,
+    Connection,
+    Health,
+    RouteReport,
+    ServerInfo,
+    StreamingClient,
+    Subscription,
+)
+
+PAGE_SIZE = 1024  # the servers' own default and usual maximum page
+STAN_HEALTHY_STATES = {"STANDALONE", "CLUSTERED", "FT_ACTIVE", "FT_STANDBY"}
+JSZ_ALL = {"accounts": "true", "streams": "true", "consumers": "true", "config": "true"}
+
+
+@dataclass(slots=True)
+class Target:
+    """What answers at the monitoring URL."""
+
+    kind: str
+    varz: dict[str, Any] = field(default_factory=dict)
+    serverz: dict[str, Any] = field(default_factory=dict)
+
+
+async def detect(client: MonitorClient) -> Target:
+    """``/streaming/serverz`` answering 200 means NATS Streaming; otherwise ``/varz`` tells the rest."""
+    reply = await client.first_answering("/streaming/serverz", ok=(404,))
+    if reply.status == 200 and isinstance(reply.data, dict):
+        client.kind = KIND_STAN
+        varz = await _optional(client, "/varz")
+        return Target(KIND_STAN, varz=varz, serverz=reply.data)
+    varz = (await client.get("/varz")).data
+    if not isinstance(varz, dict) or "server_id" not in varz:
+        raise ServerError(f"{client.where('/varz')} is not a NATS server's /varz")
+    if client.settings.cluster_id:
+        raise NotFound(
+            f"{client.where()} is a plain nats-server, not NATS Streaming (/streaming/serverz answered 404)",
+            hint="drop --cluster-id / NATS_CLUSTER_ID to inspect it as JetStream",
+        )
+    client.kind = parse.server_info(client.base, varz).kind
+    return Target(client.kind, varz=varz)
+
+
+async def _optional(client: MonitorClient, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An endpoint old servers may lack: absent means ``{}``."""
+    reply = await client.get(path, params, ok=(404,))
+    return reply.data if reply.status == 200 and isinstance(reply.data, dict) else {}
+
+
+async def server(client: MonitorClient) -> ServerInfo:
+    target = await detect(client)
+    if target.kind == KIND_STAN:
+        storez = await _optional(client, "/streaming/storez")
+        return parse.stan_server_info(client.base, target.serverz, storez, target.varz)
+    info = parse.server_info(client.base, target.varz)
+    if info.jetstream is not None:
+        parse.add_jsz_totals(info.jetstream, (await client.get("/jsz")).data or {})
+    return info
+
+
+async def paged(
+    client: MonitorClient,
+    path: str,
+    params: Mapping[str, Any],
+    list_key: str,
+    key: Callable[[dict[str, Any]], Any],
+    *,
+    page_size: int = PAGE_SIZE,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Every item of a paged list endpoint, each once (by ``key``), following offset/limit pages.
+
+    The offset advances by what a page returned, so a server that caps the page size is still read
+    to the end; items seen twice (the list shifted between pages) are dropped.
+    """
+    seen: set[Any] = set()
+    found: list[dict[str, Any]] = []
+    offset = 0
+    while limit is None or len(found) < limit:
+        data = (await client.get(path, {**params, "offset": offset, "limit": page_size})).data
+        page = [item for item in parse.items(data, list_key) if isinstance(item, dict)]
+        for item in page:
+            if key(item) not in seen:
+                seen.add(key(item))
+                found.append(item)
+        offset += len(page)
+        if not page or offset >= parse.num(data if isinstance(data, dict) else {}, "total"):
+            break
+    return found[:limit] if limit is not None else found
+
+
+async def connections(
+    client: MonitorClient,
+    *,
+    state: str = "open",
+    sort: str | None = None,
+    account: str | None = None,
+    user: str | None = None,
+    limit: int | None = None,
+    subs: bool = False,
+    page_size: int = PAGE_SIZE,
+) -> list[Connection]:
+    params = {"state": state, "sort": sort, "acc": account, "user": user, "subs": "detail" if subs else None}
+    if account or user:
+        params["auth"] = "true"  # the account and user fields are only filled with auth=true
+    raw = await paged(client, "/connz", params, "connections", lambda c: c.get("cid"), page_size=page_size, limit=limit)
+    return [parse.connection(c) for c in raw]
+
+
+async def stan_channels(client: MonitorClient, page_size: int = PAGE_SIZE) -> list[Channel]:
+    raw = await paged(client, "/streaming/channelsz", {"subs": 1}, "channels", lambda c: c.get("name"), page_size=page_size)
+    return [parse.stan_channel(c) for c in raw]
+
+
+async def stan_clients(client: MonitorClient, page_size: int = PAGE_SIZE) -> list[StreamingClient]:
+    last_seqs = {c.name: c.last_seq for c in await stan_channels(client, page_size)}
+    raw = await paged(client, "/streaming/clientsz", {"subs": 1}, "clients", lambda c: c.get("id"), page_size=page_size)
+    return [parse.stan_client(c, last_seqs) for c in raw]
+
+
+async def jetstream_channels(client: MonitorClient, target: Target, account: str | None = None) -> list[Channel]:
+    if target.kind == KIND_NATS:
+        raise_jetstream_disabled(client)
+    params = {**JSZ_ALL, "acc": account}
+    jsz = (await client.get("/jsz", params)).data or {}
+    if jsz.get("disabled"):
+        raise_jetstream_disabled(client)
+    return parse.streams(jsz)
+
+
+def raise_jetstream_disabled(client: MonitorClient) -> None:
+    raise ServerError(
+        f"JetStream is not enabled on the server at {client.where()}: it has no streams or consumers",
+        hint="start nats-server with -js (or a jetstream {} block)",
+    )
+
+
+async def channels(client: MonitorClient, account: str | None = None) -> list[Channel]:
+    target = await detect(client)
+    if target.kind == KIND_STAN:
+        return await stan_channels(client)
+    return await jetstream_channels(client, target, account)
+
+
+async def channel(client: MonitorClient, name: str) -> Channel:
+    for found in await channels(client):
+        if found.name == name:
+            return found
+    what = "channel" if client.kind == KIND_STAN else "stream"
+    raise NotFound(f"no {what} named {name!r} at {client.where()}", hint="'natsctl channels' lists them")
+
+
+async def subscriptions(
+    client: MonitorClient,
+    *,
+    channel: str | None = None,
+    include_core: bool = True,
+    account: str | None = None,
+) -> list[Subscription]:
+    """Consumers / streaming subscriptions with their lag, and (nats-server) plain core subscriptions."""
+    target = await detect(client)
+    if target.kind == KIND_STAN:
+        subs = [s for c in await stan_channels(client) for s in c.subscriptions]
+    else:
+        subs = [] if target.kind == KIND_NATS else [
+            s for c in await jetstream_channels(client, target, account) for s in c.subscriptions
+        ]
+        if include_core:
+            subs.extend(await core_subscriptions(client, account))
+    return [s for s in subs if channel is None or s.channel == channel]
+
+
+async def core_subscriptions(client: MonitorClient, account: str | None = None) -> list[Subscription]:
+    """Client subscriptions from ``/connz?subs=detail``, without request-reply inboxes (noise)."""
+    found: list[Subscription] = []
+    for conn in await connections(client, subs=True, account=account):
+        for sub in conn.subscriptions_list:
+            if sub.subject.startswith("_INBOX."):
+                continue
+            found.append(
+                Subscription(
+                    channel=sub.subject,
+                    kind="core",
+                    queue=sub.queue,
+                    client_id=conn.name,
+                    account=conn.account,
+                    cid=conn.cid,
+                    delivered_seq=None,
+                )
+            )
+    return found
+
+
+async def clients(client: MonitorClient, **options: Any) -> list[Connection] | list[StreamingClient]:
+    target = await detect(client)
+    if target.kind == KIND_STAN:
+        return await stan_clients(client, options.get("page_size", PAGE_SIZE))
+    return await connections(client, **options)
+
+
+async def routes(client: MonitorClient) -> RouteReport:
+    target = await detect(client)
+    if target.kind == KIND_STAN and not target.varz:
+        raise Unsupported(f"the NATS Streaming server at {client.where()} does not report routes")
+    routez = (await client.get("/routez")).data or {}
+    return parse.route_report(routez, target.varz)
+
+
+async def health(client: MonitorClient) -> Health:
+    target = await detect(client)
+    reply = await client.get("/healthz", ok=(404, 503, 500))
+    if reply.status == 404 and target.kind != KIND_STAN:
+        raise NotFound(f"{client.where('/healthz')} answered 404: this nats-server is too old for /healthz")
+    data = reply.data if isinstance(reply.data, dict) else {}
+    status = parse.text(data, "status") or ("ok" if reply.status == 200 else "")
+    result = Health(
+        monitor_url=client.base,
+        healthy=reply.status == 200 and status == "ok",
+        status=status or f"HTTP {reply.status}",
+        error=parse.text(data, "error"),
+        kind=target.kind,
+    )
+    if target.kind == KIND_STAN:
+        stan_health(result, target.serverz, reply.status == 404)
+    return result
+
+
+def stan_health(result: Health, serverz: Mapping[str, Any], no_healthz: bool) -> None:
+    """0.17.0's embedded nats-server has no /healthz: the streaming state alone decides then."""
+    state = parse.text(serverz, "state")
+    result.streaming_state = state
+    state_ok = state in STAN_HEALTHY_STATES
+    result.healthy = state_ok and (no_healthz or result.healthy)
+    if no_healthz:
+        result.status = "ok" if state_ok else "unavailable"
+    if not state_ok:
+        result.error = f"NATS Streaming state is {state or 'unknown'}"

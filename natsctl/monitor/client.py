@@ -1,0 +1,194 @@
+"""HTTP access to a monitoring port, with every failure turned into a one-line natsctl error.
+
+Users point this at the wrong thing often (the client port 4222, http vs https, a reverse proxy path),
+so each transport failure is named for what it most likely means rather than shown as an httpx error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from natsctl.core.errors import (
+    ConnectionFailed,
+    NatsctlError,
+    NotFound,
+    ServerError,
+    Timeout,
+    TLSFailed,
+    UsageError,
+)
+from natsctl.core.settings import Settings, redact_url
+
+HTTPS_PORT_ANSWER = "Client sent an HTTP request to an HTTPS server"
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    data: Any  # parsed JSON, or None when the body is not JSON (only for statuses the caller allowed)
+    text: str
+
+
+class MonitorClient:
+    """One monitoring endpoint (the first of ``settings.derived_monitor_urls()`` that answers)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.urls = [u.rstrip("/") for u in settings.derived_monitor_urls()]
+        self.base = self.urls[0]
+        self.timeout = settings.timeout
+        self.kind = ""  # set by natsctl.monitor.api.detect
+        self._http: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> MonitorClient:
+        self._http = httpx.AsyncClient(
+            timeout=self.timeout, verify=self._verify(), follow_redirects=False, trust_env=False
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    def _verify(self) -> ssl.SSLContext | bool:
+        if self.settings.tls_insecure:
+            return False
+        ca = self.settings.monitor_ca or self.settings.tls_ca
+        if ca and not os.path.isfile(ca):
+            raise UsageError(f"CA file {ca} does not exist (--monitor-ca / --tlsca)")
+        try:
+            return ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
+        except ssl.SSLError as exc:
+            raise UsageError(f"cannot use {ca} as a CA certificate: {exc.reason or exc}") from None
+
+    def where(self, path: str = "") -> str:
+        return redact_url(self.base + path)
+
+    async def first_answering(self, path: str, ok: tuple[int, ...] = ()) -> Reply:
+        """GET ``path`` on each URL in turn until one answers; stick to that one afterwards."""
+        last: NatsctlError | None = None
+        for url in self.urls:
+            self.base = url
+            try:
+                return await self.get(path, ok=ok)
+            except (ConnectionFailed, Timeout) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def get(self, path: str, params: dict[str, Any] | None = None, *, ok: tuple[int, ...] = ()) -> Reply:
+        """GET a monitoring endpoint and parse its JSON. Statuses in ``ok`` are returned, not raised."""
+        assert self._http is not None, "use 'async with MonitorClient(...)'"
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        shown = self.where(path)
+        try:
+            # httpx's timeout bounds each socket operation; this bounds a slowly trickled body too
+            response = await asyncio.wait_for(self._http.get(self.base + path, params=query), self.timeout * 2)
+        except (httpx.TimeoutException, asyncio.TimeoutError):
+            raise Timeout(
+                f"no answer from {shown} within {self.timeout:g}s",
+                hint="is it the monitoring port? raise --timeout if the server is busy",
+            ) from None
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, shown) from None
+        return self._reply(response, shown, ok)
+
+    def _reply(self, response: httpx.Response, shown: str, ok: tuple[int, ...]) -> Reply:
+        body = response.text
+        if response.status_code == 200 or response.status_code in ok:
+            return Reply(response.status_code, parse_json(body, shown, strict=response.status_code == 200), body)
+        raise status_error(response.status_code, body, shown)
+
+
+def parse_json(body: str, shown: str, *, strict: bool) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        if not strict:
+            return None
+        if isinstance(exc, json.JSONDecodeError) and exc.pos >= len(body.rstrip()) and body.strip():
+            raise ServerError(f"the answer of {shown} was cut off after {len(body.encode())} bytes (invalid JSON)") from None
+        raise ServerError(f"{shown} did not answer JSON (it starts with {first_line(body)!r}): not a NATS monitoring endpoint?") from None
+
+
+def first_line(body: str, limit: int = 80) -> str:
+    line = body.strip().splitlines()[0] if body.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def error_text(body: str) -> str:
+    """Monitoring errors come as plain text, or as JSON with an ``error`` field (``/healthz``)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return first_line(body)
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return first_line(data["error"])
+    return first_line(body)
+
+
+def status_error(status: int, body: str, shown: str) -> NatsctlError:
+    if status == 400 and HTTPS_PORT_ANSWER in body:
+        return TLSFailed(f"{shown} is an https monitoring port: use https:// (and --monitor-ca FILE if its certificate is private)")
+    reason = error_text(body)
+    if status == 404:
+        return NotFound(
+            f"{shown} answered 404 ({reason or 'not found'}): no such monitoring endpoint there",
+            hint="wrong http_base_path in the --monitor URL?",
+        )
+    return ServerError(f"{shown} answered {status}: {reason or 'no reason given'}")
+
+
+def transport_error(exc: httpx.HTTPError, shown: str) -> NatsctlError:
+    message = str(exc) or type(exc).__name__
+    ssl_error = _ssl_cause(exc)
+    if ssl_error is not None:
+        return tls_error(ssl_error, shown)
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        if "complete message body" in message or "incomplete" in message.lower():
+            return ConnectionFailed(f"the answer of {shown} was cut off: the connection closed mid-body")
+        return ConnectionFailed(
+            f"{shown} does not speak HTTP ({first_line(message)})",
+            hint="is it the NATS client port (4222) instead of the monitoring port (8222)?",
+        )
+    if isinstance(exc, httpx.ConnectError):
+        if "refused" in message.lower():
+            return ConnectionFailed(
+                f"cannot reach the monitoring port {shown}: connection refused",
+                hint="is monitoring enabled (nats-server -m 8222)? point --monitor at it",
+            )
+        return ConnectionFailed(f"cannot reach the monitoring port {shown}: {first_line(message)}")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return UsageError(f"bad monitoring URL {shown}: {message} (use http://host:8222 or https://...)")
+    return ConnectionFailed(f"request to {shown} failed: {first_line(message)}")
+
+
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    if "SSL" in str(exc) or "CERTIFICATE" in str(exc):
+        return ssl.SSLError(str(exc))
+    return None
+
+
+def tls_error(error: ssl.SSLError, shown: str) -> TLSFailed:
+    if isinstance(error, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(error):
+        detail = getattr(error, "verify_message", "") or "certificate verify failed"
+        return TLSFailed(
+            f"the certificate of {shown} is not trusted ({detail})",
+            hint="pass its CA with --monitor-ca FILE",
+        )
+    return TLSFailed(
+        f"TLS handshake with {shown} failed ({error.reason or 'no TLS there'})",
+        hint="is it a plain http monitoring port? use http://",
+    )
