@@ -1,0 +1,380 @@
+"""natsctl's Backend on NATS Streaming: the protocol client mapped onto core.backend and core.model."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime, timezone
+from typing import ClassVar
+
+from natsctl.core.backend import AckCallback, Backend, ErrorCallback, Subscription
+from natsctl.core.errors import NatsctlError, Unsupported, UsageError
+from natsctl.core.model import (
+    ChannelRef,
+    Message,
+    OutgoingMessage,
+    PublishAck,
+    PublishSummary,
+    StartKind,
+    SubscribeSpec,
+)
+from natsctl.core.settings import Settings
+
+from . import proto
+from .protocol import DEFAULT_PUB_WINDOW, StanClient, StanSubscriptionHandle, check_channel
+
+PUB_ACK_TIMEOUT = 30.0  # seconds without any PubAck before the awaited ones count as unconfirmed
+PROBE_WAIT = 0.25  # seconds to wait for the last message of a channel (none: the channel is empty)
+CAUGHT_UP_QUIET = 0.5  # durables / queue members: no delivery for this long means caught up
+BATCH_MAX = 512
+STOP = object()
+
+
+def generated_client_id() -> str:
+    from nats.nuid import NUID
+
+    return "natsctl-" + NUID().next().decode()[:12]
+
+
+class StanBackend(Backend):
+    kind: ClassVar[str] = "stan"
+    supports_headers: ClassVar[bool] = False
+
+    def __init__(self, nc, client: StanClient, *, client_id_generated: bool) -> None:
+        self.nc = nc
+        self.client = client
+        self.client_id = client.client_id
+        self.client_id_generated = client_id_generated
+        self.pub_window = DEFAULT_PUB_WINDOW
+        self.pub_ack_timeout = PUB_ACK_TIMEOUT
+
+    @classmethod
+    async def open(cls, settings: Settings, **client_options) -> StanBackend:
+        from natsctl.backends.connection import close_quietly, connect_nats
+
+        client_id = settings.client_id or generated_client_id()
+        nc = await connect_nats(settings, purpose="stan")
+        client = StanClient(
+            nc,
+            settings.cluster_id or "",
+            client_id,
+            timeout=settings.timeout,
+            where=settings.redacted_servers(),
+            **client_options,
+        )
+        try:
+            await client.connect()
+        except BaseException:
+            await close_quietly(nc)
+            raise
+        return cls(nc, client, client_id_generated=not settings.client_id)
+
+    async def resolve_channel(self, channel: str, *, create: bool) -> ChannelRef:
+        # A STAN channel exists once something is published to it; the protocol cannot list channels.
+        check_channel(channel)
+        return ChannelRef(channel=channel)
+
+    async def publish(
+        self,
+        channel: str,
+        messages: Iterable[OutgoingMessage],
+        *,
+        create: bool = True,
+        on_ack: AckCallback | None = None,
+        on_error: ErrorCallback | None = None,
+    ) -> PublishSummary:
+        check_channel(channel)
+        run = _PublishRun(self, channel, on_ack, on_error)
+        await run.send_all(messages)
+        return run.summary
+
+    async def subscribe(self, spec: SubscribeSpec) -> StanSubscription:
+        subscription = StanSubscription(self, spec)
+        await subscription.start()
+        return subscription
+
+    async def close(self) -> None:
+        from natsctl.backends.connection import close_quietly
+
+        try:
+            await self.client.close()
+        finally:
+            await close_quietly(self.nc)
+
+
+def check_outgoing(message: OutgoingMessage) -> None:
+    if message.headers:
+        raise Unsupported("message headers exist on JetStream only: NATS Streaming messages have no headers")
+    if message.msg_id:
+        raise Unsupported("de-duplication ids (Nats-Msg-Id) exist on JetStream only, not on NATS Streaming")
+
+
+class _PublishRun:
+    """Pipelined publishing with a bounded window; results reported in input order."""
+
+    def __init__(self, backend: StanBackend, channel: str, on_ack, on_error) -> None:
+        self.backend = backend
+        self.client = backend.client
+        self.channel = channel
+        self.on_ack = on_ack
+        self.on_error = on_error
+        self.summary = PublishSummary(channel=channel, stream="")
+        self.results: dict[int, tuple[OutgoingMessage, str]] = {}  # finished, not yet reported
+        self.finished = 0
+        self.next_report = 0
+        self.room = asyncio.Semaphore(backend.pub_window)
+        self.progress = asyncio.Event()
+        self.last_ack = time.monotonic()
+
+    async def send_all(self, messages: Iterable[OutgoingMessage]) -> None:
+        for index, message in enumerate(messages):
+            check_outgoing(message)
+            await self._wait_for_room()
+            self.client.check()
+            await self.client.publish(self.channel, message.data, self._done_callback(index, message))
+            self.summary.published += 1
+        await self._wait_all()
+        self.client.check()
+
+    def _done_callback(self, index: int, message: OutgoingMessage):
+        def done(error: str) -> None:
+            self.results[index] = (message, error)
+            self.finished += 1
+            self.last_ack = time.monotonic()
+            self.room.release()
+            self._report()
+            self.progress.set()
+
+        return done
+
+    async def _wait_for_room(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self.room.acquire(), self._ack_deadline())
+                return
+            except asyncio.TimeoutError:
+                self._give_up_if_stalled()
+
+    def _ack_deadline(self) -> float:
+        return max(0.05, self.last_ack + self.backend.pub_ack_timeout - time.monotonic())
+
+    def _give_up_if_stalled(self) -> None:
+        self.client.check()
+        if time.monotonic() - self.last_ack >= self.backend.pub_ack_timeout:
+            self.client.forget(f"no confirmation from the server within {self.backend.pub_ack_timeout:g}s")
+
+    async def _wait_all(self) -> None:
+        while self.finished < self.summary.published:
+            self.progress.clear()
+            try:
+                await asyncio.wait_for(self.progress.wait(), self._ack_deadline())
+            except asyncio.TimeoutError:
+                self._give_up_if_stalled()
+
+    def _report(self) -> None:
+        """Call on_ack / on_error for the results that are next in input order."""
+        while self.next_report in self.results:
+            index = self.next_report
+            message, error = self.results.pop(index)
+            self.next_report += 1
+            if not error:
+                self.summary.confirmed += 1
+                if self.on_ack:
+                    self.on_ack(PublishAck(index=index, channel=self.channel, sequence=0))
+                continue
+            reason = error.removeprefix("stan: ")
+            self.summary.failed.append(f"{message.source or f'message {index + 1}'}: {reason}")
+            if self.on_error:
+                self.on_error(index, message, reason)
+
+
+def start_fields(spec: SubscribeSpec) -> dict:
+    """SubscriptionRequest fields for ``spec.start``."""
+    start = spec.start
+    positions = proto.START_POSITIONS
+    if start.kind is StartKind.ALL:
+        return {"startPosition": positions["First"]}
+    if start.kind is StartKind.LAST:
+        return {"startPosition": positions["LastReceived"]}
+    if start.kind is StartKind.SEQUENCE:
+        if not start.sequence or start.sequence < 1:
+            raise UsageError("a start sequence must be 1 or more")
+        return {"startPosition": positions["SequenceStart"], "startSequence": start.sequence}
+    if start.kind is StartKind.TIME:
+        if start.time is None:
+            raise UsageError("a start time is required")
+        delta_ns = max(0, time.time_ns() - int(start.time.timestamp() * 1e9))
+        return {"startPosition": positions["TimeDeltaStart"], "startTimeDelta": delta_ns}
+    return {"startPosition": positions["NewOnly"]}
+
+
+def request_fields(spec: SubscribeSpec) -> dict:
+    check_channel(spec.channel)
+    if spec.ack_wait < 1:
+        raise UsageError(f"--ack-wait must be at least 1s on NATS Streaming (got {spec.ack_wait:g}s)")
+    if spec.max_in_flight < 1:
+        raise UsageError("--max-in-flight must be at least 1")
+    for label, name in (("durable", spec.durable), ("queue", spec.queue)):
+        if name is not None and (not name or any(c.isspace() for c in name)):
+            raise UsageError(f"invalid {label} name {name!r}: it must be non-empty, without spaces")
+    if spec.durable and spec.queue and ":" in spec.durable:
+        raise UsageError(f"invalid durable name {spec.durable!r}: a durable queue group's durable name cannot contain ':'")
+    fields = dict(
+        subject=spec.channel,
+        qGroup=spec.queue or None,
+        durableName=spec.durable or None,
+        maxInFlight=spec.max_in_flight,
+        ackWaitInSecs=math.ceil(spec.ack_wait),  # whole seconds on the wire
+    )
+    fields.update(start_fields(spec))
+    return fields
+
+
+def to_message(channel: str, msg) -> Message:
+    count = msg.redeliveryCount
+    return Message(
+        channel=channel,
+        subject=channel,
+        sequence=msg.sequence,
+        time=datetime.fromtimestamp(msg.timestamp / 1e9, tz=timezone.utc) if msg.timestamp else None,
+        data=bytes(msg.data),
+        redelivered=msg.redelivered,
+        deliveries=1 + count if count else (2 if msg.redelivered else 1),
+    )
+
+
+class StanSubscription(Subscription):
+    def __init__(self, backend: StanBackend, spec: SubscribeSpec) -> None:
+        self.backend = backend
+        self.client = backend.client
+        self.spec = spec
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.handle: StanSubscriptionHandle | None = None
+        self.end_sequence: int | None = None  # stop_at_end: the channel's last sequence when we started
+        self.done = False
+        # Without acks a non-durable replay would be redelivered after the ack wait: ack on receipt.
+        self.auto_ack = not spec.ack and not spec.durable
+
+    async def start(self) -> None:
+        fields = request_fields(self.spec)
+        if self.spec.stop_at_end:
+            self.end_sequence = await self._last_sequence()
+        self.client.on_lost(lambda error: self.queue.put_nowait(error))
+        self.handle = await self.client.subscribe(fields, self._on_msg)
+        if self.spec.stop_at_end and self._nothing_to_wait_for():
+            self.done = True
+
+    async def _last_sequence(self) -> int:
+        """The channel's last sequence, learnt with a short-lived LastReceived subscription (0: empty)."""
+        seen: asyncio.Queue = asyncio.Queue()
+
+        async def on_msg(msg) -> None:
+            seen.put_nowait(proto.decode("MsgProto", msg.data))
+
+        probe = {"subject": self.spec.channel, "maxInFlight": 1, "ackWaitInSecs": 30}
+        probe["startPosition"] = proto.START_POSITIONS["LastReceived"]
+        handle = await self.client.subscribe(probe, on_msg)
+        try:
+            last = await asyncio.wait_for(seen.get(), PROBE_WAIT)
+        except asyncio.TimeoutError:
+            last = None
+        finally:
+            await handle.close(unsubscribe=True)
+        self._last_time = last.timestamp if last else 0
+        return last.sequence if last else 0
+
+    def _nothing_to_wait_for(self) -> bool:
+        start = self.spec.start
+        if self.end_sequence == 0 or start.kind is StartKind.NEW:
+            return True
+        if start.kind is StartKind.SEQUENCE and (start.sequence or 0) > self.end_sequence:
+            return True
+        if start.kind is StartKind.TIME and start.time and self._last_time < start.time.timestamp() * 1e9:
+            return True
+        return False
+
+    async def _on_msg(self, msg) -> None:
+        try:
+            decoded = proto.decode("MsgProto", msg.data)
+        except proto.DecodeError:
+            return
+        if self.auto_ack and self.handle is not None:
+            await self.handle.ack(decoded.sequence)
+            if decoded.redelivered:
+                return  # already handed out once
+        self.queue.put_nowait(decoded)
+
+    async def batches(self) -> AsyncIterator[list[Message]]:
+        while not self.done:
+            first = await self._next()
+            if first is STOP:
+                return
+            batch = self._accept([first, *self._drain()])
+            if batch:
+                yield batch
+
+    async def _next(self):
+        quiet = CAUGHT_UP_QUIET if self.spec.stop_at_end and (self.spec.durable or self.spec.queue) else None
+        try:
+            item = await asyncio.wait_for(self.queue.get(), quiet) if quiet else await self.queue.get()
+        except asyncio.TimeoutError:
+            return STOP  # nothing more is coming to this durable / queue member: caught up
+        if isinstance(item, NatsctlError):
+            raise item
+        return item
+
+    def _drain(self) -> list:
+        items = []
+        while len(items) < BATCH_MAX and not self.queue.empty():
+            item = self.queue.get_nowait()
+            if isinstance(item, NatsctlError):
+                raise item
+            items.append(item)
+        return items
+
+    def _accept(self, items: list) -> list[Message]:
+        """Convert, and cut at the stop point (to_sequence, until, caught up, stop())."""
+        batch = []
+        for item in items:
+            if item is STOP:
+                self.done = True
+                break
+            message = to_message(self.spec.channel, item)
+            if self._past_end(message):
+                self.done = True
+                break
+            batch.append(message)
+            if self._at_end(message):
+                self.done = True
+                break
+        return batch
+
+    def _past_end(self, message: Message) -> bool:
+        if self.spec.to_sequence is not None and message.sequence > self.spec.to_sequence:
+            return True
+        return bool(self.spec.until and message.time and message.time > self.spec.until)
+
+    def _at_end(self, message: Message) -> bool:
+        if self.spec.to_sequence is not None and message.sequence >= self.spec.to_sequence:
+            return True
+        return self.end_sequence is not None and message.sequence >= self.end_sequence
+
+    async def ack(self, messages: list[Message]) -> None:
+        if not self.spec.ack or self.auto_ack or self.handle is None:
+            return
+        for message in messages:
+            await self.handle.ack(message.sequence)
+
+    async def nak(self, message: Message) -> None:
+        # NATS Streaming has no negative ack: an unacked message comes back after the ack wait.
+        return None
+
+    def stop(self) -> None:
+        self.done = True
+        self.queue.put_nowait(STOP)
+
+    async def close(self) -> None:
+        if self.handle is not None:
+            await self.handle.close(unsubscribe=self.spec.unsubscribe)

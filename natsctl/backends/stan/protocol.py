@@ -1,0 +1,335 @@
+"""The client side of the NATS Streaming protocol over a nats-py connection.
+
+Protocol facts this relies on (see ../shared/fixtures/stan-protocol/README.md): discovery on
+``_STAN.discover.<cluster-id>``; every other request subject comes from the ConnectResponse; success
+responses are often empty payloads; PubAcks come back on the reply subject of each PubMsg; MsgProto
+arrives on our inbox with no reply and is acked by a plain publish to the subscription's ackInbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nats import errors as nats_errors
+from nats.aio.client import Client as NatsClient
+from nats.nuid import NUID
+
+from natsctl.core.errors import ConnectionFailed, NatsctlError, Timeout, UsageError
+
+from . import proto
+from .errors import ERR_REPLACED, server_error
+
+CLIENT_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
+DEFAULT_PING_INTERVAL = 5.0  # seconds, as the node and Go clients
+DEFAULT_PING_MAX_OUT = 3
+DEFAULT_PUB_WINDOW = 4096  # PubAcks outstanding at once
+
+
+def check_channel(name: str) -> None:
+    """A channel is a NATS subject without wildcards or empty tokens (the server says 'invalid subject')."""
+    tokens = name.split(".")
+    if not name or any(not t or t in ("*", ">") or any(c.isspace() for c in t) for t in tokens):
+        raise UsageError(f"invalid channel name {name!r}: no wildcards ('*', '>'), spaces or empty tokens")
+
+
+def check_client_id(client_id: str) -> None:
+    if not CLIENT_ID.match(client_id):
+        raise UsageError(f"invalid client id {client_id!r}: only letters, digits, '-' and '_' are allowed")
+
+
+def is_no_responders(msg) -> bool:
+    return bool(msg.headers) and msg.headers.get("Status") == "503"
+
+
+@dataclass
+class Subjects:
+    """The request subjects a server returned in its ConnectResponse (never hard-coded)."""
+
+    pub: str
+    sub: str
+    unsub: str
+    subclose: str
+    close: str
+    ping: str
+
+
+class StanClient:
+    """One NATS Streaming client registration (cluster id + client id) on a nats-py connection."""
+
+    def __init__(
+        self,
+        nc: NatsClient,
+        cluster_id: str,
+        client_id: str,
+        *,
+        timeout: float = 5.0,
+        where: str = "",
+        ping_interval: float = DEFAULT_PING_INTERVAL,
+        ping_max_out: int = DEFAULT_PING_MAX_OUT,
+    ) -> None:
+        self.nc = nc
+        self.cluster_id = cluster_id
+        self.client_id = client_id
+        self.timeout = timeout
+        self.where = where or "the server"
+        self.ping_interval = ping_interval
+        self.ping_max_out = ping_max_out
+        self.nuid = NUID()
+        self.conn_id = self.nuid.next().decode()
+        self.subjects: Subjects | None = None
+        self.lost: NatsctlError | None = None
+        self._lost_listeners: list[Callable[[NatsctlError], None]] = []
+        self._pings_out = 0
+        self._ping_task: asyncio.Task | None = None
+        self._nats_subs: list = []
+        self._acks: dict[str, Callable[[str], None]] = {}  # guid -> callback(error)
+        self._ack_prefix = ""
+
+    # ---- connect / close
+
+    async def connect(self) -> None:
+        check_client_id(self.client_id)
+        hb_inbox = self.nc.new_inbox()
+        self._nats_subs.append(await self.nc.subscribe(hb_inbox, cb=self._on_heartbeat))
+        request = proto.encode(
+            "ConnectRequest",
+            clientID=self.client_id,
+            heartbeatInbox=hb_inbox,
+            protocol=1,
+            connID=self.conn_id.encode(),
+            pingInterval=max(1, math.ceil(self.ping_interval)),  # whole seconds on the wire
+            pingMaxOut=self.ping_max_out,
+        )
+        response = await self._discover(request)
+        if response.error:
+            await self._drop_subs()
+            raise server_error(response.error, client_id=self.client_id)
+        self.subjects = Subjects(
+            response.pubPrefix,
+            response.subRequests,
+            response.unsubRequests,
+            response.subCloseRequests,
+            response.closeRequests,
+            response.pingRequests,
+        )
+        await self._start_acks_and_pings()
+
+    async def _discover(self, request: bytes):
+        subject = f"_STAN.discover.{self.cluster_id}"
+        try:
+            msg = await self.nc.request(subject, request, timeout=self.timeout)
+        except (nats_errors.NoRespondersError, nats_errors.TimeoutError, asyncio.TimeoutError):
+            await self._drop_subs()
+            raise ConnectionFailed(
+                f"no NATS Streaming server with cluster id {self.cluster_id!r} answered at {self.where}",
+                hint="check --cluster-id / NATS_CLUSTER_ID (nats-streaming-server -cid) and --server",
+            ) from None
+        return self._decode("ConnectResponse", msg.data)
+
+    async def _start_acks_and_pings(self) -> None:
+        # One wildcard subscription for every PubAck of this client: no per-message subscription or future.
+        self._ack_prefix = f"_STAN.acks.{self.nuid.next().decode()}"
+        self._nats_subs.append(await self.nc.subscribe(self._ack_prefix + ".*", cb=self._on_pub_ack))
+        self._ping_inbox = self.nc.new_inbox()
+        self._nats_subs.append(await self.nc.subscribe(self._ping_inbox, cb=self._on_ping_response))
+        if self.subjects.ping:  # protocol-1 servers only
+            self._ping_task = asyncio.get_running_loop().create_task(self._ping_loop())
+
+    async def close(self) -> None:
+        """Unregister with a CloseRequest (durables stay on the server); quiet if the client was already lost."""
+        if self._ping_task:
+            self._ping_task.cancel()
+        try:
+            if self.subjects and self.lost is None and not self.nc.is_closed:
+                await self._request(self.subjects.close, proto.encode("CloseRequest", clientID=self.client_id))
+        except NatsctlError:
+            pass  # closing after a loss: nothing left to close
+        finally:
+            await self._drop_subs()
+
+    async def _drop_subs(self) -> None:
+        for sub in self._nats_subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # noqa: BLE001 - the connection may be gone already
+                pass
+        self._nats_subs.clear()
+
+    # ---- liveness
+
+    async def _on_heartbeat(self, msg) -> None:
+        if msg.reply:  # an empty publish (no reply subject) answers the server's heartbeat
+            await self.nc.publish(msg.reply, b"")
+
+    async def _ping_loop(self) -> None:
+        ping = proto.encode("Ping", connID=self.conn_id.encode())
+        while self.lost is None:
+            await asyncio.sleep(self.ping_interval)
+            if self.nc.is_closed:
+                return self._lose(ConnectionFailed(f"the connection to {self.where} was closed"))
+            self._pings_out += 1
+            if self._pings_out > self.ping_max_out:
+                return self._lose(
+                    ConnectionFailed(
+                        f"lost the NATS Streaming server at {self.where}: "
+                        f"{self.ping_max_out} pings went unanswered",
+                    )
+                )
+            try:
+                await self.nc.publish(self.subjects.ping, ping, reply=self._ping_inbox)
+            except Exception:  # noqa: BLE001 - reconnecting: the missing answer counts
+                pass
+
+    async def _on_ping_response(self, msg) -> None:
+        if is_no_responders(msg):
+            return  # nobody serves the ping subject: not an answer
+        response = self._decode("PingResponse", msg.data)
+        if response.error:
+            error = server_error(response.error, client_id=self.client_id)
+            if response.error == ERR_REPLACED:
+                error = ConnectionFailed(
+                    f"the NATS Streaming server dropped client id {self.client_id!r}: '{ERR_REPLACED}'",
+                    hint="another client connected with the same id, or heartbeats were missed",
+                )
+            return self._lose(error)
+        self._pings_out = 0
+
+    def on_lost(self, listener: Callable[[NatsctlError], None]) -> None:
+        self._lost_listeners.append(listener)
+
+    def _lose(self, error: NatsctlError) -> None:
+        if self.lost is not None:
+            return
+        self.lost = error
+        for guid, callback in list(self._acks.items()):
+            self._acks.pop(guid, None)
+            callback(error.message)
+        for listener in self._lost_listeners:
+            listener(error)
+
+    def check(self) -> None:
+        if self.lost is not None:
+            raise self.lost
+
+    # ---- helpers
+
+    def _decode(self, name: str, data: bytes):
+        try:
+            return proto.decode(name, data)
+        except proto.DecodeError:
+            raise ConnectionFailed(f"{self.where} sent an invalid {name}: is it a NATS Streaming server?") from None
+
+    async def _request(self, subject: str, payload: bytes, response: str = "CloseResponse"):
+        self.check()
+        try:
+            msg = await self.nc.request(subject, payload, timeout=self.timeout)
+        except nats_errors.NoRespondersError:
+            raise ConnectionFailed(f"the NATS Streaming server at {self.where} is gone (no responders)") from None
+        except (nats_errors.TimeoutError, asyncio.TimeoutError):
+            raise Timeout(f"the NATS Streaming server at {self.where} did not answer within {self.timeout:g}s") from None
+        except nats_errors.ConnectionClosedError:
+            raise ConnectionFailed(f"the connection to {self.where} was closed") from None
+        return self._decode(response, msg.data)
+
+    # ---- publish
+
+    async def publish(self, channel: str, data: bytes, on_done: Callable[[str], None]) -> None:
+        """Send one PubMsg; ``on_done("")`` on its PubAck, ``on_done(reason)`` on an error."""
+        self.check()
+        guid = self.nuid.next().decode()
+        payload = proto.encode(
+            "PubMsg", clientID=self.client_id, guid=guid, subject=channel, data=data, connID=self.conn_id.encode()
+        )
+        self._acks[guid] = on_done
+        await self.nc.publish(f"{self.subjects.pub}.{channel}", payload, reply=f"{self._ack_prefix}.{guid}")
+
+    def forget(self, reason: str) -> None:
+        """Give up on every PubAck still awaited (timed out)."""
+        for guid, callback in list(self._acks.items()):
+            self._acks.pop(guid, None)
+            callback(reason)
+
+    @property
+    def awaiting_acks(self) -> int:
+        return len(self._acks)
+
+    async def _on_pub_ack(self, msg) -> None:
+        if is_no_responders(msg):
+            return self._lose(ConnectionFailed(f"the NATS Streaming server at {self.where} is gone (no responders)"))
+        try:
+            ack = proto.decode("PubAck", msg.data)
+        except proto.DecodeError:
+            return
+        guid = ack.guid or msg.subject.rsplit(".", 1)[-1]  # an error PubAck may carry no guid
+        callback = self._acks.pop(guid, None)
+        if callback is not None:
+            callback(ack.error)
+
+    # ---- subscribe
+
+    async def subscribe(self, request: dict, on_message: Callable) -> StanSubscriptionHandle:
+        """Open a subscription; ``request`` holds SubscriptionRequest fields other than clientID and inbox."""
+        self.check()
+        inbox = self.nc.new_inbox()
+        # Ready to receive before the request goes out: messages may arrive right behind the response.
+        nats_sub = await self.nc.subscribe(inbox, cb=on_message, pending_msgs_limit=1_000_000)
+        payload = proto.encode("SubscriptionRequest", clientID=self.client_id, inbox=inbox, **request)
+        try:
+            response = await self._request(self.subjects.sub, payload, "SubscriptionResponse")
+        except NatsctlError:
+            await nats_sub.unsubscribe()
+            raise
+        if response.error:
+            await nats_sub.unsubscribe()
+            raise server_error(
+                response.error,
+                client_id=self.client_id,
+                channel=request.get("subject", ""),
+                durable=request.get("durableName") or "",
+            )
+        return StanSubscriptionHandle(self, request["subject"], response.ackInbox, nats_sub, request.get("durableName") or "")
+
+
+class StanSubscriptionHandle:
+    """The protocol side of one subscription: acks and leaving."""
+
+    def __init__(self, client: StanClient, channel: str, ack_inbox: str, nats_sub, durable: str) -> None:
+        self.client = client
+        self.channel = channel
+        self.ack_inbox = ack_inbox
+        self.nats_sub = nats_sub
+        self.durable = durable
+        self.closed = False
+
+    async def ack(self, sequence: int) -> None:
+        payload = proto.encode("Ack", subject=self.channel, sequence=sequence)
+        await self.client.nc.publish(self.ack_inbox, payload)
+
+    async def close(self, *, unsubscribe: bool) -> None:
+        """``unsubscribe`` deletes a durable (unsubRequests); otherwise it stays (subCloseRequests)."""
+        if self.closed:
+            return
+        self.closed = True
+        client = self.client
+        subject = client.subjects.unsub if unsubscribe else client.subjects.subclose
+        payload = proto.encode(
+            "UnsubscribeRequest",
+            clientID=client.client_id,
+            subject=self.channel,
+            inbox=self.ack_inbox,
+            durableName=self.durable or None,
+        )
+        try:
+            if client.lost is None and not client.nc.is_closed:
+                response = await client._request(subject, payload, "SubscriptionResponse")
+                if response.error:
+                    raise server_error(response.error, client_id=client.client_id, channel=self.channel, durable=self.durable)
+        finally:
+            try:
+                await self.nats_sub.unsubscribe()
+            except Exception:  # noqa: BLE001 - the connection may be gone
+                pass
