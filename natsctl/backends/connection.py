@@ -58,6 +58,22 @@ def stderr_notify(message: str) -> None:
     sys.stderr.flush()
 
 
+class NatsctlClient(Client):
+    """nats-py's client, with permission violations reported to our events.
+
+    nats-py 2.16 compares the (lower-cased) server -ERR text with "permissions violation" only after
+    prefixing it, so its error callback never fires for one; the violation would be lost silently.
+    """
+
+    async def _process_err(self, err_msg: str) -> None:
+        events = getattr(self, "_natsctl_events", None)
+        if events is not None and "permissions violation" in err_msg.lower():
+            message = permission_message(err_msg)
+            if message not in events.permission_errors:
+                events.permission_errors.append(message)
+        await super()._process_err(err_msg)
+
+
 class ConnectionEvents:
     """Our callbacks for nats-py: remember the last real error, report connection changes."""
 
@@ -239,7 +255,8 @@ async def connect_nats(
     """A connected nats-py client, or a NatsctlError that names the server and the reason."""
     events = ConnectionEvents(settings, notify)
     options = connect_options(settings, events, purpose)
-    client = Client()
+    client = NatsctlClient()
+    client._natsctl_events = events  # type: ignore[attr-defined]  # read by permission checks
     try:
         await first_connect(client, options, events, settings)
     except NatsctlError:
@@ -252,7 +269,6 @@ async def connect_nats(
     # Once connected, ride out a lost server (fail over to the others) for about settings.timeout.
     client.options["reconnect_time_wait"] = RECONNECT_WAIT
     client.options["max_reconnect_attempts"] = max(1, math.ceil(settings.timeout / RECONNECT_WAIT))
-    client._natsctl_events = events  # type: ignore[attr-defined]  # read by permission checks
     return client
 
 
@@ -294,11 +310,8 @@ def events_of(client: Client) -> ConnectionEvents | None:
 
 
 def permission_errors(client: Client) -> list[str]:
-    """Permission violations the server reported on this connection, in plain words.
-
-    nats-py 2.16 compares the server's "Permissions Violation" case-sensitively with its own lower-case
-    constant, so the error callback never fires for it; the violation is only kept as ``last_error``.
-    """
+    """Permission violations the server reported on this connection, in plain words (nats-py lower-cases
+    the server's text, so the subject is shown in lower case)."""
     events = events_of(client)
     found = list(events.permission_errors) if events else []
     last = str(getattr(client, "last_error", None) or "")
