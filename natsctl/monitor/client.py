@@ -93,11 +93,12 @@ class MonitorClient:
             response = await asyncio.wait_for(self._http.get(self.base + path, params=query), self.timeout * 2)
         except (httpx.TimeoutException, asyncio.TimeoutError):
             raise Timeout(
-                f"no answer from {shown} within {self.timeout:g}s",
+                f"no answer from {self.where()} within {self.timeout:g}s",
                 hint="is it the monitoring port? raise --timeout if the server is busy",
             ) from None
         except httpx.HTTPError as exc:
-            raise transport_error(exc, shown) from None
+            # a transport fault concerns the port, not the endpoint: name the URL the user gave
+            raise transport_error(exc, self.where()) from None
         return self._reply(response, shown, ok)
 
     def _reply(self, response: httpx.Response, shown: str, ok: tuple[int, ...]) -> Reply:
@@ -155,11 +156,11 @@ def transport_error(exc: httpx.HTTPError, shown: str) -> NatsctlError:
         if "complete message body" in message or "incomplete" in message.lower():
             return ConnectionFailed(f"the answer of {shown} was cut off: the connection closed mid-body")
         return ConnectionFailed(
-            f"{shown} does not speak HTTP ({first_line(message)})",
+            f"{shown} does not speak HTTP ({first_line(message).rstrip('.')})",
             hint="is it the NATS client port (4222) instead of the monitoring port (8222)?",
         )
     if isinstance(exc, httpx.ConnectError):
-        if "refused" in message.lower():
+        if _refused(exc):
             return ConnectionFailed(
                 f"cannot reach the monitoring port {shown}: connection refused",
                 hint="is monitoring enabled (nats-server -m 8222)? point --monitor at it",
@@ -168,6 +169,16 @@ def transport_error(exc: httpx.HTTPError, shown: str) -> NatsctlError:
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return UsageError(f"bad monitoring URL {shown}: {message} (use http://host:8222 or https://...)")
     return ConnectionFailed(f"request to {shown} failed: {first_line(message)}")
+
+
+def _refused(exc: BaseException) -> bool:
+    """httpx words a refusal "All connection attempts failed"; the cause chain says what happened."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or "refused" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:

@@ -183,7 +183,9 @@ class Route:
     remote_name: str = ""
     ip: str = ""
     port: int | None = None
-    configured: bool = False
+    configured: bool = False  # listed in this server's routes (not learned by gossip)
+    solicited: bool = False  # this server dialed it
+    account: str = ""  # a route dedicated to one account ("$SYS"), "" for the pooled routes
     subscriptions: int = 0
     pending_size: int = 0
     in_msgs: int = 0

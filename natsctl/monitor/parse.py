@@ -315,7 +315,9 @@ def route(data: Mapping[str, Any]) -> Route:
         remote_name=text(data, "remote_name"),
         ip=text(data, "ip"),
         port=opt_num(data, "port"),
-        configured=bool(data.get("did_solicit") or data.get("is_configured")),
+        configured=bool(data.get("is_configured")),
+        solicited=bool(data.get("did_solicit")),
+        account=text(data, "account"),
         subscriptions=num(data, "subscriptions"),
         pending_size=num(data, "pending_size"),
         in_msgs=num(data, "in_msgs"),
@@ -328,7 +330,7 @@ def route(data: Mapping[str, Any]) -> Route:
 
 
 def route_report(routez: Mapping[str, Any], varz: Mapping[str, Any]) -> RouteReport:
-    routes = [route(r) for r in items(routez, "routes") if isinstance(r, dict)]
+    routes = sorted((route(r) for r in items(routez, "routes") if isinstance(r, dict)), key=lambda r: (r.remote_name, r.rid))
     return RouteReport(
         server_id=text(routez, "server_id"),
         server_name=text(routez, "server_name") or text(varz, "server_name"),

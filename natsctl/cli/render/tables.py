@@ -203,6 +203,7 @@ VIEWS: dict[type, list[Column]] = {
         Column("REMOTE", lambda r: r.remote_name or "-"),
         Column("REMOTE ID", lambda r: r.remote_id or "-"),
         Column("ADDRESS", _address),
+        Column("ACCOUNT", lambda r: r.account, optional=True),
         Column("SUBS", lambda r: str(r.subscriptions), numeric=True),
         Column("MSGS IN", lambda r: str(r.in_msgs), numeric=True),
         Column("MSGS OUT", lambda r: str(r.out_msgs), numeric=True),
