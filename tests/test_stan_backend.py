@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -19,10 +20,9 @@ from natsctl.backends.stan.backend import StanBackend
 from natsctl.backends.stan.errors import server_error
 from natsctl.core import errors
 from natsctl.core.model import OutgoingMessage, StartKind, StartPosition, SubscribeSpec
-from tests.stan_double.fixtures import ROOT, start_stan
+from tests.stan_double.fixtures import ROOT, start_stan, stan_server  # noqa: F401 - fixture
 from tests.stan_double.replay import FIXTURES
 
-import json
 
 FAST_PINGS = {"ping_interval": 0.2, "ping_max_out": 3}
 
@@ -34,10 +34,10 @@ def run(coro, timeout: float = 20):
     return asyncio.run(bounded())
 
 
-@pytest.fixture(scope="module")
-def shared():
-    """One double for the tests that only need their own channels."""
-    server = start_stan("0.23.2")
+@pytest.fixture(scope="module", params=["0.17.0", "0.23.2"])
+def shared(request):
+    """One double per recorded version for the tests that only need their own channels."""
+    server = start_stan(request.param)
     yield server
     server.cleanup()
 
@@ -540,3 +540,54 @@ def test_every_recorded_error_string_maps_to_a_one_line_error():
         error = server_error(entry["error"], client_id="c", channel="ch", durable="d")
         assert isinstance(error, expected.get(entry["error"], errors.UsageError)), entry["error"]
         assert "\n" not in error.line() and error.line()
+
+
+# ---- heartbeats and the process fixture
+
+
+def test_heartbeats_are_answered_and_silence_is_dropped():
+    server = start_stan("0.23.2", hb_interval=0.2, hb_timeout=0.2, hb_fail_count=1)  # dropped after 0.8 s
+    try:
+
+        async def main():
+            import nats
+
+            from natsctl.backends.stan import proto
+
+            backend = await connect(server.settings())
+            silent = await nats.connect(server.url)
+            try:
+                hb_inbox = silent.new_inbox()
+                await silent.subscribe(hb_inbox)  # receives heartbeats, never answers
+                request = proto.encode("ConnectRequest", clientID="silent", heartbeatInbox=hb_inbox, protocol=1, connID=b"x")
+                response = proto.decode("ConnectResponse", (await silent.request(f"_STAN.discover.{server.cluster_id}", request)).data)
+                await asyncio.sleep(1.5)
+                summary = await backend.publish(channel(), msgs("still here"))
+                pub = proto.encode("PubMsg", clientID="silent", guid="g", subject="x", data=b"x", connID=b"x")
+                ack = proto.decode("PubAck", (await silent.request(response.pubPrefix + ".x", pub)).data)
+            finally:
+                await silent.close()
+                await backend.close()
+            return summary, ack
+
+        summary, ack = run(main())
+        assert summary.confirmed == 1  # natsctl answered every heartbeat
+        assert ack.error == "stan: invalid publish request"  # the silent client was dropped
+    finally:
+        server.cleanup()
+
+
+def test_process_fixture_kill_and_restart(stan_server):
+    async def main():
+        await publish(stan_server.settings(), "x", "1")
+        stan_server.restart_double()  # memory store: the channel is gone
+        backend = await connect(stan_server.settings())
+        try:
+            return await collect(backend, SubscribeSpec("x", start=StartPosition(StartKind.ALL), stop_at_end=True))
+        finally:
+            await backend.close()
+
+    assert run(main()) == []
+    stan_server.kill_double()
+    with pytest.raises(errors.ConnectionFailed, match="no NATS Streaming server"):
+        run(connect(stan_server.settings(timeout=1)))
