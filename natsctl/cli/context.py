@@ -4,7 +4,7 @@ Contexts are natscli's own files, so ``nats`` and ``natsctl`` share them. Secret
 everything printed here; the file-writing is in :mod:`natsctl.core.contexts`.
 """
 
-from __future__ import annotations
+# No "from __future__ import annotations": Typer reads these signatures through a wrapper (options.py).
 
 import sys
 from typing import Annotated, Any
