@@ -150,6 +150,10 @@ class _PublishRun:
         return done
 
     async def _wait_for_room(self) -> None:
+        if not self.room.locked():
+            # No wait_for (a task, a loop turn): the flusher then writes many PubMsgs per socket send.
+            await self.room.acquire()
+            return
         while True:
             try:
                 await asyncio.wait_for(self.room.acquire(), self._ack_deadline())
