@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,7 +23,7 @@ from nats.js import api
 from nats.js import errors as js_errors
 
 from natsctl.backends.connection import close_quietly, connect_nats, events_of, raise_permission_error, stderr_notify
-from natsctl.core.backend import AckCallback, Backend, ErrorCallback, Subscription
+from natsctl.core.backend import AckCallback, Backend, ErrorCallback, Messages, Subscription, each_message
 from natsctl.core.errors import (
     ConnectionFailed,
     NatsctlError,
@@ -162,7 +162,7 @@ class JetStreamBackend(Backend):
     async def publish(
         self,
         channel: str,
-        messages: Iterable[OutgoingMessage] | AsyncIterable[OutgoingMessage],
+        messages: Messages,
         *,
         create: bool = True,
         on_ack: AckCallback | None = None,
@@ -204,13 +204,13 @@ class PublishPipeline:
         self.next_report = 0
         self.last_progress = time.monotonic()
 
-    async def run(self, messages: Iterable[OutgoingMessage] | AsyncIterable[OutgoingMessage]) -> PublishSummary:
+    async def run(self, messages: Messages) -> PublishSummary:
         inbox = self.nc.new_inbox()
         self.prefix_len = len(inbox) + 1
         sub = await self.nc.subscribe(inbox + ".*", cb=self._on_reply)
         try:
             index = 0
-            async for message in _aiter(messages):
+            async for message in each_message(messages):
                 await self._send(index, message, inbox)
                 index += 1
             await self._wait_until_below(1)
@@ -341,15 +341,6 @@ def _flat_headers(headers: dict[str, list[str]] | None) -> dict[str, str] | None
     if not headers:
         return None
     return {key: ",".join(values) for key, values in headers.items()}
-
-
-async def _aiter(messages: Iterable[OutgoingMessage] | AsyncIterable[OutgoingMessage]) -> AsyncIterator[OutgoingMessage]:
-    if isinstance(messages, AsyncIterable):
-        async for message in messages:
-            yield message
-    else:
-        for message in messages:
-            yield message
 
 
 def parse_ack_reply(reply: str) -> tuple[int, int, int, int] | None:

@@ -8,7 +8,7 @@ map its server's failures onto :mod:`natsctl.core.errors` and its wire objects o
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import ClassVar
 
 from .model import (
@@ -21,6 +21,7 @@ from .model import (
     SubscribeSpec,
 )
 
+Messages = Iterable[OutgoingMessage] | AsyncIterable[OutgoingMessage]
 AckCallback = Callable[[PublishAck], None]
 ErrorCallback = Callable[[int, OutgoingMessage, str], None]  # (index, message, reason)
 
@@ -71,7 +72,7 @@ class Backend(abc.ABC):
     async def publish(
         self,
         channel: str,
-        messages: Iterable[OutgoingMessage],
+        messages: Messages,
         *,
         create: bool = True,
         on_ack: AckCallback | None = None,
@@ -97,3 +98,13 @@ class Backend(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def each_message(messages: Messages) -> AsyncIterator[OutgoingMessage]:
+    """Iterate plain or async message sources alike (files are plain, pipes are async)."""
+    if isinstance(messages, AsyncIterable):
+        async for message in messages:
+            yield message
+    else:
+        for message in messages:
+            yield message

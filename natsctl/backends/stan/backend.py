@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import ClassVar
 
-from natsctl.core.backend import AckCallback, Backend, ErrorCallback, Subscription
+from natsctl.core.backend import AckCallback, Backend, ErrorCallback, Messages, Subscription, each_message
 from natsctl.core.errors import NatsctlError, Unsupported, UsageError
 from natsctl.core.model import (
     ChannelRef,
@@ -79,7 +79,7 @@ class StanBackend(Backend):
     async def publish(
         self,
         channel: str,
-        messages: Iterable[OutgoingMessage],
+        messages: Messages,
         *,
         create: bool = True,
         on_ack: AckCallback | None = None,
@@ -128,8 +128,10 @@ class _PublishRun:
         self.progress = asyncio.Event()
         self.last_ack = time.monotonic()
 
-    async def send_all(self, messages: Iterable[OutgoingMessage]) -> None:
-        for index, message in enumerate(messages):
+    async def send_all(self, messages: Messages) -> None:
+        index = -1
+        async for message in each_message(messages):
+            index += 1
             check_outgoing(message)
             await self._wait_for_room()
             self.client.check()
