@@ -114,9 +114,16 @@ def parse_json(body: str, shown: str, *, strict: bool) -> Any:
     except ValueError as exc:
         if not strict:
             return None
-        if isinstance(exc, json.JSONDecodeError) and exc.pos >= len(body.rstrip()) and body.strip():
+        if _cut_off(exc, body):
             raise ServerError(f"the answer of {shown} was cut off after {len(body.encode())} bytes (invalid JSON)") from None
         raise ServerError(f"{shown} did not answer JSON (it starts with {first_line(body)!r}): not a NATS monitoring endpoint?") from None
+
+
+def _cut_off(exc: ValueError, body: str) -> bool:
+    """JSON that only lacks its end: the decoder stopped at the last byte or inside a string."""
+    if not isinstance(exc, json.JSONDecodeError) or not body.lstrip().startswith(("{", "[")):
+        return False
+    return exc.pos >= len(body.rstrip()) or exc.msg.startswith("Unterminated string")
 
 
 def first_line(body: str, limit: int = 80) -> str:
