@@ -73,6 +73,17 @@ class NatsctlClient(Client):
                 events.permission_errors.append(message)
         await super()._process_err(err_msg)
 
+    def drop_unsent(self) -> int:
+        """Forget commands still buffered for the lost server, so a reconnect does not send them.
+
+        A publish that stopped at a lost connection must not have its unsent tail stored after a gap:
+        then the stored messages stay a prefix of the input and a rerun with --msg-id fills in order.
+        """
+        dropped = len(self._pending)
+        self._pending = []
+        self._pending_data_size = 0
+        return dropped
+
 
 class ConnectionEvents:
     """Our callbacks for nats-py: remember the last real error, report connection changes."""
@@ -84,6 +95,8 @@ class ConnectionEvents:
         self.permission_errors: list[str] = []
         self.connected = False
         self.closed_by_us = False
+        # Called when a live connection drops, before nats-py reconnects (a publish stops there).
+        self.on_lost: list[Callable[[], None]] = []
         # Set by a TLS failure during the first connect: retrying cannot fix a certificate, and nats-py
         # 2.16 hangs closing a socket whose TLS upgrade failed, so connect_nats stops waiting instead.
         self.tls_failure: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
@@ -99,6 +112,8 @@ class ConnectionEvents:
 
     async def on_disconnected(self) -> None:
         if self.connected and not self.closed_by_us:
+            for listener in list(self.on_lost):
+                listener()
             self.notify(f"connection lost, reconnecting (up to {self.settings.timeout:g}s)")
 
     async def on_reconnected(self) -> None:

@@ -203,18 +203,26 @@ class PublishPipeline:
         self.outstanding: dict[int, OutgoingMessage] = {}
         self.next_report = 0
         self.last_progress = time.monotonic()
+        self.halted = ""  # why publishing stopped early (connection lost, no stream, no answer)
 
     async def run(self, messages: Messages) -> PublishSummary:
         inbox = self.nc.new_inbox()
         self.prefix_len = len(inbox) + 1
         sub = await self.nc.subscribe(inbox + ".*", cb=self._on_reply)
+        events = events_of(self.nc)
+        if events is not None:
+            events.on_lost.append(self._on_lost)
         try:
             index = 0
             async for message in each_message(messages):
+                if self.halted:
+                    break  # stop at the first unconfirmed message: what is stored stays a prefix of the input
                 await self._send(index, message, inbox)
                 index += 1
             await self._wait_until_below(1)
         finally:
+            if events is not None:
+                events.on_lost.remove(self._on_lost)
             await self._fail_outstanding("no confirmation from the server")
             try:
                 await sub.unsubscribe()
@@ -259,6 +267,7 @@ class PublishPipeline:
             except asyncio.TimeoutError:
                 if time.monotonic() - self.last_progress > timeout:
                     raise_permission_error(self.nc)
+                    self.halted = self.halted or "no confirmation"
                     await self._fail_outstanding(f"no confirmation from the server within {timeout:g}s")
                     return
 
@@ -271,7 +280,9 @@ class PublishPipeline:
             return  # a late ack for something already given up on
         data = msg.data
         if not data and msg.headers and msg.headers.get("Status") == "503":
-            self._settle(index, None, f"no stream answered for channel {self.ref.channel!r} (was it deleted?)")
+            # Nothing stored: the stream was deleted or (on a cluster) is electing a leader. Stop here.
+            self.halted = self.halted or "no stream"
+            self._settle(index, None, f"no stream answered for channel {self.ref.channel!r} (deleted, or a cluster electing its leader)")
         elif b'"error"' in data:
             self._settle(index, None, _api_error_text(data))
         else:
@@ -317,6 +328,13 @@ class PublishPipeline:
             summary.last_sequence = seq
             if self.on_ack:
                 self.on_ack(PublishAck(index, self.ref.channel, seq or 0, summary.stream, duplicate))
+
+    def _on_lost(self) -> None:
+        """The connection dropped: what was sent and not confirmed is lost to us; send nothing more."""
+        self.halted = "connection lost"
+        self.nc.drop_unsent()  # type: ignore[attr-defined]  # NatsctlClient
+        for index in sorted(self.outstanding):
+            self._settle(index, None, "connection lost before the server confirmed it")
 
     async def _fail_outstanding(self, reason: str) -> None:
         if not self.outstanding:

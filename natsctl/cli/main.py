@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "natsctl.cli.monitor",
     "natsctl.cli.demo",
     "natsctl.cli.context",
+    "natsctl.cli.verify",
 )
 
 

@@ -163,14 +163,20 @@ async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any,
         if (plan.headers or plan.msg_id) and not backend.supports_headers:
             raise Unsupported("headers (-H, --msg-id) exist on JetStream only; NATS Streaming messages have none")
         backend.stream_options = stream_options
-        stopper = _StopInput(messages, stop)
+        source: Any = _StopInput(messages, stop)
+        recorder = None
+        if record is not None:
+            from natsctl.core.record import Recorder
+
+            recorder = Recorder(record)
+            source = recorder.wrap(source)
 
         def on_ack(ack: Any) -> None:
-            if record is not None:
-                record.write(json.dumps({"line": _source_number(plan, ack.index), "seq": ack.sequence, "stream": ack.stream}) + "\n")
+            if recorder is not None:
+                recorder.on_ack(ack)
             progress.advance()
 
-        summary = await backend.publish(plan.channel, stopper, create=plan.create, on_ack=on_ack)
+        summary = await backend.publish(plan.channel, source, create=plan.create, on_ack=on_ack)
     finally:
         progress.close()
         if handle is not None:
@@ -181,7 +187,7 @@ async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any,
     _print_summary(plan, summary)
     if summary.failed:
         more = f" (and {len(summary.failed) - 1} more)" if len(summary.failed) > 1 else ""
-        error_line(f"{len(summary.failed)} of {summary.published + _unsent(summary)} messages not confirmed; first: {summary.failed[0]}{more}")
+        error_line(f"{len(summary.failed)} of {summary.published + _unsent(summary)} messages not confirmed; first: {summary.failed[0]}{more}{_rerun_hint(plan)}")
         return ExitCode.UNCONFIRMED
     return ExitCode.OK
 
@@ -191,8 +197,11 @@ def _unsent(summary: Any) -> int:
     return max(0, len(summary.failed) + summary.confirmed - summary.published)
 
 
-def _source_number(plan: PublishPlan, index: int) -> int:
-    return index + 1
+def _rerun_hint(plan: PublishPlan) -> str:
+    # Publishing stops at a lost connection or leader: the rest of the input was not sent.
+    if plan.msg_id:
+        return "; rerun the same command: the server drops the copies its --msg-id window already holds"
+    return "; an unconfirmed message may still be stored: publish with --msg-id to make a rerun safe"
 
 
 class _StopInput:

@@ -25,6 +25,7 @@ class ExitCode(enum.IntEnum):
     TIMEOUT = 9  # no answer within --timeout
     UNCONFIRMED = 10  # some published messages were not confirmed by the server
     UNHEALTHY = 11  # `natsctl health` found the server unhealthy
+    MISMATCH = 12  # `natsctl verify`: a recorded message is missing, changed, duplicated or out of order
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM
 
@@ -84,6 +85,12 @@ class Unconfirmed(NatsctlError):
 
 class Unhealthy(NatsctlError):
     exit_code = ExitCode.UNHEALTHY
+
+
+class Mismatch(NatsctlError):
+    """`natsctl verify` found the channel does not hold what the publish record says."""
+
+    exit_code = ExitCode.MISMATCH
 
 
 class Unsupported(NatsctlError):
