@@ -1,0 +1,105 @@
+"""Shared by the reliability tests: feeding natsctl's stdin at a pace, reading streams, figures.
+
+Figures (faults injected, time to give up, messages lost) are appended as JSON lines to the file
+named by NATSCTL_RELIABILITY_FIGURES, when set, for the closing note of issue 7.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+
+def figure(kind: str, **data: object) -> None:
+    path = os.environ.get("NATSCTL_RELIABILITY_FIGURES")
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"kind": kind, **data}) + "\n")
+
+
+def lines_file(path: Path, count: int, prefix: str = "msg") -> Path:
+    path.write_text("".join(f"{prefix}-{n:06d}\n" for n in range(1, count + 1)))
+    return path
+
+
+class Feeder(threading.Thread):
+    """Writes ``lines`` to a process's stdin at about ``per_second``; stops quietly when it exits."""
+
+    def __init__(self, proc: subprocess.Popen, lines: list[bytes], per_second: float) -> None:
+        super().__init__(daemon=True)
+        self.proc, self.lines, self.per_second = proc, lines, per_second
+        self.written = 0
+
+    def run(self) -> None:
+        chunk = max(1, int(self.per_second / 50))
+        try:
+            for start in range(0, len(self.lines), chunk):
+                self.proc.stdin.write(b"".join(self.lines[start : start + chunk]))
+                self.proc.stdin.flush()
+                self.written = start + chunk
+                time.sleep(0.02)
+            self.proc.stdin.close()
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # natsctl stopped reading (it gave up): that is what some tests expect
+
+
+class Collector(threading.Thread):
+    """Reads a pipe line by line into a list, so a process never blocks on a full pipe."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.lines: list[bytes] = []
+
+    def run(self) -> None:
+        for line in iter(self.stream.readline, b""):
+            self.lines.append(line)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def stream_state(monitor_url: str, stream: str) -> dict:
+    """The stream's state and cluster block from one node's /jsz ({} when it does not hold it)."""
+    try:
+        body = httpx.get(monitor_url + "/jsz", params={"streams": "true"}, timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+    for account in body.get("account_details") or []:
+        for detail in account.get("stream_detail") or []:
+            if detail.get("name") == stream:
+                return detail
+    return {}
+
+
+def stored_messages(monitor_url: str, stream: str) -> int:
+    return int((stream_state(monitor_url, stream).get("state") or {}).get("messages") or 0)
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, float]:
+    """Wait for natsctl to end; (exit status, seconds it took). A hang fails the test and is killed."""
+    started = time.monotonic()
+    try:
+        code = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+        raise AssertionError(f"natsctl did not end within {timeout}s (it hung)") from None
+    return code, time.monotonic() - started
+
+
+def record_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
