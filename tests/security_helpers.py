@@ -179,10 +179,14 @@ def make_operator() -> Operator:
     account_jwt = sign_jwt(
         {"sub": account.public, "name": "APP", "nats": {"type": "account", "version": 2, "limits": limits}}, operator
     )
+    # JetStream in operator mode needs a system account for its internal subscriptions.
+    system = new_nkey(nkeys.PREFIX_BYTE_ACCOUNT)
+    system_jwt = sign_jwt({"sub": system.public, "name": "SYS", "nats": {"type": "account", "version": 2}}, operator)
     config = (
         f'operator: "{operator_jwt}"\n'
+        f"system_account: {system.public}\n"
         "resolver: MEMORY\n"
-        f'resolver_preload: {{\n  {account.public}: "{account_jwt}"\n}}\n'
+        f'resolver_preload: {{\n  {account.public}: "{account_jwt}"\n  {system.public}: "{system_jwt}"\n}}\n'
     )
     return Operator(config=config, account=account, operator=operator)
 

@@ -362,11 +362,21 @@ def classify_connect_error(
 ) -> NatsctlError:
     """Turn what nats-py raised (often a bare NoServersError) into the real reason."""
     reason = last if isinstance(exc, nats_errors.NoServersError) and last is not None else exc
+    server_info = server_info or {}
     return (
         classify_auth(reason, settings)
-        or classify_tls(reason, settings, server_info or {})
+        or classify_tls(reason, settings, server_info)
+        or classify_reset_after_auth(reason, settings, server_info)
         or classify_network(reason, settings)
     )
+
+
+def classify_reset_after_auth(reason: BaseException, settings: Settings, server_info: dict) -> NatsctlError | None:
+    # A server rejecting CONNECT sends -ERR and closes while our PING is unread, so the kernel may
+    # reset the socket and drop the -ERR before nats-py reads it: the same failure, seen as a reset.
+    if server_info.get("auth_required") and isinstance(reason, (ConnectionResetError, BrokenPipeError)):
+        return classify_auth(nats_errors.AuthorizationError(), settings)
+    return None
 
 
 def classify_auth(reason: BaseException, settings: Settings) -> NatsctlError | None:
