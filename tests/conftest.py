@@ -88,3 +88,40 @@ def cli(isolated_home) -> CLI:
         COLUMNS="200",
     )
     return CLI(env)
+
+
+from tests.stan_double.fixtures import StanServer, start_stan, stan_server, stan_server_any  # noqa: E402,F401
+
+
+class Bus:
+    """A server of one kind, with the flags that point natsctl at it."""
+
+    def __init__(self, kind: str, nats: NatsServer, stan: StanServer | None = None) -> None:
+        self.kind = kind
+        self.nats = nats
+        self.stan = stan
+
+    @property
+    def args(self) -> list[str]:
+        return self.stan.cli_args() if self.stan else ["--server", self.nats.url]
+
+    @property
+    def jetstream(self) -> bool:
+        return self.kind == "jetstream"
+
+
+@pytest.fixture(params=["jetstream", "stan"])
+def bus(request) -> Iterator[Bus]:
+    """Each messaging test runs on JetStream and on NATS Streaming (the test double)."""
+    if request.param == "jetstream":
+        srv = NatsServer().start()
+        try:
+            yield Bus("jetstream", srv)
+        finally:
+            srv.cleanup()
+    else:
+        stan = start_stan("0.23.2")
+        try:
+            yield Bus("stan", stan.nats, stan)
+        finally:
+            stan.cleanup()

@@ -155,9 +155,13 @@ async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any,
     from natsctl.core.errors import ExitCode, Unsupported
     from natsctl.opener import open_backend
 
-    record = open(plan.record, "w", encoding="utf-8") if plan.record else None  # noqa: SIM115
-    backend = await open_backend(settings)
-    messages, handle = build_messages(plan, warn)
+    messages, handle = build_messages(plan, warn)  # bad input fails before any connection is made
+    record = _open_record(plan.record)
+    try:
+        backend = await open_backend(settings)
+    except BaseException:
+        _close_all(handle, record)
+        raise
     progress = _progress_for(plan)
     try:
         if (plan.headers or plan.msg_id) and not backend.supports_headers:
@@ -179,10 +183,7 @@ async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any,
         summary = await backend.publish(plan.channel, source, create=plan.create, on_ack=on_ack)
     finally:
         progress.close()
-        if handle is not None:
-            handle.close()
-        if record is not None:
-            record.close()
+        _close_all(handle, record)
         await backend.close()
     _print_summary(plan, summary)
     if summary.failed:
@@ -190,6 +191,23 @@ async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any,
         error_line(f"{len(summary.failed)} of {summary.published + _unsent(summary)} messages not confirmed; first: {summary.failed[0]}{more}{_rerun_hint(plan)}")
         return ExitCode.UNCONFIRMED
     return ExitCode.OK
+
+
+def _open_record(path: str | None) -> Any:
+    from natsctl.core.errors import UsageError
+
+    if not path:
+        return None
+    try:
+        return open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by _close_all
+    except OSError as exc:
+        raise UsageError(f"cannot write --record {path}: {exc.strerror}") from None
+
+
+def _close_all(*handles: Any) -> None:
+    for handle in handles:
+        if handle is not None:
+            handle.close()
 
 
 def _unsent(summary: Any) -> int:

@@ -260,6 +260,8 @@ class StanSubscription(Subscription):
         self.handle: StanSubscriptionHandle | None = None
         self.end_sequence: int | None = None  # stop_at_end: the channel's last sequence when we started
         self.done = False
+        self.delivered = 0
+        self.max_seen = 0
         # Without acks a non-durable replay would be redelivered after the ack wait: ack on receipt.
         self.auto_ack = not spec.ack and not spec.durable
 
@@ -323,10 +325,14 @@ class StanSubscription(Subscription):
 
     async def _next(self):
         quiet = CAUGHT_UP_QUIET if self.spec.stop_at_end and (self.spec.durable or self.spec.queue) else None
-        try:
-            item = await asyncio.wait_for(self.queue.get(), quiet) if quiet else await self.queue.get()
-        except asyncio.TimeoutError:
-            return STOP  # nothing more is coming to this durable / queue member: caught up
+        while True:
+            try:
+                item = await asyncio.wait_for(self.queue.get(), quiet) if quiet else await self.queue.get()
+                break
+            except asyncio.TimeoutError:
+                if self._lone_durable_behind():
+                    continue  # a gap in delivery, not the end: the channel's last message is still to come
+                return STOP  # nothing more is coming to this durable / queue member: caught up
         if isinstance(item, NatsctlError):
             raise item
         return item
@@ -352,6 +358,7 @@ class StanSubscription(Subscription):
                 self.done = True
                 break
             batch.append(message)
+            self.delivered += 1
             if self._at_end(message):
                 self.done = True
                 break
@@ -363,9 +370,22 @@ class StanSubscription(Subscription):
         return bool(self.spec.until and message.time and message.time > self.spec.until)
 
     def _at_end(self, message: Message) -> bool:
+        self.max_seen = max(self.max_seen, message.sequence)
+        if self.spec.max_messages is not None and self.delivered >= self.spec.max_messages:
+            return True
         if self.spec.to_sequence is not None and message.sequence >= self.spec.to_sequence:
             return True
+        if self.spec.durable or self.spec.queue:
+            # Unacked messages of an earlier run may be redelivered after the last one: wait for the
+            # quiet period instead of stopping at the channel's last sequence.
+            return False
         return self.end_sequence is not None and message.sequence >= self.end_sequence
+
+    def _lone_durable_behind(self) -> bool:
+        """A durable (not a queue member) that got messages but not yet the channel's last one."""
+        if self.spec.queue or not self.spec.durable or self.end_sequence is None:
+            return False
+        return 0 < self.max_seen < self.end_sequence
 
     async def ack(self, messages: list[Message]) -> None:
         if not self.spec.ack or self.auto_ack or self.handle is None:

@@ -244,6 +244,13 @@ class StanClient:
         payload = proto.encode(
             "PubMsg", clientID=self.client_id, guid=guid, subject=channel, data=data, connID=self.conn_id.encode()
         )
+        if len(payload) > self.nc.max_payload:
+            # Refused locally, as nats-server would: the PubMsg envelope counts against max_payload too.
+            on_done(
+                f"payload of {len(data)} bytes is over the server's max_payload of {self.nc.max_payload} bytes"
+                f" (NATS Streaming adds {len(payload) - len(data)} bytes of envelope)"
+            )
+            return
         self._acks[guid] = on_done
         await self.nc.publish(f"{self.subjects.pub}.{channel}", payload, reply=f"{self._ack_prefix}.{guid}")
 
