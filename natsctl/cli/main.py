@@ -10,6 +10,8 @@ import os
 import sys
 
 import typer
+import typer.core
+import typer.main
 
 from natsctl import __version__
 from natsctl.core.errors import ExitCode, NatsctlError
@@ -26,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "natsctl.cli.demo",
     "natsctl.cli.context",
     "natsctl.cli.verify",
+    "natsctl.cli.completion",
 )
 
 
@@ -35,14 +38,16 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def build_app() -> typer.Typer:
+def _new_app(cls: type | None = None) -> typer.Typer:
     app = typer.Typer(
         name="natsctl",
         help=HELP,
         no_args_is_help=True,
+        add_completion=False,  # static scripts: `natsctl completion SHELL`
         rich_markup_mode=None,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+        cls=cls,
     )
 
     @app.callback()
@@ -53,17 +58,33 @@ def build_app() -> typer.Typer:
     ) -> None:
         """natsctl"""
 
+    return app
+
+
+def build_app() -> typer.Typer:
+    """The whole app, every command registered (what tools walking the command tree use)."""
     import importlib
 
+    app = _new_app()
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(app)
     return app
 
 
+def build_command() -> typer.core.TyperGroup:
+    """The root click group natsctl runs: it builds only the command that is invoked (see lazy.py)."""
+    from natsctl.cli.lazy import LazyGroup
+
+    group = typer.main.get_command(_new_app(cls=LazyGroup))
+    assert isinstance(group, LazyGroup)
+    group.source = build_app()
+    return group
+
+
 def main(argv: list[str] | None = None) -> None:
-    app = build_app()
+    command = build_command()
     try:
-        result = app(args=argv, prog_name="natsctl", standalone_mode=False)
+        result = command.main(args=argv, prog_name="natsctl", standalone_mode=False)
     except typer.TyperException as exc:  # click usage errors: one line, exit 2
         message = exc.format_message().splitlines()[0] if exc.format_message() else str(exc)
         sys.stderr.write(f"natsctl: error: {message} (see 'natsctl --help')\n")

@@ -1,0 +1,117 @@
+"""Every command has help; completion scripts are fresh and work; the version; one-line usage errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from natsctl import __version__
+from natsctl.cli import completion
+from natsctl.cli.main import build_app
+
+ROOT = Path(__file__).resolve().parent.parent
+FILES = {"bash": "natsctl.bash", "zsh": "_natsctl", "fish": "natsctl.fish"}
+
+
+def all_commands():
+    def walk(command, path):
+        yield path, command
+        for name, sub in sorted((getattr(command, "commands", None) or {}).items()):
+            yield from walk(sub, [*path, name])
+
+    return list(walk(typer.main.get_command(build_app()), []))
+
+
+@pytest.mark.parametrize("path", [p for p, _ in all_commands()], ids=lambda p: " ".join(p) or "natsctl")
+def test_every_command_has_help(cli, path):
+    result = cli.run(*path, "--help")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.decode()
+    assert text.startswith("Usage: natsctl")
+    command = dict((tuple(p), c) for p, c in all_commands())[tuple(path)]
+    assert (command.help or "").strip(), f"natsctl {' '.join(path)} has no help text"
+    for param in command.params:
+        if getattr(param, "param_type_name", "") == "option" and not getattr(param, "hidden", False):
+            assert (param.help or "").strip(), f"option {param.opts} of {' '.join(path)} has no help"
+
+
+def test_version(cli):
+    result = cli.run("--version")
+    assert result.stdout == f"natsctl {__version__}\n".encode() and result.returncode == 0
+
+
+def test_unknown_command_is_one_line(cli):
+    result = cli.run("publish")
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith("natsctl: error: No such command 'publish'.")
+    assert len(result.stderr.decode().splitlines()) == 1
+
+
+@pytest.mark.parametrize("shell", completion.SHELLS)
+def test_committed_completion_scripts_are_fresh(shell):
+    committed = (ROOT / "completions" / FILES[shell]).read_text()
+    assert committed == completion.generate(shell), (
+        f"completions/{FILES[shell]} is stale: run python -m natsctl.cli.completion completions"
+    )
+
+
+def test_completion_command_prints_the_script(cli):
+    result = cli.run("completion", "bash")
+    assert result.returncode == 0
+    assert result.stdout.decode() == (ROOT / "completions" / FILES["bash"]).read_text()
+    bad = cli.run("completion", "tcsh")
+    assert bad.returncode == 2
+    assert bad.stderr == b"natsctl: error: unknown shell 'tcsh'; choose bash, zsh or fish\n"
+
+
+def bash_complete(*words: str) -> list[str]:
+    script = (
+        f"source {ROOT / 'completions' / FILES['bash']}\n"
+        f"COMP_WORDS=({' '.join(repr(w) for w in words)}); COMP_CWORD={len(words) - 1}\n"
+        "_natsctl; printf '%s\\n' \"${COMPREPLY[@]}\"\n"
+    )
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if line]
+
+
+def test_bash_completion_without_python():
+    assert bash_complete("natsctl", "p") == ["pub"]
+    assert bash_complete("natsctl", "pub", "--fi") == ["--file"]
+    assert bash_complete("natsctl", "server", "r") == ["run"]
+    assert bash_complete("natsctl", "--server", "x", "sub", "--stor") == ["--storage"]
+    assert bash_complete("natsctl", "sub", "--storage", "") == ["file", "memory"]
+    assert "--durable" in bash_complete("natsctl", "sub", "ch", "--all", "--d")
+
+
+def test_bash_completes_context_names(tmp_path):
+    folder = tmp_path / "nats" / "context"
+    folder.mkdir(parents=True)
+    (folder / "staging.json").write_text("{}")
+    (folder / "prod.json").write_text("{}")
+    script = (
+        f"export XDG_CONFIG_HOME={tmp_path}; source {ROOT / 'completions' / FILES['bash']}\n"
+        "COMP_WORDS=(natsctl pub --context ''); COMP_CWORD=3; _natsctl; printf '%s\\n' \"${COMPREPLY[@]}\"\n"
+    )
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert sorted(out.split()) == ["prod", "staging"]
+
+
+def test_fish_completion():
+    fish = shutil.which("fish")
+    assert fish, "fish is installed by .ci/run (apt-get install fish)"
+    script = f"source {ROOT / 'completions' / FILES['fish']}; complete -C 'natsctl pub --fi'; complete -C 'natsctl server r'"
+    out = subprocess.run([fish, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["--file\tRead messages from a file, one per line", 
+                                "run\tRun a local nats-server with JetStream and monitoring on, in the foreground; Ctrl-C stops it."]
+
+
+def test_zsh_completion_parses():
+    zsh = shutil.which("zsh")
+    assert zsh, "zsh is installed by .ci/run (apt-get install zsh)"
+    subprocess.run([zsh, "-n", str(ROOT / "completions" / FILES["zsh"])], check=True)
+    text = (ROOT / "completions" / FILES["zsh"]).read_text()
+    assert "'pub:Publish to CHANNEL, every message confirmed by the server.'" in text
