@@ -1,7 +1,9 @@
 """The natsctl command: one Typer app, one module per command group.
 
 Command modules import their heavy dependencies (nats, rich, httpx) inside the command functions so that
-``--version``, ``--help`` and completion stay fast.
+``--version``, ``--help`` and completion stay fast. Every module registers its commands on one Typer app
+(``build_app``), but natsctl runs a lazy root group (``build_command``, natsctl/cli/lazy.py) that turns
+only the invoked command into a click object and converts its values without pydantic.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "natsctl.cli.demo",
     "natsctl.cli.context",
     "natsctl.cli.verify",
-    "natsctl.cli.completion",
 )
 
 
@@ -43,7 +44,6 @@ def _new_app(cls: type | None = None) -> typer.Typer:
         name="natsctl",
         help=HELP,
         no_args_is_help=True,
-        add_completion=False,  # static scripts: `natsctl completion SHELL`
         rich_markup_mode=None,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},

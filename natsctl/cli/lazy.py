@@ -1,0 +1,258 @@
+"""Start-up mechanics: build only the command that runs, and convert its values without pydantic.
+
+Typer turns every registered command into a click object before it parses anything (~40 ms for all of
+natsctl's), and Typer 0.29 converts every non-flag value through a pydantic ``TypeAdapter`` (importing
+pydantic costs ~60 ms, each adapter more). So the root group here knows the registered commands and
+builds a command's click object only when that command is invoked; listing commands (``--help``,
+completion of command names) uses a parameterless summary. natsctl's values are plain str, int, float,
+bool and lists of str, which are converted here with the same messages; anything else (a choice, a
+path, a parser, ...) still goes through Typer's own conversion.
+
+Only public names of Typer are used: ``Typer(cls=...)``, ``typer.main.get_command``, the ``typer.core``
+classes, ``typer.models`` infos and the parameters' ``get_runtime_param`` / ``type_descriptor``.
+tests/test_startup.py checks that pydantic, rich, nats and httpx stay out of a command's start-up.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, get_args
+
+import typer
+import typer.main
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
+from typer.models import CommandInfo, TyperInfo
+
+Entry = CommandInfo | TyperInfo
+
+
+class LazyGroup(TyperGroup):
+    """The root group: commands come from ``source`` (a fully registered Typer app), built on first use."""
+
+    source: typer.Typer | None = None
+    listing = False  # while True, get_command returns summaries (name and help, no parameters)
+
+    def entries(self) -> dict[str, Entry]:
+        if self.source is None:
+            return {}
+        found: dict[str, Entry] = {}
+        for info in self.source.registered_commands:
+            found[info.name or typer.main.get_command_name(info.callback.__name__)] = info
+        for group in self.source.registered_groups:
+            found[_group_name(group)] = group
+        return found
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain(super().get_params(ctx))
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*self.commands, *(name for name in self.entries() if name not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = self.commands.get(cmd_name)
+        if command is not None:
+            return command
+        entry = self.entries().get(cmd_name)
+        if entry is None:
+            return None
+        if self.listing:
+            return summary(cmd_name, entry)
+        command = self.commands[cmd_name] = build(cmd_name, entry, self.source)
+        return command
+
+    @contextmanager
+    def summaries(self) -> Iterator[None]:
+        self.listing = True
+        try:
+            yield
+        finally:
+            self.listing = False
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        with self.summaries():
+            super().format_commands(ctx, formatter)
+
+    def shell_complete(self, ctx: Any, incomplete: str) -> list[Any]:
+        with self.summaries():
+            return super().shell_complete(ctx, incomplete)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        # Typer suggests close names from the commands already built; here none are built yet.
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in self.entries() and not ctx.resilient_parsing:
+            matches = difflib.get_close_matches(name, list(self.entries()))
+            hint = f" Did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
+            ctx.fail(f"No such command {name!r}.{hint}")
+        return super().resolve_command(ctx, args)
+
+
+def _group_name(info: TyperInfo) -> str:
+    for name in (info.name, info.typer_instance.info.name if info.typer_instance else None):
+        if isinstance(name, str):
+            return name
+    raise RuntimeError("a command group added to natsctl needs a name")
+
+
+def summary(name: str, entry: Entry) -> TyperCommand:
+    """A command with the entry's name and help only: enough to list it."""
+    if isinstance(entry, TyperInfo):
+        resolved = typer.main.solve_typer_info_defaults(entry)
+        text, short, hidden = resolved.help, None, resolved.hidden
+    else:
+        text, short, hidden = entry.help or inspect.getdoc(entry.callback) or "", entry.short_help, entry.hidden
+    return TyperCommand(name, help=text, short_help=short, hidden=bool(hidden))
+
+
+def build(name: str, entry: Entry, source: typer.Typer | None) -> Any:
+    """The click object of one entry, built by Typer exactly as it would be inside the whole app."""
+    holder = typer.Typer(
+        add_completion=False,
+        rich_markup_mode=source.rich_markup_mode if source else None,
+        pretty_exceptions_enable=False,
+    )
+    holder.callback()(_holder)  # a group, so the entry keeps its own name and settings
+    if isinstance(entry, TyperInfo):
+        holder.registered_groups.append(entry)
+    else:
+        holder.registered_commands.append(entry)
+    command = typer.main.get_command(holder).commands[name]
+    plain_values(command)
+    return command
+
+
+def _holder() -> None:
+    """natsctl"""
+
+
+# -- values ---------------------------------------------------------------------------------------
+
+
+def _runtime_param(param: Any, typer_runtime_param: Any) -> Any:
+    plain = plain_converter(param.type_descriptor)
+    return plain if plain is not None else typer_runtime_param()
+
+
+# Direct subclasses without new state: a built parameter can take one of these classes.
+class PlainOption(TyperOption):
+    def get_runtime_param(self) -> Any:
+        return _runtime_param(self, super().get_runtime_param)
+
+
+class PlainArgument(TyperArgument):
+    def get_runtime_param(self) -> Any:
+        return _runtime_param(self, super().get_runtime_param)
+
+
+def _plain(params: list[Any]) -> list[Any]:
+    for param in params:
+        if type(param) is TyperOption:
+            param.__class__ = PlainOption
+        elif type(param) is TyperArgument:
+            param.__class__ = PlainArgument
+    return params
+
+
+class PlainCommand(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain(super().get_params(ctx))  # includes the help option click makes on demand
+
+
+class PlainGroup(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _plain(super().get_params(ctx))
+
+
+def plain_values(command: Any) -> None:
+    """Let ``command`` and its subcommands convert plain values without pydantic."""
+    if type(command) is TyperCommand:
+        command.__class__ = PlainCommand
+    elif type(command) is TyperGroup:
+        command.__class__ = PlainGroup
+    for sub in getattr(command, "commands", {}).values():
+        plain_values(sub)
+
+
+def _to_str(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ValueError("Input should be a valid integer, unable to parse string as an integer") from None
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise ValueError("Input should be a valid number, unable to parse string as a number") from None
+
+
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"0", "false", "f", "no", "n", "off", ""}
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError("Input should be a valid boolean, unable to interpret input")
+
+
+_CONVERTERS = {str: _to_str, int: _to_int, float: _to_float, bool: _to_bool}
+
+
+class PlainConverter:
+    """Typer's runtime-parameter contract (``coerce``) for a plain type with an optional range."""
+
+    def __init__(self, kind: type, minimum: Any, maximum: Any) -> None:
+        self.convert = _CONVERTERS[kind]
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        multiple = param.multiple or param.nargs == -1
+        if value is None:
+            return () if multiple else None
+        try:
+            if multiple:
+                if isinstance(value, str):
+                    raise ValueError("Value must be an iterable.")
+                return [self.one(item) for item in value]
+            return self.one(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+    def one(self, value: Any) -> Any:
+        result = self.convert(value)
+        if self.minimum is not None and result < self.minimum:
+            raise ValueError(f"Input should be greater than or equal to {self.minimum}")
+        if self.maximum is not None and result > self.maximum:
+            raise ValueError(f"Input should be less than or equal to {self.maximum}")
+        return result
+
+
+def plain_converter(descriptor: Any) -> PlainConverter | None:
+    """A converter for str/int/float/bool (or a list of one) without parser, choices, paths or clamping."""
+    info = descriptor.parameter_info
+    special = info.parser is not None or getattr(info, "clamp", False) or descriptor.is_file or descriptor.is_path
+    if special or descriptor.is_choice or descriptor.is_datetime or descriptor.is_tuple:
+        return None
+    kind = descriptor.annotation
+    if descriptor.is_list:
+        args = get_args(kind)
+        kind = args[0] if len(args) == 1 else None
+    if kind not in _CONVERTERS:
+        return None
+    return PlainConverter(kind, info.min, info.max)
