@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "natsctl.cli.demo",
     "natsctl.cli.context",
     "natsctl.cli.verify",
+    "natsctl.cli.completion",
 )
 
 
@@ -44,6 +45,7 @@ def _new_app(cls: type | None = None) -> typer.Typer:
         name="natsctl",
         help=HELP,
         no_args_is_help=True,
+        add_completion=False,  # static scripts: `natsctl completion SHELL`
         rich_markup_mode=None,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
