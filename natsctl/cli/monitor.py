@@ -198,9 +198,14 @@ def server_command(
     """Server identity, version, traffic, memory, JetStream usage or NATS Streaming state."""
     if ctx.invoked_subcommand:
         return
+    from natsctl.cli.cluster import audited
     from natsctl.monitor import api
 
-    _run(settings, api.server, _fmt(output, json_), server_table, watch)
+    if watch:
+        _run(settings, api.server, _fmt(output, json_), server_table, watch)
+        return
+    fetch, warn_after = audited(api.server, settings, _fmt(output, json_))  # durability audit (issue 7)
+    _run(settings, fetch, _fmt(output, json_), server_table, after=warn_after)
 
 
 # --- clients ---------------------------------------------------------------------------------------
@@ -374,9 +379,11 @@ def _fail_unhealthy(health: "Health") -> None:
 
 def health_command(output: Output = None, json_: JsonFlag = False, *, settings: Settings) -> None:
     """Health check (/healthz): exit 0 when healthy, 11 otherwise (for probes and CI gates)."""
+    from natsctl.cli.cluster import audited
     from natsctl.monitor import api
 
-    _run(settings, api.health, _fmt(output, json_), health_table, after=_fail_unhealthy)
+    fetch, warn_after = audited(api.health, settings, _fmt(output, json_))  # durability audit (issue 7)
+    _run(settings, fetch, _fmt(output, json_), health_table, after=lambda h: (warn_after(h), _fail_unhealthy(h)))
 
 
 # --- for other commands (natsctl demo) -------------------------------------------------------------

@@ -1,0 +1,162 @@
+"""`natsctl cluster`: every node of a cluster (one --monitor URL each), the leader and replicas of
+each channel with their currency and lag, and the durability audit; also the audit hook of
+`natsctl server` and `natsctl health`."""
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from natsctl.cli.options import monitor_options
+
+CLUSTER_HELP = """Read every node given with --monitor (comma-separated, one URL per node) and show, per
+channel, its leader and replicas: current or not, how far behind (raft operations), when the leader
+last heard from each, and the messages each node holds. A node that does not answer is listed, not
+fatal; the command fails (exit 3 or 9) only when none answers.
+
+Warnings on stderr (and "warnings" in --json) say what in the set-up could lose acknowledged
+messages: lazy fsync, channels with one replica, a single server, storage near its limit, stalled or
+offline consumers, replicas that are behind or offline.
+
+Examples:
+
+\b
+  natsctl cluster -m http://127.0.0.1:8222,http://127.0.0.1:8223,http://127.0.0.1:8224
+  natsctl cluster -m http://n1:8222,http://n2:8222,http://n3:8222 --json"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("cluster", help=CLUSTER_HELP)(monitor_options(cluster_command))
+
+
+def cluster_command(
+    json_out: Annotated[bool, typer.Option("--json", help="Print nodes, replicas and warnings as JSON")] = False,
+    *,
+    settings: Any,
+) -> None:
+    from natsctl.cli.run import run
+
+    run(lambda stop: _cluster(settings, json_out))
+
+
+async def _cluster(settings: Any, json_out: bool) -> int:
+    from natsctl.monitor.audit import audit
+    from natsctl.monitor.cluster import read_nodes, replica_rows
+
+    nodes = await read_nodes(settings)
+    _fail_if_none_answered(nodes)
+    rows, findings = replica_rows(nodes), audit(nodes)
+    if json_out:
+        _print_json(nodes, rows, findings)
+    else:
+        _print_tables(nodes, rows)
+        print_warnings(findings)
+    return 0
+
+
+def _fail_if_none_answered(nodes: list[Any]) -> None:
+    from natsctl.core.errors import ConnectionFailed, Timeout
+
+    if any(n.ok for n in nodes):
+        return
+    first = nodes[0].error if nodes else "no monitoring URL"
+    kind = Timeout if "no answer" in first else ConnectionFailed
+    raise kind(f"no node answered: {first}" if len(nodes) > 1 else first)
+
+
+def _node_dict(node: Any) -> dict[str, Any]:
+    cluster = node.varz.get("cluster") if isinstance(node.varz.get("cluster"), dict) else {}
+    meta = node.jsz.get("meta_cluster") or {}
+    return {
+        "url": node.url, "name": node.name, "ok": node.ok, "error": node.error,
+        "version": node.varz.get("version"), "cluster": cluster.get("name"), "routes": node.varz.get("routes"),
+        "meta_leader": meta.get("leader") if isinstance(meta, dict) else None,
+    }
+
+
+def _print_json(nodes: list[Any], rows: list[Any], findings: list[Any]) -> None:
+    from natsctl.cli.render.tables import to_json
+
+    sys.stdout.write(to_json({"nodes": [_node_dict(n) for n in nodes], "replicas": rows, "warnings": findings}) + "\n")
+
+
+def _yes_no(value: Any) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def _print_tables(nodes: list[Any], rows: list[Any]) -> None:
+    from rich.table import Table
+
+    from natsctl.cli.render.tables import print_table
+
+    table = Table(title="Nodes", box=None, title_justify="left")
+    for head in ("NODE", "URL", "VERSION", "CLUSTER", "ROUTES", "META LEADER", "STATE"):
+        table.add_column(head)
+    for node in nodes:
+        d = _node_dict(node)
+        table.add_row(d["name"] or "-", d["url"], d["version"] or "-", d["cluster"] or "-", str(d["routes"] or 0),
+                      d["meta_leader"] or "-", "ok" if node.ok else f"DOWN: {node.error}")
+    print_table(table)
+    if not rows:
+        from natsctl.cli.run import note
+
+        note("no channels")
+        return
+    replicas = Table(title="Channel replicas", box=None, title_justify="left")
+    for head in ("CHANNEL", "NODE", "ROLE", "CURRENT", "LAG", "LAST SEEN", "MESSAGES", "LAST SEQ"):
+        replicas.add_column(head)
+    for r in rows:
+        seen = f"{r.last_seen_ms}ms ago" if r.last_seen_ms is not None else "-"
+        replicas.add_row(r.channel, r.node, r.role + (" (offline)" if r.offline else ""), _yes_no(r.current),
+                         "-" if r.lag is None else str(r.lag), seen, "-" if r.messages is None else str(r.messages),
+                         "-" if r.last_seq is None else str(r.last_seq))
+    print_table(replicas)
+
+
+def print_warnings(findings: list[Any]) -> None:
+    from natsctl.cli.run import warn
+
+    for finding in findings:
+        warn(finding.line())
+
+
+async def durability_findings(settings: Any) -> list[Any]:
+    """The audit over every --monitor URL, for `server` and `health`; never fails the command."""
+    from natsctl.monitor.audit import audit
+    from natsctl.monitor.cluster import read_nodes
+
+    return audit(await read_nodes(settings))
+
+
+def audited(fetch: Any, settings: Any, fmt: str) -> tuple[Any, Any]:
+    """``fetch`` for `server` / `health` with the audit's findings added as ``warnings`` (JSON, YAML)
+    or printed on stderr after the table; NATS Streaming has no JetStream to audit."""
+
+    async def fetch_with_audit(client: Any) -> Any:
+        data = await fetch(client)
+        if getattr(data, "kind", "") == "stan":
+            return data
+        return with_warnings(data, await durability_findings(settings))
+
+    def after(data: Any) -> None:
+        if fmt == "table":
+            print_warnings(getattr(data, "warnings", []))
+
+    return fetch_with_audit, after
+
+
+def with_warnings(data: Any, findings: list[Any]) -> Any:
+    """A copy of the report dataclass with a trailing ``warnings`` field (the models stay untouched)."""
+    import dataclasses
+
+    cls = _audited_classes.get(type(data))
+    if cls is None:
+        cls = dataclasses.make_dataclass(
+            type(data).__name__, [("warnings", list, dataclasses.field(default_factory=list))], bases=(type(data),), slots=True
+        )
+        _audited_classes[type(data)] = cls
+    values = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)}
+    return cls(**values, warnings=findings)
+
+
+_audited_classes: dict[type, type] = {}
