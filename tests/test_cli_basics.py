@@ -115,3 +115,48 @@ def test_zsh_completion_parses():
     subprocess.run([zsh, "-n", str(ROOT / "completions" / FILES["zsh"])], check=True)
     text = (ROOT / "completions" / FILES["zsh"]).read_text()
     assert "'pub:Publish to CHANNEL, every message confirmed by the server.'" in text
+
+
+def test_readme_exit_codes_match_the_code():
+    import re
+
+    from natsctl.core.errors import ExitCode
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    documented = {int(code) for code in re.findall(r"^\| (\d+) \|", section, flags=re.M)}
+    assert documented == {int(code) for code in ExitCode}
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
+    assert ci[-1] in readme, "the last line of .ci/run must be the test command the README shows"
+    assert "natsctl demo" in readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+
+
+def test_demo_runs_end_to_end(cli):
+    result = cli.run("demo", timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    assert "published 6 ticket:created events (sequences 1-6)" in out
+    members = [line for line in out.splitlines() if line.startswith("orders-service member-")]
+    seqs = sorted(int(s) for line in members for s in line.split("[", 1)[1].rstrip("]").split(", ") if s)
+    assert len(members) == 2 and seqs == [1, 2, 3, 4, 5, 6]
+    assert "replayed ticket:created from the start: 6 messages" in out
+    for title in ("Channels", "Subscriptions", "Clients"):
+        assert f"\n{title}\n" in out
+    assert "nats-server stopped" in out
+
+
+def test_demo_json(cli):
+    import json
+
+    result = cli.run("demo", "--json", "--events", "4", timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["published"]["count"] == 4
+    shares = report["queue_group"]["members"]
+    assert sorted(shares["member-1"] + shares["member-2"]) == [1, 2, 3, 4]
+    assert [m["seq"] for m in report["replay"]] == [1, 2, 3, 4]
+    assert [c["name"] for c in report["tables"]["channels"]] == ["ticket_created_2ba475"]
