@@ -216,7 +216,11 @@ class PublishPipeline:
             index = 0
             async for message in each_message(messages):
                 if self.halted:
-                    break  # stop at the first unconfirmed message: what is stored stays a prefix of the input
+                    # Stop at the first unconfirmed message (what is stored stays a prefix of the input),
+                    # and say so even when everything sent before was confirmed.
+                    self._report(index, message, None, f"not sent: publishing stopped ({self.halted})")
+                    self._flush_reports()
+                    break
                 await self._send(index, message, inbox)
                 index += 1
             await self._wait_until_below(1)
