@@ -2,9 +2,10 @@
 
 Typer turns every registered command into a click object before it parses anything (~40 ms for all of
 natsctl's), and Typer 0.29 converts every non-flag value through a pydantic ``TypeAdapter`` (importing
-pydantic costs ~60 ms, each adapter more). So the root group here knows the registered commands and
-builds a command's click object only when that command is invoked; listing commands (``--help``,
-completion of command names) uses a parameterless summary. natsctl's values are plain str, int, float,
+pydantic costs ~60 ms, each adapter more). So the root group here imports the command modules only
+when a command is looked up (``--version`` imports none, ``pub`` only the first), and builds a
+command's click object only when that command is invoked; listing commands (``--help``) uses a
+parameterless summary. natsctl's values are plain str, int, float,
 bool and lists of str, which are converted here with the same messages; anything else (a choice, a
 path, a parser, ...) still goes through Typer's own conversion.
 
@@ -16,8 +17,9 @@ tests/test_startup.py checks that pydantic, rich, nats and httpx stay out of a c
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, get_args
 
@@ -30,20 +32,25 @@ Entry = CommandInfo | TyperInfo
 
 
 class LazyGroup(TyperGroup):
-    """The root group: commands come from ``source`` (a fully registered Typer app), built on first use."""
+    """The root group: command modules are imported, and their commands built, on first use."""
 
-    source: typer.Typer | None = None
     listing = False  # while True, get_command returns summaries (name and help, no parameters)
+    source: typer.Typer | None = None  # the app the command modules register on (see load_from)
+    pending: list[str] = []  # noqa: RUF012 - replaced per instance by load_from, never mutated here
+    known: dict[str, Entry] = {}  # noqa: RUF012
 
-    def entries(self) -> dict[str, Entry]:
-        if self.source is None:
-            return {}
-        found: dict[str, Entry] = {}
-        for info in self.source.registered_commands:
-            found[info.name or typer.main.get_command_name(info.callback.__name__)] = info
-        for group in self.source.registered_groups:
-            found[_group_name(group)] = group
-        return found
+    def load_from(self, app: typer.Typer, modules: Sequence[str]) -> None:
+        """Register ``modules`` (each with ``register(app)``) on ``app``, in order, only as far as needed."""
+        self.source = app
+        self.pending = list(modules)
+        self.known: dict[str, Entry] = {}
+
+    def entries(self, wanted: str | None = None) -> dict[str, Entry]:
+        """The registered commands; with ``wanted``, modules are imported only until it is found."""
+        while self.pending and (wanted is None or wanted not in self.known):
+            importlib.import_module(self.pending.pop(0)).register(self.source)
+            self.known = _registered(self.source)
+        return self.known
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _plain(super().get_params(ctx))
@@ -55,7 +62,7 @@ class LazyGroup(TyperGroup):
         command = self.commands.get(cmd_name)
         if command is not None:
             return command
-        entry = self.entries().get(cmd_name)
+        entry = self.entries(cmd_name).get(cmd_name)
         if entry is None:
             return None
         if self.listing:
@@ -82,11 +89,20 @@ class LazyGroup(TyperGroup):
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         # Typer suggests close names from the commands already built; here none are built yet.
         name = args[0] if args else ""
-        if name and not name.startswith("-") and name not in self.entries() and not ctx.resilient_parsing:
+        if name and not name.startswith("-") and name not in self.entries(name) and not ctx.resilient_parsing:
             matches = difflib.get_close_matches(name, list(self.entries()))
             hint = f" Did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
             ctx.fail(f"No such command {name!r}.{hint}")
         return super().resolve_command(ctx, args)
+
+
+def _registered(app: typer.Typer) -> dict[str, Entry]:
+    found: dict[str, Entry] = {}
+    for info in app.registered_commands:
+        found[info.name or typer.main.get_command_name(info.callback.__name__)] = info
+    for group in app.registered_groups:
+        found[_group_name(group)] = group
+    return found
 
 
 def _group_name(info: TyperInfo) -> str:

@@ -80,7 +80,7 @@ def build_command() -> typer.core.TyperGroup:
 
     group = typer.main.get_command(_new_app(cls=LazyGroup))
     assert isinstance(group, LazyGroup)
-    group.source = build_app()
+    group.load_from(_new_app(), COMMAND_MODULES)
     return group
 
 
