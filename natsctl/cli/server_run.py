@@ -35,7 +35,7 @@ def run(
 ) -> None:
     from natsctl import embedded
     from natsctl.cli.run import note
-    from natsctl.core.errors import ExitCode
+    from natsctl.core.errors import ExitCode, NatsctlError
 
     nodes = embedded.plan_nodes(
         count=cluster,
@@ -57,14 +57,19 @@ def run(
                 proc.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, on_term)
-    servers.start()
+    try:
+        servers.start()
+    except NatsctlError:
+        if terminated:  # stopped while starting: that is a SIGTERM exit, not a failed start
+            sys.exit(ExitCode.TERMINATED)
+        raise
     for node in nodes:
         note(f"nats-server {node.name}: {node.url}  monitoring {node.monitor_url}  store {node.store_dir}")
     note("Ctrl-C stops it")
     try:
         servers.wait()
     except KeyboardInterrupt:
-        servers.wait()  # the nodes got the same Ctrl-C (same process group) and are shutting down
+        pass  # stop() below: in a terminal the nodes got the same Ctrl-C; a lone SIGINT reached only us
     finally:
         servers.stop()
     sys.exit(ExitCode.TERMINATED if terminated else ExitCode.OK)
