@@ -53,14 +53,17 @@ class Feeder(threading.Thread):
 class Collector(threading.Thread):
     """Reads a pipe line by line into a list, so a process never blocks on a full pipe."""
 
-    def __init__(self, stream) -> None:
+    def __init__(self, stream, delay: float = 0.0) -> None:
         super().__init__(daemon=True)
         self.stream = stream
         self.lines: list[bytes] = []
+        self.delay = delay  # seconds per line: a slow reader holds natsctl back (the pipe fills)
 
     def run(self) -> None:
         for line in iter(self.stream.readline, b""):
             self.lines.append(line)
+            if self.delay:
+                time.sleep(self.delay)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:

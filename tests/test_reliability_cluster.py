@@ -1,0 +1,159 @@
+"""Issue 7, test 3 (+5): a three-node cluster, a channel with 3 replicas, its leader SIGKILLed while
+natsctl publishes and while it subscribes. Nothing confirmed is lost, nothing is duplicated beyond
+at-least-once, and natsctl carries on (saying so) or fails clearly; it never hangs."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+import pytest
+
+from tests.reliability_helpers import Collector, Feeder, figure, finish, record_lines, stored_messages, stream_state, wait_for
+from tests.servers import start_cluster
+
+TOTAL = 6_000
+
+
+@pytest.fixture
+def nodes():
+    cluster = start_cluster(3)
+    try:
+        yield cluster
+    finally:
+        for node in cluster:
+            node.cleanup()
+
+
+def servers(nodes) -> str:
+    return ",".join(n.url for n in nodes)
+
+
+def leader_of(nodes, stream: str, replicas_current: int = 2):
+    """The node leading ``stream`` once ``replicas_current`` of its followers report they are current."""
+    def found():
+        for node in nodes:
+            cluster = stream_state(node.monitor_url, stream).get("cluster") or {}
+            current = [r for r in cluster.get("replicas") or [] if r.get("current")]
+            if cluster.get("leader") in {n.name for n in nodes} and len(current) >= replicas_current:
+                return cluster["leader"]
+        return None
+
+    wait_for(lambda: found() is not None, 30, f"a leader of {stream} with current replicas")
+    name = found()
+    return next(n for n in nodes if n.name == name)
+
+
+def meta_leader_among(nodes) -> None:
+    """Wait until the survivors agree on a JetStream meta leader (the API answers only then)."""
+    import httpx
+
+    def elected() -> bool:
+        try:
+            meta = httpx.get(nodes[0].monitor_url + "/jsz", timeout=2).json().get("meta_cluster") or {}
+        except (httpx.HTTPError, ValueError):
+            return False
+        return meta.get("leader") in {n.name for n in nodes}
+
+    wait_for(elected, 30, "a JetStream meta leader among the surviving nodes")
+
+
+def make_channel(cli, nodes, channel: str) -> str:
+    created = cli.run("pub", channel, "seed", "--replicas", "3", "--dupe-window", "10m", "--server", servers(nodes), "--json")
+    assert created.returncode == 0, created.stderr
+    return json.loads(created.stdout)["stream"]
+
+
+@pytest.mark.slow
+def test_leader_killed_during_publish(cli, nodes, tmp_path):
+    stream = make_channel(cli, nodes, "cluster.pub")
+    leader = leader_of(nodes, stream)
+    others = [n for n in nodes if n is not leader]
+    lines = [f"evt-{n:06d}\n".encode() for n in range(1, TOTAL + 1)]
+    first, second = tmp_path / "first.rec", tmp_path / "second.rec"
+    common = ["--server", servers(nodes), "--timeout", "5", "--msg-id", "evt-{{Count}}"]
+
+    proc = cli.popen("pub", "cluster.pub", "--lines", "--record", str(first), *common, stdin=subprocess.PIPE)
+    Feeder(proc, lines, per_second=6_000).start()
+    try:
+        wait_for(lambda: stored_messages(leader.monitor_url, stream) >= 1_500, 30, "1500 messages stored")
+        leader.kill()
+        killed = time.monotonic()
+        code, _ = finish(proc, 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stderr = proc.stderr.read().decode()
+    figure("publish-leader-kill", gave_up_s=round(time.monotonic() - killed, 2), exit=code)
+    assert "Traceback" not in stderr
+    assert code in (0, 10), stderr
+    confirmed = record_lines(first)
+    if code == 0:  # carried on: then every line was confirmed
+        assert len(confirmed) == TOTAL, stderr
+    if code == 10:  # failed clearly, naming the first unconfirmed line
+        first_bad = re.search(r"first: line (\d+): ", stderr)
+        assert first_bad and int(first_bad.group(1)) not in {e["line"] for e in confirmed}, stderr
+
+    new_leader = leader_of(others, stream, 1)
+    meta_leader_among(others)
+    survivors = ",".join(n.url for n in others)
+    check = cli.run("verify", "cluster.pub", "--against", str(first), "--server", survivors, "--json", timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    rerun = cli.run("pub", "cluster.pub", "--lines", "--record", str(second), "--server", survivors, "--timeout", "5",
+                    "--msg-id", "evt-{{Count}}", input=b"".join(lines), timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    check = cli.run("verify", "cluster.pub", "--against", str(second), "--server", survivors, "--json", timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert stored_messages(new_leader.monitor_url, stream) == TOTAL + 1
+    figure("messages", published=TOTAL, confirmed_before_fault=len(confirmed), lost=0)
+
+
+def envelopes(lines: list[bytes]) -> list[dict]:
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+@pytest.mark.slow
+def test_leader_killed_during_subscribe(cli, nodes):
+    stream = make_channel(cli, nodes, "cluster.sub")
+    body = "".join(f"job-{n}\n" for n in range(1, TOTAL))
+    assert cli.run("pub", "cluster.sub", "--lines", "--server", servers(nodes), input=body, timeout=60).returncode == 0
+    leader = leader_of(nodes, stream)
+    others = [n for n in nodes if n is not leader]
+    sub_args = ["sub", "cluster.sub", "--all", "--durable", "worker", "--json", "--exit-at-end", "--ack-wait", "2s",
+                "--max-in-flight", "50", "--timeout", "5"]
+
+    proc = cli.popen(*sub_args, "--server", servers(nodes))
+    out = Collector(proc.stdout, delay=0.001)
+    out.start()
+    try:
+        wait_for(lambda: len(out.lines) >= 1_000, 30, "1000 messages read")
+        leader.kill()
+        out.delay = 0
+        killed = time.monotonic()
+        code, _ = finish(proc, 90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out.join(5)
+    stderr = proc.stderr.read().decode()
+    figure("subscribe-leader-kill", gave_up_s=round(time.monotonic() - killed, 2), exit=code, read=len(out.lines))
+    assert "Traceback" not in stderr
+    assert code in (0, 3, 9), stderr  # carried on to the end, or a clear connection / timeout error
+    if code != 0:
+        assert stderr.strip().splitlines()[-1].startswith("natsctl: error: "), stderr
+
+    leader_of(others, stream, 1)
+    meta_leader_among(others)
+    again = cli.run(*sub_args, "--server", ",".join(n.url for n in others), timeout=90)
+    assert again.returncode == 0, again.stderr
+    first_run, second_run = envelopes(out.lines), envelopes(again.stdout.splitlines())
+    seen = [e["seq"] for e in first_run + second_run]
+    assert set(seen) == set(range(1, TOTAL + 1))  # every message delivered (seq 1 is the seed)
+    repeated = len(seen) - len(set(seen))
+    again_seqs = [e["seq"] for e in second_run]
+    assert all(e["redelivered"] for e in second_run if e["seq"] in {f["seq"] for f in first_run})
+    assert repeated <= 2 * 50 + 1  # at most what was delivered and not yet acked when the leader died
+    figure("subscribe-redelivered", repeated=repeated, second_run=len(again_seqs), lost=0)
