@@ -22,7 +22,7 @@ _natsctl() {
     fi
     subs=""
     case "$path" in
-    "") subs="channel channels clients completion config context demo health pub replay routes server sub subs verify" ;;
+    "") subs="channel channels clients cluster completion config context demo health pub replay routes server sub subs verify" ;;
     "config") subs="path show" ;;
     "context") subs="add ls rm show use" ;;
     "server") subs="run" ;;
@@ -31,10 +31,11 @@ _natsctl() {
   done
   words=""
   case "$path" in
-    "") words="channel channels clients completion config context demo health pub replay routes server sub subs verify --help --version -V" ;;
+    "") words="channel channels clients cluster completion config context demo health pub replay routes server sub subs verify --help --version -V" ;;
     "channel") words="--client-id --cluster-id --context --creds --help --json --monitor --monitor-ca --nkey --no-tlsfirst --output --password --server --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --token --user -m -o -s" ;;
     "channels") words="--account --client-id --cluster-id --context --creds --help --json --monitor --monitor-ca --nkey --no-tlsfirst --output --password --server --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --token --user --watch -m -o -s -w" ;;
     "clients") words="--account --client-id --cluster-id --context --creds --help --json --limit --monitor --monitor-ca --nkey --no-tlsfirst --output --password --server --sort --state --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --token --user --user-filter --watch -m -o -s -w" ;;
+    "cluster") words="--client-id --cluster-id --context --creds --help --json --monitor --monitor-ca --nkey --no-tlsfirst --password --server --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --token --user -m -s" ;;
     "completion") words="--help" ;;
     "config") words="path show --help" ;;
     "config path") words="--help --json" ;;
@@ -45,7 +46,7 @@ _natsctl() {
     "context rm") words="--help --json" ;;
     "context show") words="--help --json --output -o" ;;
     "context use") words="--help --json" ;;
-    "demo") words="--client-id --cluster-id --context --creds --events --external --help --json --nkey --no-tlsfirst --password --server --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --token --user -s" ;;
+    "demo") words="--client-id --cluster-id --context --creds --events --external --help --json --monitor --monitor-ca --nkey --no-tlsfirst --password --server --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --token --user -m -s" ;;
     "health") words="--client-id --cluster-id --context --creds --help --json --monitor --monitor-ca --nkey --no-tlsfirst --output --password --server --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --token --user -m -o -s" ;;
     "pub") words="--client-id --cluster-id --context --count --creds --discard --dupe-window --envelope --file --header --help --json --lines --max-age --max-bytes --max-msgs --msg-id --nkey --no-create --no-tlsfirst --password --quiet --record --replicas --server --skip-bad-lines --storage --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --token --user -H -c -f -q -s" ;;
     "replay") words="--client-id --cluster-id --context --count --creds --help --json --nkey --no-tlsfirst --password --raw --seq --server --since --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --to-seq --token --until --user -c -s" ;;

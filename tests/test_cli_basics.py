@@ -160,3 +160,15 @@ def test_demo_json(cli):
     assert sorted(shares["member-1"] + shares["member-2"]) == [1, 2, 3, 4]
     assert [m["seq"] for m in report["replay"]] == [1, 2, 3, 4]
     assert [c["name"] for c in report["tables"]["channels"]] == ["ticket_created_2ba475"]
+
+
+def test_demo_on_an_external_nats_streaming_server(cli, stan_server):
+    result = cli.run("demo", "--external", *stan_server.cli_args(), "--monitor", "http://127.0.0.1:1", timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    assert "published 6 ticket:created events" in out
+    assert "replayed ticket:created from the start: 6 messages" in out
+    members = [line for line in out.splitlines() if line.startswith("orders-service member-")]
+    seqs = sorted(int(s) for line in members for s in line.split("[", 1)[1].rstrip("]").split(", ") if s)
+    assert seqs == [1, 2, 3, 4, 5, 6]
+    assert result.stderr.decode().startswith("natsctl: warning: no monitoring tables: cannot reach the monitoring port")

@@ -391,3 +391,17 @@ def test_pub_json_summary(cli, server):
         "last_sequence": 3, "duplicates": 0, "created": True, "failed": [],
     }
     assert os.environ.get("NATS_URL") is None
+
+
+def test_generated_client_id_is_printed_for_durables(cli, stan_server):
+    publish = cli.run("pub", "ids", "x", *stan_server.cli_args())
+    ok(publish)
+    result = cli.run("sub", "ids", "--all", "--durable", "keep", "--exit-at-end", "--raw", *stan_server.cli_args())
+    ok(result)
+    assert result.stdout == b"x\n"
+    line = result.stderr.decode().strip()
+    assert line.startswith("natsctl: client id natsctl-") and "resume durable 'keep' with --client-id natsctl-" in line
+    client_id = line.split("--client-id ")[1]
+    resumed = cli.run("sub", "ids", "--durable", "keep", "--exit-at-end", "--raw", "--client-id", client_id, *stan_server.cli_args())
+    ok(resumed)
+    assert resumed.stdout == b"" and resumed.stderr == b""
