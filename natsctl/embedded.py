@@ -159,6 +159,25 @@ class LocalServers:
         if pending:
             self.stop()
             raise NatsctlError(f"nats-server {pending[0][0].name} did not start within {timeout:g}s")
+        if len(self.nodes) > 1:
+            self.wait_meta_leader(deadline)
+
+    def wait_meta_leader(self, deadline: float) -> None:
+        """A cluster takes replicated channels only once JetStream elected its meta leader."""
+        import json
+        import urllib.request
+
+        url = self.nodes[0].monitor_url + "/jsz"
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - our own loopback node
+                    if (json.load(answer).get("meta_cluster") or {}).get("leader"):
+                        return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise NatsctlError("the cluster elected no JetStream meta leader in time; see the nodes' log above")
 
     def wait(self) -> int:
         """Block until every node exits (Ctrl-C reaches them through the process group)."""
