@@ -182,7 +182,7 @@ def test_audit_consumer_findings_on_recorded_bodies():
     assert "lost to it" in offline[0].message
 
 
-@pytest.mark.parametrize("discard, effect", [("old", "the oldest messages are dropped"), ("new", "new messages will be refused")])
+@pytest.mark.parametrize("discard, effect", [("old", "the oldest messages are dropped to make room"), ("new", "new messages will be refused")])
 def test_audit_channel_at_its_limit(discard, effect):
     node = fixture_node()
     stream = node.jsz["account_details"][0]["stream_detail"][0]
