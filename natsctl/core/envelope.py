@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import UsageError
 from .model import Message, OutgoingMessage
+from .names import validate_header_name
 from .timeparse import format_time
 
 
@@ -74,7 +75,7 @@ def decode_headers(envelope: dict[str, Any], source: str) -> dict[str, list[str]
             values = [values]
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise UsageError(f"{source}: header {key!r} must be a string or a list of strings")
-        result[str(key)] = values
+        result[validate_header_name(str(key), f"{source}: ")] = values
     return result
 
 

@@ -20,6 +20,7 @@ from typing import BinaryIO
 from .envelope import outgoing_from_envelope
 from .errors import UsageError
 from .model import OutgoingMessage
+from .names import validate_header_name
 
 CHUNK = 1 << 16
 
@@ -55,8 +56,7 @@ def parse_header(text: str) -> tuple[str, str]:
     key = key.strip()
     if not sep or not key:
         raise UsageError(f"invalid header {text!r}; use -H KEY:VALUE")
-    if any(ch.isspace() or ord(ch) < 33 or ord(ch) > 126 or ch == ":" for ch in key):
-        raise UsageError(f"invalid header name {key!r}: printable ASCII without spaces or ':' only")
+    validate_header_name(key)
     value = value.strip()
     if "\r" in value or "\n" in value:
         raise UsageError(f"invalid value for header {key!r}: it contains a line break")

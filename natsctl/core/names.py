@@ -9,6 +9,9 @@ from .errors import UsageError
 
 _STREAM_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _NAME_UNSAFE = re.compile(r"[\s.*>/\\]")
+# An HTTP token (RFC 9110), which is what nats-py accepts as a header name; anything else it refuses
+# only when sending, mid-publish.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def validate_channel(channel: str) -> str:
@@ -34,6 +37,12 @@ def validate_durable(name: str, what: str = "durable") -> str:
     if _NAME_UNSAFE.search(name) or any(ord(ch) < 32 for ch in name):
         raise UsageError(f"invalid {what} name {name!r}: it may not contain whitespace, '.', '*', '>', '/' or '\\'")
     return name
+
+
+def validate_header_name(key: str, where: str = "") -> str:
+    if not _HEADER_NAME.fullmatch(key):
+        raise UsageError(f"{where}invalid header name {key!r}: letters, digits and !#$%&'*+-.^_`|~ only")
+    return key
 
 
 def stream_name_for(channel: str) -> str:
