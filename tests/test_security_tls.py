@@ -142,27 +142,20 @@ def test_tls_insecure_connects_and_warns(cli, pki):
 
 
 def test_monitoring_over_https_gets_the_ca(cli, pki, isolated_home):
-    """The https monitoring port is reachable with the CA carried by Settings (flag, or the context's ca)."""
-    config = h.tls_block(pki.server_cert, pki.server_key)
-    srv = NatsServer(config=config, monitor_scheme="https").start()
+    """The https monitoring port is verified against Settings.monitor_ca: the flag, or the context's ca."""
+    srv = NatsServer(config=h.tls_block(pki.server_cert, pki.server_key), monitor_scheme="https").start()
     try:
         folder = isolated_home / ".config" / "nats" / "context"
         folder.mkdir(parents=True)
         h.write(folder / "secure.json", json.dumps({"url": srv.url, "ca": str(pki.ca)}))
         doc = json.loads(cli.run("config", "show", "--json", "--context", "secure", "--monitor", srv.monitor_url).stdout)
-        assert doc["effective"]["monitor_ca"]["value"] == str(pki.ca)
-        import httpx
-
-        # What the monitoring client does with Settings.monitor_ca: verify the https port against it.
-        response = httpx.get(srv.monitor_url + "/healthz", verify=_ssl_context(doc["effective"]["monitor_ca"]["value"]), timeout=5)
-        assert response.json() == {"status": "ok"}
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(srv.monitor_url + "/healthz", verify=_ssl_context(str(pki.other_ca)), timeout=5)
+        assert doc["effective"]["monitor_ca"] == {"value": str(pki.ca), "source": "tls_ca (context secure)"}
+        with_flag = cli.run("health", "-m", srv.monitor_url, "--monitor-ca", str(pki.ca))
+        assert with_flag.returncode == 0, with_flag.stderr
+        from_context = cli.run("health", "--context", "secure", "-m", srv.monitor_url)
+        assert from_context.returncode == 0, from_context.stderr
+        without = cli.run("health", "-m", srv.monitor_url)
+        assert without.returncode == 6
+        assert "not trusted" in without.stderr.decode()
     finally:
         srv.cleanup()
-
-
-def _ssl_context(ca: str):
-    import ssl
-
-    return ssl.create_default_context(cafile=ca)
