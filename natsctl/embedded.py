@@ -113,6 +113,20 @@ def plan_nodes(
     ]
 
 
+def free_nodes(count: int, store_dir: Path, name: str) -> list[NodeConfig]:
+    """``count`` nodes on free loopback ports (a cluster when more than one), for throwaway servers."""
+    if count == 1:
+        return [NodeConfig(name, free_port(), free_port(), store_dir)]
+    routes = [free_port() for _ in range(count)]
+    return [
+        NodeConfig(
+            f"{name}-{i + 1}", free_port(), free_port(), store_dir / f"{name}-{i + 1}",
+            cluster_port=routes[i], routes=[p for j, p in enumerate(routes) if j != i],
+        )
+        for i in range(count)
+    ]
+
+
 def check_ports_free(nodes: list[NodeConfig]) -> None:
     for node in nodes:
         for what, port in (("client", node.port), ("monitoring", node.monitor_port), ("cluster", node.cluster_port)):

@@ -88,3 +88,13 @@ def test_channel_creation_flags_reach_the_stream(cli, server):
         3, "new", 3600 * 10**9, 60 * 10**9, 100000)
     bad = cli.run("pub", "other", "x", "--server", server.url, "--discard", "sideways")
     assert (bad.returncode, bad.stderr.decode().strip()) == (2, "natsctl: error: --discard must be old or new, not 'sideways'")
+
+
+@pytest.mark.slow
+def test_demo_on_a_local_cluster(cli):
+    result = cli.run("demo", "--cluster", "3", "--events", "3", "--json", timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["published"]["count"] == 3
+    assert sorted(s for seqs in report["queue_group"]["members"].values() for s in seqs) == [1, 2, 3]
+    assert [c["replicas"] for c in report["tables"]["channels"]] == [3]

@@ -29,15 +29,16 @@ def demo(
     events: Annotated[int, typer.Option("--events", min=1, max=10000, help="How many events to publish")] = 6,
     external: Annotated[bool, typer.Option("--external", help="Use the configured server instead of starting one")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print what happened as one JSON document")] = False,
+    cluster: Annotated[int, typer.Option("--cluster", min=1, max=5, help="Start this many clustered nodes; the channel gets up to 3 replicas")] = 1,
     *,
     settings: Any,
 ) -> None:
     from natsctl.cli.run import run
 
-    run(lambda stop: demo_command(settings, events, external, json_))
+    run(lambda stop: demo_command(settings, events, external, json_, cluster))
 
 
-async def demo_command(settings: Any, events: int, external: bool, json_out: bool) -> int:
+async def demo_command(settings: Any, events: int, external: bool, json_out: bool, cluster: int = 1) -> int:
     import dataclasses
     import tempfile
     from pathlib import Path
@@ -47,13 +48,12 @@ async def demo_command(settings: Any, events: int, external: bool, json_out: boo
     if external:
         return await _demo_on(settings, events, json_out, channel=f"{CHANNEL}")
     with tempfile.TemporaryDirectory(prefix="natsctl-demo-") as store:
-        node = embedded.NodeConfig(
-            "natsctl-demo", embedded.free_port(), embedded.free_port(), Path(store)
-        )
-        _say(json_out, f"starting nats-server on {node.url} (monitoring {node.monitor_url})")
-        with embedded.LocalServers([node]):
-            local = dataclasses.replace(settings, servers=[node.url], monitor_urls=[node.monitor_url], cluster_id=None)
-            code = await _demo_on(local, events, json_out, channel=CHANNEL)
+        nodes = embedded.free_nodes(cluster, Path(store), "natsctl-demo")
+        for node in nodes:
+            _say(json_out, f"starting nats-server {node.name} on {node.url} (monitoring {node.monitor_url})")
+        with embedded.LocalServers(nodes):
+            local = dataclasses.replace(settings, servers=[n.url for n in nodes], monitor_urls=[n.monitor_url for n in nodes], cluster_id=None)
+            code = await _demo_on(local, events, json_out, channel=CHANNEL, replicas=min(cluster, 3))
         _say(json_out, "nats-server stopped")
     return code
 
@@ -65,7 +65,7 @@ def _say(json_out: bool, text: str) -> None:
     stream.flush()
 
 
-async def _demo_on(settings: Any, events: int, json_out: bool, channel: str) -> int:
+async def _demo_on(settings: Any, events: int, json_out: bool, channel: str, replicas: int = 1) -> int:
     import dataclasses
     import json
 
@@ -77,6 +77,10 @@ async def _demo_on(settings: Any, events: int, json_out: bool, channel: str) -> 
     # Three connections at once: on NATS Streaming each needs its own (generated) client id.
     settings = dataclasses.replace(settings, client_id=None)
     publisher = await open_backend(settings)
+    if replicas > 1:
+        from natsctl.core.model import StreamOptions
+
+        publisher.stream_options = StreamOptions(replicas=replicas)
     try:
         bodies = [json.dumps({"ticket": n, "title": f"ticket {n}", "price": 10 * n}).encode() for n in range(1, events + 1)]
         summary = await publisher.publish(channel, [OutgoingMessage(b, source=f"event {i + 1}") for i, b in enumerate(bodies)])
