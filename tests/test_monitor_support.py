@@ -26,7 +26,7 @@ def fixtures_dir(name: str) -> Path:
 def table_rows(text: str) -> list[dict[str, str]]:
     """Rows of a plain (non-terminal) natsctl table: columns are separated by two spaces or more."""
     lines = [line for line in text.splitlines() if line.strip()]
-    header_index = next(i for i, line in enumerate(lines) if re.match(r"^[A-Z][A-Z ]+(\s{2,}[A-Z][A-Z/ ]*)+$", line.strip()))
+    header_index = next(i for i, line in enumerate(lines) if re.fullmatch(r"[A-Z][A-Z ]*", re.split(r"\s{2,}", line.strip())[0]))
     headers = re.split(r"\s{2,}", lines[header_index].strip())
     rows = []
     for line in lines[header_index + 1 :]:
@@ -58,10 +58,18 @@ def failed(result: Any, code: int) -> str:
     err = result.stderr.decode()
     assert result.returncode == code, f"exit {result.returncode} (want {code}): {err}"
     assert "Traceback" not in err
+    return error_line(err, stdout=result.stdout)
+
+
+def error_line(err: str, stdout: bytes | None = b"") -> str:
+    """The single ``natsctl: error:`` line; other stderr lines may only be warnings."""
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("natsctl: error: "), err
-    assert result.stdout == b""
-    return lines[0]
+    errors = [line for line in lines if line.startswith("natsctl: error: ")]
+    assert len(errors) == 1, err
+    assert all(line.startswith("natsctl: warning: ") for line in lines if line not in errors), err
+    if stdout is not None:
+        assert stdout == b""
+    return errors[0]
 
 
 def as_json(result: Any) -> Any:

@@ -222,6 +222,10 @@ def build_table(rows: Sequence[Any], *, row_type: type | None = None, title: str
     from rich.table import Table
 
     kind = row_type or (type(rows[0]) if rows else None)
+    if kind is None:
+        from rich.text import Text
+
+        return Text(f"{title}: nothing to show" if title else "nothing to show")
     columns = [c for c in VIEWS.get(kind, []) if not c.optional or any(c.cell(r) for r in rows)]
     terminal = stdout_is_terminal()
     table = Table(
@@ -237,7 +241,7 @@ def build_table(rows: Sequence[Any], *, row_type: type | None = None, title: str
     for column in columns:
         table.add_column(column.header, justify="right" if column.numeric else "left", no_wrap=not terminal)
     for header in extra_headers:
-        table.add_column(header, justify="right", no_wrap=True)
+        table.add_column(header.upper(), justify="right", no_wrap=True)
     for index, row in enumerate(rows):
         cells = [c.cell(row) or "-" for c in columns]
         cells += [extra[index][h] for h in extra_headers] if extra else []

@@ -1,0 +1,114 @@
+"""/connz paging beyond one page (real 1024 default and a forced small page) and --watch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import time
+
+import nats
+import pytest
+
+from tests.servers import NatsServer
+from tests.test_monitor_support import ClientLoop, as_json, ok, table_rows
+
+BULK = 1030  # more than the server's 1024 connections per /connz page
+
+
+def open_raw_connection(port: int, name: str) -> socket.socket:
+    """A minimal NATS client (CONNECT + PING, wait for PONG): cheap enough to open a thousand."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    connect = json.dumps({"verbose": False, "pedantic": False, "name": name, "lang": "raw", "version": "0"})
+    sock.sendall(f"CONNECT {connect}\r\nPING\r\n".encode())
+    received = b""
+    while b"PONG\r\n" not in received:
+        chunk = sock.recv(4096)
+        assert chunk, f"server closed {name}: {received!r}"
+        received += chunk
+    return sock
+
+
+@pytest.fixture(scope="module")
+def crowded():
+    server = NatsServer(name="mon-crowded", jetstream=False).start()
+    socks = []
+    try:
+        socks = [open_raw_connection(server.port, f"bulk-{i}") for i in range(BULK)]
+        yield server
+    finally:
+        for sock in socks:
+            sock.close()
+        server.cleanup()
+
+
+def bulk_names(connections: list[dict]) -> list[str]:
+    return [c["name"] for c in connections if c["name"].startswith("bulk-")]
+
+
+def test_more_than_1024_connections_all_read_once(cli, crowded):
+    everyone = as_json(cli.run("clients", "--json", "-m", crowded.monitor_url))
+    names = bulk_names(everyone)
+    assert len(names) == BULK and set(names) == {f"bulk-{i}" for i in range(BULK)}
+    assert len({c["cid"] for c in everyone}) == len(everyone)
+    rows = table_rows(ok(cli.run("clients", "-m", crowded.monitor_url)))
+    assert sum(r["NAME"].startswith("bulk-") for r in rows) == BULK
+
+
+def test_small_forced_page_reads_everything_once(cli, crowded):
+    paged = as_json(cli.run("clients", "--json", "--page-size", "97", "-m", crowded.monitor_url))
+    assert sorted(bulk_names(paged)) == sorted(f"bulk-{i}" for i in range(BULK))
+    assert len({c["cid"] for c in paged}) == len(paged) == len(bulk_names(paged))
+    first = as_json(cli.run("clients", "--json", "--limit", "100", "--page-size", "30", "-m", crowded.monitor_url))
+    assert [c["cid"] for c in first] == [c["cid"] for c in paged[:100]]  # cid order, across four pages
+
+
+async def _tick(nc, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        await nc.publish("tick", b"0123456789")
+        await asyncio.sleep(0.01)
+
+
+def test_watch_refreshes_with_rates_and_ctrl_c_exits_0(cli):
+    server = NatsServer(name="mon-watch", jetstream=False).start()
+    loop = ClientLoop()
+    stop = asyncio.Event()
+    try:
+        nc = loop.run(nats.connect(server.url, name="ticker"))
+        ticking = asyncio.run_coroutine_threadsafe(_tick(nc, stop), loop.loop)
+        proc = cli.popen("clients", "--watch", "0.3", "-m", server.monitor_url)
+        time.sleep(2.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+        loop.loop.call_soon_threadsafe(stop.set)
+        ticking.result(5)
+        loop.run(nc.close())
+    finally:
+        loop.close()
+        server.cleanup()
+    assert proc.returncode == 0, err.decode()
+    assert err == b""
+    snapshots = [s for s in out.decode().split("\n\n") if s.strip()]
+    assert len(snapshots) >= 3
+    first, last = table_rows(snapshots[0])[0], table_rows(snapshots[-1])[0]
+    assert first["NAME"] == "ticker" and first["IN MSGS/S"] == "-"  # nothing to compare with yet
+    rate = float(re.fullmatch(r"([\d.]+)/s", last["IN MSGS/S"]).group(1))
+    assert 5 < rate < 200  # ~60/s published (10 ms sleeps plus scheduling)
+    assert last["IN BYTES/S"].endswith("/s") and last["OUT MSGS/S"] == "0/s"
+
+
+def test_watch_json_one_document_per_refresh(cli):
+    server = NatsServer(name="mon-watch-json", jetstream=False).start()
+    try:
+        proc = cli.popen("server", "--watch", "0.2", "--json", "-m", server.monitor_url)
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        server.cleanup()
+    assert proc.returncode == 0, err.decode()
+    documents = [json.loads(line) for line in out.decode().splitlines()]
+    assert len(documents) >= 3
+    assert {d["server_name"] for d in documents} == {"mon-watch-json"}
