@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime, timezone
+from json.encoder import encode_basestring  # what json.dumps(ensure_ascii=False) uses for a str
 from typing import BinaryIO
 
 from natsctl.core.envelope import message_to_json
@@ -30,8 +32,53 @@ class MessageWriter:
 
 
 class JsonWriter(MessageWriter):
+    """``message_to_json`` per message, byte for byte, written without building a dict per message.
+
+    The common message (UTF-8 data, no headers, a UTC time) is formatted directly; the names and the
+    time down to the second are encoded once and reused. Anything else goes through the envelope code.
+    """
+
+    MAX_NAMES = 1024  # a wildcard channel has many subjects: cache a bounded number of them
+
+    def __init__(self, out: BinaryIO | None = None) -> None:
+        super().__init__(out)
+        self.names: dict[str, str] = {}
+        self.second: datetime | None = None
+        self.second_text = ""
+
     def encode(self, batch: list[Message]) -> bytes:
-        return ("\n".join(map(message_to_json, batch)) + "\n").encode("utf-8")
+        return "".join(map(self.line, batch)).encode("utf-8")
+
+    def line(self, message: Message) -> str:
+        moment = message.time
+        if message.headers or moment is None or moment.tzinfo is not timezone.utc:
+            return message_to_json(message) + "\n"
+        try:
+            text = message.data.decode("utf-8")
+        except UnicodeDecodeError:
+            return message_to_json(message) + "\n"
+        return (
+            f'{{"channel":{self.name(message.channel)},"subject":{self.name(message.subject)},'
+            f'"seq":{message.sequence},"time":"{self.time_text(moment)}",'
+            f'"redelivered":{"true" if message.redelivered else "false"},"deliveries":{message.deliveries},'
+            f'"headers":null,"data":{encode_basestring(text)},"encoding":"utf-8"}}\n'
+        )
+
+    def name(self, name: str) -> str:
+        encoded = self.names.get(name)
+        if encoded is None:
+            encoded = encode_basestring(name)
+            if len(self.names) < self.MAX_NAMES:
+                self.names[name] = encoded
+        return encoded
+
+    def time_text(self, moment: datetime) -> str:
+        """format_time's RFC 3339 form, the part up to the second computed once per second."""
+        second = moment.replace(microsecond=0)
+        if second != self.second:
+            self.second = second
+            self.second_text = second.isoformat()[:19]
+        return f"{self.second_text}.{moment.microsecond:06d}Z"
 
 
 class RawWriter(MessageWriter):
