@@ -188,7 +188,7 @@ def _streaming_pairs(info: "ServerInfo") -> list[tuple[str, str]]:
 def server_table(info: "ServerInfo", extra: list[dict[str, str]] | None) -> Any:
     from natsctl.cli.render.tables import record_table
 
-    pairs = server_pairs(info) + (list(extra[0].items()) if extra else [])
+    pairs = server_pairs(info) + ([(k.capitalize(), v) for k, v in extra[0].items()] if extra else [])
     return record_table(pairs)
 
 
