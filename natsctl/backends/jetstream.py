@@ -12,13 +12,12 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from nats import errors as nats_errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import api
 from nats.js import errors as js_errors
 
@@ -92,6 +91,59 @@ def jetstream_error(exc: BaseException, settings: Settings, doing: str, client: 
     if isinstance(exc, (nats_errors.ConnectionClosedError, nats_errors.StaleConnectionError)):
         return ConnectionFailed(f"connection to {where} lost while {doing}")
     return ServerError(f"{doing} failed: {exc}")
+
+
+# -- nats-py internals ------------------------------------------------------------------------------
+# nats-py is pinned (<2.17). The hot paths use a few of its internals, each guarded by
+# tests/test_jetstream_internals.py: its parser hands every MSG to ``Client._process_msg(sid, subject,
+# reply, payload, headers)`` (all bytes), ``Client._process_headers(raw)`` turns raw headers into a dict,
+# ``Subscription._id`` is the sid, and ``Client._send_command(bytes)`` + ``Client._flush_pending()``
+# queue protocol bytes and wake the flusher (what ``Client.publish`` does after building its PUB line).
+# Together they save a Msg object, a queue hop, a task switch and subject checks per message.
+
+RawHandler = Callable[[bytes, bytes, bytes, "dict[str, str] | None"], None]
+
+
+def route_raw(nc: Client, sub: Any, handler: RawHandler) -> None:
+    """Hand the MSGs of ``sub`` to ``handler(subject, reply, payload, headers)`` straight from the parser.
+
+    The handler runs synchronously, in arrival order, and must not raise.
+    """
+    routes: dict[int, RawHandler] | None = getattr(nc, "_natsctl_routes", None)
+    if routes is None:
+        routes = {}
+        original = nc._process_msg
+        process_headers = nc._process_headers
+
+        async def process_msg(sid: int, subject: bytes, reply: bytes, payload: bytes, headers: bytes | None) -> None:
+            handler = routes.get(sid)
+            if handler is None:
+                await original(sid, subject, reply, payload, headers)
+            else:
+                handler(subject, reply, payload, await process_headers(headers) if headers else None)
+
+        nc._process_msg = process_msg  # type: ignore[method-assign]
+        nc._natsctl_routes = routes  # type: ignore[attr-defined]
+    routes[sub._id] = handler
+
+
+def unroute(nc: Client, sub: Any) -> None:
+    routes = getattr(nc, "_natsctl_routes", None)
+    if routes is not None:
+        routes.pop(sub._id, None)
+
+
+async def send_raw(nc: Client, commands: bytes) -> None:
+    """Queue ready-made protocol bytes (PUB lines); ``wake_flusher`` then sends them."""
+    await nc._send_command(commands)
+
+
+async def wake_flusher(nc: Client) -> None:
+    await nc._flush_pending()
+
+
+def pub_line(subject: bytes, reply: bytes, data: bytes) -> bytes:
+    return b"PUB %s %s %d\r\n%s\r\n" % (subject, reply, len(data), data)
 
 
 class JetStreamBackend(Backend):
@@ -230,7 +282,8 @@ class PublishPipeline:
     async def run(self, messages: Messages) -> PublishSummary:
         inbox = self.nc.new_inbox()
         self.prefix_len = len(inbox) + 1
-        sub = await self.nc.subscribe(inbox + ".*", cb=self._on_reply)
+        sub = await self.nc.subscribe(inbox + ".*")
+        route_raw(self.nc, sub, self._on_reply)
         events = events_of(self.nc)
         if events is not None:
             events.on_lost.append(self._on_lost)
@@ -243,6 +296,7 @@ class PublishPipeline:
             if events is not None:
                 events.on_lost.remove(self._on_lost)
             await self._fail_outstanding("no confirmation from the server")
+            unroute(self.nc, sub)
             try:
                 await sub.unsubscribe()
             except Exception:  # noqa: BLE001 - the connection may be gone already
@@ -288,9 +342,10 @@ class PublishPipeline:
             halted.cancel()
 
     async def _send_all(self, messages: Messages, reply_prefix: str) -> None:
-        publish = self.nc.publish
-        channel = self.ref.channel
-        max_payload = self.nc.max_payload
+        nc = self.nc
+        channel = self.ref.channel.encode()
+        reply = reply_prefix.encode()
+        max_payload = nc.max_payload
         outstanding = self.outstanding
         summary = self.summary
         index = 0
@@ -301,18 +356,16 @@ class PublishPipeline:
                 self._report(index, message, None, f"not sent: publishing stopped ({self.halted})")
                 self._flush_reports()
                 return
-            if message.headers or message.msg_id or len(message.data) > max_payload:
-                await self._send(index, message, reply_prefix)
+            data = message.data
+            if message.headers or message.msg_id or len(data) > max_payload or not nc.is_connected:
+                await self._send(index, message, reply_prefix)  # nats-py's publish checks every case
             else:
                 if self.in_flight >= self.window:
                     await self._wait_until_below(self.window // 2)
                 outstanding[index] = message
                 self.in_flight += 1
                 summary.published += 1
-                try:
-                    await publish(channel, message.data, reply=reply_prefix + str(index))
-                except Exception as exc:  # noqa: BLE001 - mapped like the general path does
-                    self._publish_failed(index, exc)
+                await send_raw(nc, pub_line(channel, reply + b"%d" % index, data))
             index += 1
 
     async def _send(self, index: int, message: OutgoingMessage, reply_prefix: str) -> None:
@@ -348,6 +401,8 @@ class PublishPipeline:
         raise exc
 
     async def _wait_until_below(self, limit: int) -> None:
+        if self.in_flight >= limit and self.nc.is_connected:
+            await wake_flusher(self.nc)  # what was queued raw goes out now
         timeout = self.backend.settings.timeout
         waited = 0.0
         seen = self.settled
@@ -372,18 +427,18 @@ class PublishPipeline:
             finally:
                 self.wake_below = 0
 
-    async def _on_reply(self, msg: Msg) -> None:
+    def _on_reply(self, subject: bytes, _reply: bytes, data: bytes, headers: dict[str, str] | None) -> None:
         try:
-            index = int(msg.subject[self.prefix_len :])
+            index = int(subject[self.prefix_len :])
         except ValueError:
             return
         message = self.outstanding.pop(index, None)
         if message is None:
             return  # a late ack for something already given up on
-        seq = _plain_ack_sequence(msg.data)
+        seq = None if headers else _plain_ack_sequence(data)
         if seq is None:
             self.outstanding[index] = message
-            self._on_unusual_reply(index, msg)
+            self._on_unusual_reply(index, data, headers)
             return
         self.in_flight -= 1
         self.settled += 1
@@ -396,10 +451,9 @@ class PublishPipeline:
         if self.in_flight < self.wake_below:
             self.progress.set()
 
-    def _on_unusual_reply(self, index: int, msg: Msg) -> None:
+    def _on_unusual_reply(self, index: int, data: bytes, headers: dict[str, str] | None) -> None:
         """A reply that is not a plain ack: an error, a duplicate, a 503 status, something unreadable."""
-        data = msg.data
-        if not data and msg.headers and msg.headers.get("Status") == "503":
+        if not data and headers and headers.get("Status") == "503":
             # Nothing stored: the stream was deleted or (on a cluster) is electing a leader. Stop here.
             self.halted = self.halted or "no stream"
             self.halt.set()
@@ -504,6 +558,10 @@ def _flat_headers(headers: dict[str, list[str]] | None) -> dict[str, str] | None
     return {key: ",".join(values) for key, values in headers.items()}
 
 
+def _text(token: bytes | str) -> str:
+    return token.decode() if isinstance(token, bytes) else token
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -516,9 +574,9 @@ def time_of(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
-def parse_ack_reply(reply: str) -> tuple[int, int, int, int] | None:
+def parse_ack_reply(reply: bytes | str) -> tuple[int, int, int, int] | None:
     """(deliveries, stream sequence, timestamp ns, pending) from a ``$JS.ACK`` reply subject."""
-    tokens = reply.split(".")
+    tokens = reply.split(b"." if isinstance(reply, bytes) else ".")
     count = len(tokens)
     if count == 9:
         delivered, sseq, _cseq, ts, pending = tokens[4:9]
@@ -551,13 +609,16 @@ class PullSubscription(Subscription):
         self.last_seen = time.monotonic()
         self.check_end = False
         self.inbox_sub: Any = None
+        self.subject_bytes = b""  # the last subject seen, decoded once
+        self.subject_text = ""
 
     # -- set-up ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
         await self._ensure_consumer()
         self.inbox = self.nc.new_inbox()
-        self.inbox_sub = await self.nc.subscribe(self.inbox, cb=self._on_msg)
+        self.inbox_sub = await self.nc.subscribe(self.inbox)
+        route_raw(self.nc, self.inbox_sub, self._on_msg)
         self.next_subject = f"{self.backend.js._prefix}.CONSUMER.MSG.NEXT.{self.ref.stream}.{self.consumer}"
         if self.spec.stop_at_end and await self._caught_up():
             self.ended = True
@@ -655,20 +716,20 @@ class PullSubscription(Subscription):
 
     # -- delivery -------------------------------------------------------------------------------
 
-    async def _on_msg(self, msg: Msg) -> None:
+    def _on_msg(self, subject: bytes, reply: bytes, data: bytes, headers: dict[str, str] | None) -> None:
         self.last_seen = time.monotonic()
-        reply = msg.reply
         if not reply:
-            self._on_status(msg)
+            self._on_status(headers or {})
             return
         meta = parse_ack_reply(reply)
         if meta is None:
             return
         deliveries, seq, ts, pending = meta
-        headers = msg.headers
+        if subject != self.subject_bytes:
+            self.subject_bytes, self.subject_text = subject, subject.decode()
         # Positional: this runs once per message and keyword arguments cost more.
         self.buffer.append(Message(
-            self.spec.channel, msg.subject, seq, time_of(ts), msg.data,
+            self.spec.channel, self.subject_text, seq, time_of(ts), data,
             {k: [v] for k, v in headers.items()} if headers else None,
             deliveries > 1, deliveries, pending, reply,
         ))
@@ -680,8 +741,7 @@ class PullSubscription(Subscription):
                 requests.popleft()
         self.wake.set()
 
-    def _on_status(self, msg: Msg) -> None:
-        headers = msg.headers or {}
+    def _on_status(self, headers: dict[str, str]) -> None:
         status = headers.get("Status", "")
         description = headers.get("Description", "")
         if status == "100":
@@ -809,16 +869,15 @@ class PullSubscription(Subscription):
     async def ack(self, messages: list[Message]) -> None:
         if not messages or self.ack_policy == api.AckPolicy.NONE:
             return
-        if self.ack_policy == api.AckPolicy.ALL:
-            await self.nc.publish(messages[-1].ack_token, b"+ACK")
-            return
-        publish = self.nc.publish
-        for message in messages:
-            await publish(message.ack_token, b"+ACK")
+        if self.ack_policy != api.AckPolicy.ALL and len(messages) > 1:
+            # One queued write for all but the last ack; the last goes through publish, which checks
+            # the connection and wakes the flusher.
+            await send_raw(self.nc, b"".join([b"PUB %s 4\r\n+ACK\r\n" % m.ack_token for m in messages[:-1]]))
+        await self.nc.publish(_text(messages[-1].ack_token), b"+ACK")
 
     async def nak(self, message: Message) -> None:
         if self.ack_policy != api.AckPolicy.NONE:
-            await self.nc.publish(message.ack_token, b"-NAK")
+            await self.nc.publish(_text(message.ack_token), b"-NAK")
 
     def stop(self) -> None:
         self.stopped = True
@@ -828,6 +887,7 @@ class PullSubscription(Subscription):
         self.stopped = True
         try:
             if self.inbox_sub is not None:
+                unroute(self.nc, self.inbox_sub)
                 await self.inbox_sub.unsubscribe()
             await self.nc.flush(timeout=self.backend.settings.timeout)
         except Exception:  # noqa: BLE001 - leaving must not fail after the work is done

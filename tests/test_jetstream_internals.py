@@ -1,0 +1,96 @@
+"""Guards the nats-py internals natsctl/backends/jetstream.py relies on for its hot paths.
+
+nats-py is pinned (<2.17). If a release changes any of these, these tests fail before a publish or a
+replay silently breaks: re-check route_raw / send_raw / wake_flusher against the new release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import inspect
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.aio.subscription import Subscription
+from nats.protocol.parser import Parser
+
+from natsctl.backends.jetstream import parse_ack_reply, pub_line, route_raw, send_raw, unroute, wake_flusher
+
+
+def test_nats_py_is_the_pinned_series():
+    major, minor, *_ = (int(p) for p in importlib.metadata.version("nats-py").split(".")[:2])
+    assert (major, minor) == (2, 16), "jetstream.py uses nats-py 2.16 internals: check them, then move the pin"
+
+
+def test_the_internals_have_the_shapes_used():
+    assert list(inspect.signature(Client._process_msg).parameters) == ["self", "sid", "subject", "reply", "data", "headers"]
+    assert inspect.iscoroutinefunction(Client._process_msg)
+    assert inspect.iscoroutinefunction(Client._process_headers)
+    assert list(inspect.signature(Client._send_command).parameters)[:2] == ["self", "cmd"]
+    assert inspect.iscoroutinefunction(Client._send_command)
+    assert inspect.iscoroutinefunction(Client._flush_pending)
+    # The parser calls the client's _process_msg through the instance, so an instance attribute wins.
+    assert "await self.nc._process_msg(" in inspect.getsource(Parser.parse)
+    assert "self._id = " in inspect.getsource(Subscription.__init__)
+
+
+def test_raw_routes_deliver_bytes_in_order_and_headers_parsed(server):
+    async def scenario():
+        nc = await nats.connect(server.url)
+        got: list[tuple] = []
+        sub = await nc.subscribe("raw.>")
+        route_raw(nc, sub, lambda *args: got.append(args))
+        other = await nc.subscribe("plain")  # not routed: nats-py delivers it as usual
+        await nc.publish("raw.a", b"1", reply="r.1")
+        await nc.publish("raw.b", b"2", headers={"K": "v"})
+        await send_raw(nc, pub_line(b"raw.c", b"r.3", b"3") + pub_line(b"raw.d", b"r.4", b""))
+        await wake_flusher(nc)
+        await nc.publish("plain", b"p")
+        plain = await other.next_msg(timeout=5)
+        await nc.flush()
+        assert [g[:3] for g in got] == [(b"raw.a", b"r.1", b"1"), (b"raw.b", b"", b"2"), (b"raw.c", b"r.3", b"3"), (b"raw.d", b"r.4", b"")]
+        assert got[0][3] is None and got[1][3] == {"K": "v"}
+        assert plain.data == b"p"
+        unroute(nc, sub)
+        await nc.publish("raw.e", b"5")
+        assert (await sub.next_msg(timeout=5)).data == b"5"  # back to nats-py's own delivery
+        await nc.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_status_message_reaches_a_raw_route_with_its_status(server):
+    async def scenario():
+        nc = await nats.connect(server.url)
+        got: list[tuple] = []
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        route_raw(nc, sub, lambda *args: got.append(args))
+        js = nc.jetstream()
+        await js.add_stream(name="S", subjects=["s"])
+        await js.add_consumer("S", durable_name="C")
+        # No message stored and no wait: the server answers the next-request with a 404 status.
+        await nc.publish("$JS.API.CONSUMER.MSG.NEXT.S.C", b'{"batch":1,"no_wait":true}', reply=inbox)
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.05)
+        assert got and got[0][1] == b"" and got[0][3]["Status"] == "404"
+        await nc.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("$JS.ACK.S.C.2.17.9.1764300000000000123.41", (2, 17, 1764300000000000123, 41)),
+        ("$JS.ACK.hub.acct.S.C.1.5.5.1764300000000000123.0.token", (1, 5, 1764300000000000123, 0)),
+        (b"$JS.ACK.S.C.1.3.3.1764300000000000123.7", (1, 3, 1764300000000000123, 7)),
+        ("_INBOX.x", None),
+    ],
+)
+def test_ack_reply_metadata(reply, expected):
+    assert parse_ack_reply(reply) == expected
