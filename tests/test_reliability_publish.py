@@ -131,3 +131,11 @@ def test_verify_rejects_a_bad_record(cli, server, tmp_path):
     result = cli.run("verify", "x", "--against", str(bad), "--server", server.url)
     assert result.returncode == 2
     assert result.stderr.decode().strip() == f"natsctl: error: {bad} line 2 is not a natsctl pub --record entry"
+
+
+def test_verify_explains_a_record_without_sequences(cli, server, tmp_path):
+    stan_like = tmp_path / "stan.rec"
+    stan_like.write_text('{"line": 1, "seq": 0, "stream": ""}\n')
+    result = cli.run("verify", "x", "--against", str(stan_like), "--server", server.url)
+    assert result.returncode == 2
+    assert "has no sequence (NATS Streaming does not confirm with one)" in result.stderr.decode()

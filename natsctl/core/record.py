@@ -80,7 +80,10 @@ def read_record(lines: Iterable[str], name: str) -> list[Entry]:
             entry = Entry(int(item["line"]), int(item["seq"]), str(item.get("sha256") or ""), bool(item.get("duplicate")))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise UsageError(f"{name} line {number} is not a natsctl pub --record entry") from None
-        if entry.seq < 1 or entry.line < 1:
+        if entry.seq == 0:
+            # NATS Streaming confirms a publish without its sequence, so there is nothing to look up.
+            raise UsageError(f"{name} line {number} has no sequence (NATS Streaming does not confirm with one): verify needs a JetStream channel")
+        if entry.seq < 0 or entry.line < 1:
             raise UsageError(f"{name} line {number}: line and seq must be positive")
         entries.append(entry)
     return entries
