@@ -259,3 +259,40 @@ def test_random_and_truncated_monitoring_bodies(capsys, served, body, status, li
     served.body, served.status = body, status
     served.length = len(body) + 50 if lie else None  # claims more than it sends: closes mid-body
     natsctl(capsys, *command, "-m", served.url, "--timeout", "1")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=40),
+    drops=st.sets(st.integers(min_value=1, max_value=40), max_size=5),
+    dupes=st.sets(st.integers(min_value=1, max_value=40), max_size=5),
+)
+def test_verify_classifies_losses_and_duplicates(n, drops, dupes):
+    """verify's core: every dropped line is missing, every re-stored line duplicated, nothing else flagged."""
+    from natsctl.core.record import Entry, check, digest
+
+    tried("verify records")
+    entries = [Entry(line, line, digest(f"p{line}".encode())) for line in range(1, n + 1)]
+    stored = {line: digest(f"p{line}".encode()) for line in range(1, n + 1) if line not in drops}
+    extra_seq = n + 1
+    for line in sorted(d for d in dupes if d <= n):
+        stored[extra_seq] = digest(f"p{line}".encode())
+        extra_seq += 1
+    report = check("c", entries, stored)
+    assert report.missing == sorted(d for d in drops if d <= n)
+    # a line lost at its sequence but stored again elsewhere is missing (its confirmation is void), not duplicated
+    doubled = sorted(d for d in dupes if d <= n and d not in drops)
+    assert report.duplicated == doubled
+    assert report.extra_copies == len(doubled)
+    assert report.ok == (not report.missing and not report.duplicated)
+    assert not report.out_of_order and not report.changed
+
+
+def test_verify_flags_a_line_stored_before_an_earlier_one():
+    from natsctl.core.record import Entry, check, digest
+
+    entries = [Entry(1, 1, digest(b"a")), Entry(2, 3, digest(b"b")), Entry(3, 2, digest(b"c"))]
+    report = check("c", entries, {1: digest(b"a"), 2: digest(b"c"), 3: digest(b"b")})
+    assert report.out_of_order == [3] and not report.ok
+    changed = check("c", entries, {1: digest(b"a"), 2: digest(b"c"), 3: digest(b"zzz")})
+    assert changed.changed == [2]
