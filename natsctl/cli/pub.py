@@ -188,7 +188,7 @@ async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any,
     _print_summary(plan, summary)
     if summary.failed:
         more = f" (and {len(summary.failed) - 1} more)" if len(summary.failed) > 1 else ""
-        error_line(f"{len(summary.failed)} of {summary.published + _unsent(summary)} messages not confirmed; first: {summary.failed[0]}{more}{_rerun_hint(plan)}")
+        error_line(f"{len(summary.failed)} of {summary.published + _unsent(summary)} messages not confirmed; first: {summary.failed[0]}{more}{_rerun_hint(plan, summary.failed)}")
         return ExitCode.UNCONFIRMED
     return ExitCode.OK
 
@@ -215,8 +215,13 @@ def _unsent(summary: Any) -> int:
     return max(0, len(summary.failed) + summary.confirmed - summary.published)
 
 
-def _rerun_hint(plan: PublishPlan) -> str:
-    # Publishing stops at a lost connection or leader: the rest of the input was not sent.
+# Failures after which the server may hold messages natsctl could not confirm, and publishing stopped.
+_IN_DOUBT = ("connection lost", "no confirmation", "publishing stopped", "no stream answered")
+
+
+def _rerun_hint(plan: PublishPlan, failed: list[str]) -> str:
+    if not any(marker in reason for reason in failed for marker in _IN_DOUBT):
+        return ""  # refused messages (too large, over a limit) are simply not stored
     if plan.msg_id:
         return "; rerun the same command: the server drops the copies its --msg-id window already holds"
     return "; an unconfirmed message may still be stored: publish with --msg-id to make a rerun safe"
