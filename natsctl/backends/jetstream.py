@@ -278,6 +278,7 @@ class PublishPipeline:
         self.halted = ""  # why publishing stopped early (connection lost, no stream, no answer)
         self.halt = asyncio.Event()  # set with ``halted``: a slow input (a pipe) is not waited for any more
         self.input_cut = False  # halted while the input had not ended
+        self.last_source = ""  # the last message read from an async input ("line 17"), to say where it stopped
 
     async def run(self, messages: Messages) -> PublishSummary:
         inbox = self.nc.new_inbox()
@@ -302,7 +303,8 @@ class PublishPipeline:
             except Exception:  # noqa: BLE001 - the connection may be gone already
                 pass
         if self.input_cut:
-            self.summary.failed.append(f"the rest of the input: not read, publishing stopped ({self.halted})")
+            after = f"after {self.last_source}" if self.last_source else "from the start"
+            self.summary.failed.append(f"the input {after}: not read, publishing stopped ({self.halted})")
         return self.summary
 
     async def _read_ahead(self, messages: AsyncIterable[OutgoingMessage]) -> AsyncIterator[OutgoingMessage]:
@@ -336,6 +338,7 @@ class PublishPipeline:
                     return
                 if isinstance(item, Exception):
                     raise item
+                self.last_source = item.source
                 yield item
         finally:
             reader.cancel()
@@ -718,18 +721,22 @@ class PullSubscription(Subscription):
 
     def _on_msg(self, subject: bytes, reply: bytes, data: bytes, headers: dict[str, str] | None) -> None:
         self.last_seen = time.monotonic()
-        if not reply:
+        tokens = reply.split(b".")
+        if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>, inlined
+            deliveries, seq, ts, pending = int(tokens[4]), int(tokens[5]), int(tokens[7]), int(tokens[8])
+        elif not reply:
             self._on_status(headers or {})
             return
-        meta = parse_ack_reply(reply)
-        if meta is None:
-            return
-        deliveries, seq, ts, pending = meta
+        else:
+            meta = parse_ack_reply(reply)
+            if meta is None:
+                return
+            deliveries, seq, ts, pending = meta
         if subject != self.subject_bytes:
             self.subject_bytes, self.subject_text = subject, subject.decode()
         # Positional: this runs once per message and keyword arguments cost more.
         self.buffer.append(Message(
-            self.spec.channel, self.subject_text, seq, time_of(ts), data,
+            self.spec.channel, self.subject_text, seq, _EPOCH + timedelta(microseconds=ts // 1000), data,
             {k: [v] for k, v in headers.items()} if headers else None,
             deliveries > 1, deliveries, pending, reply,
         ))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from json.encoder import encode_basestring  # what json.dumps(ensure_ascii=False) uses for a str
 from typing import BinaryIO
 
@@ -31,6 +31,10 @@ class MessageWriter:
         raise NotImplementedError
 
 
+_ZERO = timedelta(0)
+_ONE_SECOND = timedelta(seconds=1)
+
+
 class JsonWriter(MessageWriter):
     """``message_to_json`` per message, byte for byte, written without building a dict per message.
 
@@ -43,26 +47,39 @@ class JsonWriter(MessageWriter):
     def __init__(self, out: BinaryIO | None = None) -> None:
         super().__init__(out)
         self.names: dict[str, str] = {}
-        self.second: datetime | None = None
-        self.second_text = ""
+        self.second = datetime(1970, 1, 1, tzinfo=timezone.utc)  # the second second_text spells
+        self.second_text = "1970-01-01T00:00:00"
 
     def encode(self, batch: list[Message]) -> bytes:
-        return "".join(map(self.line, batch)).encode("utf-8")
-
-    def line(self, message: Message) -> str:
-        moment = message.time
-        if message.headers or moment is None or moment.tzinfo is not timezone.utc:
-            return message_to_json(message) + "\n"
-        try:
-            text = message.data.decode("utf-8")
-        except UnicodeDecodeError:
-            return message_to_json(message) + "\n"
-        return (
-            f'{{"channel":{self.name(message.channel)},"subject":{self.name(message.subject)},'
-            f'"seq":{message.sequence},"time":"{self.time_text(moment)}",'
-            f'"redelivered":{"true" if message.redelivered else "false"},"deliveries":{message.deliveries},'
-            f'"headers":null,"data":{encode_basestring(text)},"encoding":"utf-8"}}\n'
-        )
+        # One loop, inlined: this runs for every message of a replay and each call costs.
+        parts: list[str] = []
+        append = parts.append
+        channel = subject = None  # the last names seen, by identity (a batch shares its str objects)
+        channel_text = subject_text = ""
+        for message in batch:
+            moment = message.time
+            if message.headers or moment is None or moment.tzinfo is not timezone.utc:
+                append(message_to_json(message) + "\n")
+                continue
+            try:
+                text = message.data.decode("utf-8")
+            except UnicodeDecodeError:
+                append(message_to_json(message) + "\n")
+                continue
+            if message.channel is not channel:
+                channel, channel_text = message.channel, self.name(message.channel)
+            if message.subject is not subject:
+                subject, subject_text = message.subject, self.name(message.subject)
+            if not _ZERO <= moment - self.second < _ONE_SECOND:  # cheaper than replace() per message
+                self.second = moment.replace(microsecond=0)
+                self.second_text = self.second.isoformat()[:19]
+            append(
+                f'{{"channel":{channel_text},"subject":{subject_text},"seq":{message.sequence},'
+                f'"time":"{self.second_text}.{moment.microsecond:06d}Z",'
+                f'"redelivered":{"true" if message.redelivered else "false"},"deliveries":{message.deliveries},'
+                f'"headers":null,"data":{encode_basestring(text)},"encoding":"utf-8"}}\n'
+            )
+        return "".join(parts).encode("utf-8")
 
     def name(self, name: str) -> str:
         encoded = self.names.get(name)
@@ -71,14 +88,6 @@ class JsonWriter(MessageWriter):
             if len(self.names) < self.MAX_NAMES:
                 self.names[name] = encoded
         return encoded
-
-    def time_text(self, moment: datetime) -> str:
-        """format_time's RFC 3339 form, the part up to the second computed once per second."""
-        second = moment.replace(microsecond=0)
-        if second != self.second:
-            self.second = second
-            self.second_text = second.isoformat()[:19]
-        return f"{self.second_text}.{moment.microsecond:06d}Z"
 
 
 class RawWriter(MessageWriter):
