@@ -114,13 +114,21 @@ def route_raw(nc: Client, sub: Any, handler: RawHandler) -> None:
         routes = {}
         original = nc._process_msg
         process_headers = nc._process_headers
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
 
-        async def process_msg(sid: int, subject: bytes, reply: bytes, payload: bytes, headers: bytes | None) -> None:
+        async def with_headers(handler: RawHandler, subject: bytes, reply: bytes, payload: bytes, headers: bytes) -> None:
+            handler(subject, reply, payload, await process_headers(headers))
+
+        def process_msg(sid: int, subject: bytes, reply: bytes, payload: bytes, headers: bytes | None) -> Any:
+            # The parser awaits what this returns: a finished future costs less than a coroutine.
             handler = routes.get(sid)
             if handler is None:
-                await original(sid, subject, reply, payload, headers)
-            else:
-                handler(subject, reply, payload, await process_headers(headers) if headers else None)
+                return original(sid, subject, reply, payload, headers)
+            if headers:
+                return with_headers(handler, subject, reply, payload, headers)
+            handler(subject, reply, payload, None)
+            return done
 
         nc._process_msg = process_msg  # type: ignore[method-assign]
         nc._natsctl_routes = routes  # type: ignore[attr-defined]
@@ -720,11 +728,11 @@ class PullSubscription(Subscription):
     # -- delivery -------------------------------------------------------------------------------
 
     def _on_msg(self, subject: bytes, reply: bytes, data: bytes, headers: dict[str, str] | None) -> None:
-        self.last_seen = time.monotonic()
         tokens = reply.split(b".")
         if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>, inlined
             deliveries, seq, ts, pending = int(tokens[4]), int(tokens[5]), int(tokens[7]), int(tokens[8])
         elif not reply:
+            self.last_seen = time.monotonic()
             self._on_status(headers or {})
             return
         else:
@@ -807,6 +815,7 @@ class PullSubscription(Subscription):
                 await self._refill()
                 continue
             batch, self.buffer = self.buffer, []
+            self.last_seen = time.monotonic()  # messages came: the requests are alive
             batch = self._apply_bounds(batch)
             if batch:
                 self.delivered += len(batch)
@@ -879,7 +888,8 @@ class PullSubscription(Subscription):
         if self.ack_policy != api.AckPolicy.ALL and len(messages) > 1:
             # One queued write for all but the last ack; the last goes through publish, which checks
             # the connection and wakes the flusher.
-            await send_raw(self.nc, b"".join([b"PUB %s 4\r\n+ACK\r\n" % m.ack_token for m in messages[:-1]]))
+            tokens = [m.ack_token for m in messages[:-1]]
+            await send_raw(self.nc, b"PUB " + b" 4\r\n+ACK\r\nPUB ".join(tokens) + b" 4\r\n+ACK\r\n")
         await self.nc.publish(_text(messages[-1].ack_token), b"+ACK")
 
     async def nak(self, message: Message) -> None:
