@@ -46,7 +46,7 @@ _natsctl() {
     "context rm") words="--help --json" ;;
     "context show") words="--help --json --output -o" ;;
     "context use") words="--help --json" ;;
-    "demo") words="--client-id --cluster-id --context --creds --events --external --help --json --monitor --monitor-ca --nkey --no-tlsfirst --password --server --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --token --user -m -s" ;;
+    "demo") words="--client-id --cluster --cluster-id --context --creds --events --external --help --json --monitor --monitor-ca --nkey --no-tlsfirst --password --server --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --token --user -m -s" ;;
     "health") words="--client-id --cluster-id --context --creds --help --json --monitor --monitor-ca --nkey --no-tlsfirst --output --password --server --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --token --user -m -o -s" ;;
     "pub") words="--client-id --cluster-id --context --count --creds --discard --dupe-window --envelope --file --header --help --json --lines --max-age --max-bytes --max-msgs --msg-id --nkey --no-create --no-tlsfirst --password --quiet --record --replicas --server --skip-bad-lines --storage --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --token --user -H -c -f -q -s" ;;
     "replay") words="--client-id --cluster-id --context --count --creds --help --json --nkey --no-tlsfirst --password --raw --seq --server --since --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --to-seq --token --until --user -c -s" ;;

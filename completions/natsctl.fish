@@ -202,6 +202,7 @@ complete -c natsctl -n 'test (__natsctl_path) = \'context show\'' -s o -x -a 'ta
 complete -c natsctl -n 'test (__natsctl_path) = \'context use\'' -l help -d 'Show help and exit.'
 complete -c natsctl -n 'test (__natsctl_path) = \'context use\'' -l json -d 'JSON output (same as -o json)'
 complete -c natsctl -n 'test (__natsctl_path) = \'demo\'' -l client-id -x -d 'NATS Streaming client id (resuming a durable needs the same one) [env NATS_CLIENT_ID]'
+complete -c natsctl -n 'test (__natsctl_path) = \'demo\'' -l cluster -x -d 'Start this many clustered nodes; the channel gets up to 3 replicas'
 complete -c natsctl -n 'test (__natsctl_path) = \'demo\'' -l cluster-id -x -d 'NATS Streaming cluster id: talk to a legacy NATS Streaming server [env NATS_CLUSTER_ID]'
 complete -c natsctl -n 'test (__natsctl_path) = \'demo\'' -l context -x -d 'natscli context to use [env NATS_CONTEXT]'
 complete -c natsctl -n 'test (__natsctl_path) = \'demo\'' -l creds -r -F -d 'Credentials file (JWT + seed) [env NATS_CREDS]'
