@@ -19,7 +19,7 @@ from natsctl.backends.stan.backend import StanBackend
 from natsctl.backends.stan.errors import server_error
 from natsctl.core import errors
 from natsctl.core.model import OutgoingMessage, StartKind, StartPosition, SubscribeSpec
-from tests.stan_double.fixtures import ROOT, start_stan, stan_server  # noqa: F401 - fixture
+from tests.stan_double.fixtures import ROOT, start_stan
 from tests.stan_double.replay import FIXTURES
 
 

@@ -18,7 +18,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-import nats
 from nats import errors as nats_errors
 from nats.aio.client import Client
 

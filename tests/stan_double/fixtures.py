@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from natsctl.core.settings import Settings
-from tests.servers import NatsServer
+from tests.servers import NatsServer, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 # Short liveness settings so a killed client is dropped in (1+1)*(2+1) = 6 s, as g7 was recorded.
@@ -70,13 +70,7 @@ class StanServer:
             self.proc.wait(10)
 
     def stop_double(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
     def restart_double(self) -> None:
         self.stop_double()
