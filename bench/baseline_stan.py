@@ -68,9 +68,13 @@ async def replay(url: str, cluster: str, channel: str, count: int, out: str) -> 
     done = asyncio.Event()
     handle = open(out, "wb")  # noqa: SIM115 - closed below
     ack_inbox = ""
+    ready = asyncio.Event()  # messages can arrive before the response naming the ack inbox
 
     async def on_msg(msg):
         nonlocal got
+        if got >= count:
+            return  # more in flight behind the last one wanted
+        await ready.wait()
         m = proto.decode("MsgProto", msg.data)
         handle.write(m.data + b"\n")
         await nc.publish(ack_inbox, proto.encode("Ack", subject=channel, sequence=m.sequence))
@@ -83,6 +87,7 @@ async def replay(url: str, cluster: str, channel: str, count: int, out: str) -> 
                            ackWaitInSecs=30, startPosition=4)
     sub_response = proto.decode("SubscriptionResponse", (await nc.request(response.subRequests, request, timeout=5)).data)
     ack_inbox = sub_response.ackInbox
+    ready.set()
     try:
         await asyncio.wait_for(done.wait(), 60)
     except asyncio.TimeoutError:
