@@ -620,6 +620,7 @@ class PullSubscription(Subscription):
         self.last_seen = time.monotonic()
         self.check_end = False
         self.inbox_sub: Any = None
+        self.channel = spec.channel
         self.subject_bytes = b""  # the last subject seen, decoded once
         self.subject_text = ""
 
@@ -729,8 +730,11 @@ class PullSubscription(Subscription):
 
     def _on_msg(self, subject: bytes, reply: bytes, data: bytes, headers: dict[str, str] | None) -> None:
         tokens = reply.split(b".")
-        if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>, inlined
-            deliveries, seq, ts, pending = int(tokens[4]), int(tokens[5]), int(tokens[7]), int(tokens[8])
+        if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts ns>.<pending>, inlined
+            try:
+                deliveries, seq, micros, pending = int(tokens[4]), int(tokens[5]), int(tokens[7][:-3]), int(tokens[8])
+            except ValueError:
+                return  # not a JetStream delivery; a handler must never raise into nats-py's parser
         elif not reply:
             self.last_seen = time.monotonic()
             self._on_status(headers or {})
@@ -740,11 +744,13 @@ class PullSubscription(Subscription):
             if meta is None:
                 return
             deliveries, seq, ts, pending = meta
+            micros = ts // 1000
         if subject != self.subject_bytes:
             self.subject_bytes, self.subject_text = subject, subject.decode()
+        buffer = self.buffer
         # Positional: this runs once per message and keyword arguments cost more.
-        self.buffer.append(Message(
-            self.spec.channel, self.subject_text, seq, _EPOCH + timedelta(microseconds=ts // 1000), data,
+        buffer.append(Message(
+            self.channel, self.subject_text, seq, _EPOCH + timedelta(microseconds=micros), data,
             {k: [v] for k, v in headers.items()} if headers else None,
             deliveries > 1, deliveries, pending, reply,
         ))
@@ -754,7 +760,8 @@ class PullSubscription(Subscription):
             first[0] -= 1
             if first[0] <= 0:
                 requests.popleft()
-        self.wake.set()
+        if len(buffer) == 1:
+            self.wake.set()  # the reader empties the buffer before it waits: only the first one wakes it
 
     def _on_status(self, headers: dict[str, str]) -> None:
         status = headers.get("Status", "")
