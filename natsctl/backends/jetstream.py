@@ -9,6 +9,7 @@ to the caller as they arrive, metadata read from the reply subject.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from collections import deque
@@ -150,6 +151,15 @@ async def wake_flusher(nc: Client) -> None:
     await nc._flush_pending()
 
 
+def spare_the_collector() -> None:
+    """Move what exists now (modules, the connection) out of the cyclic collector's sight.
+
+    A bulk run allocates a few objects per message; each full collection would otherwise walk every
+    long-lived object again (~5% of a replay's CPU). They were going to live until exit anyway.
+    """
+    gc.freeze()
+
+
 def pub_line(subject: bytes, reply: bytes, data: bytes) -> bytes:
     return b"PUB %s %s %d\r\n%s\r\n" % (subject, reply, len(data), data)
 
@@ -289,6 +299,7 @@ class PublishPipeline:
         self.last_source = ""  # the last message read from an async input ("line 17"), to say where it stopped
 
     async def run(self, messages: Messages) -> PublishSummary:
+        spare_the_collector()
         inbox = self.nc.new_inbox()
         self.prefix_len = len(inbox) + 1
         sub = await self.nc.subscribe(inbox + ".*")
@@ -628,6 +639,7 @@ class PullSubscription(Subscription):
 
     async def start(self) -> None:
         await self._ensure_consumer()
+        spare_the_collector()
         self.inbox = self.nc.new_inbox()
         self.inbox_sub = await self.nc.subscribe(self.inbox)
         route_raw(self.nc, self.inbox_sub, self._on_msg)
@@ -838,6 +850,8 @@ class PullSubscription(Subscription):
 
     def _apply_bounds(self, batch: list[Message]) -> list[Message]:
         spec = self.spec
+        if spec.to_sequence is None and spec.until is None and spec.max_messages is None:
+            return batch
         limit = len(batch)
         for i, message in enumerate(batch):
             past_seq = spec.to_sequence is not None and message.sequence > spec.to_sequence
