@@ -54,6 +54,7 @@ from natsctl.core.names import stream_name_for, validate_channel, validate_durab
 from natsctl.core.settings import Settings
 
 PUBLISH_WINDOW = 8192  # acks in flight; refilled when half of them came back
+READ_AHEAD = 1024  # messages read ahead of the publisher from an async input (a pipe)
 PULL_BATCH = 500  # messages per next-request; two requests are kept in flight
 PULL_EXPIRES = 10.0  # seconds a next-request waits on the server for messages
 IDLE_HEARTBEAT = 2.0  # the server's heartbeat on an idle next-request, to notice lost requests
@@ -328,31 +329,37 @@ class PublishPipeline:
 
     async def _read_ahead(self, messages: AsyncIterable[OutgoingMessage]) -> AsyncIterator[OutgoingMessage]:
         """Messages from an async input, read by a task so that a halted publish stops waiting for
-        input that may never come (``tail -f | natsctl pub --lines`` after the server went away)."""
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1024)
+        input that may never come (``tail -f | natsctl pub --lines`` after the server went away).
+
+        The task fills a bounded deque: a message costs an append and a popleft, not a queue round trip.
+        """
+        buffer: deque[Any] = deque()
+        ready = asyncio.Event()  # the buffer holds something (or the input ended)
+        room = asyncio.Event()  # the reading task may go on
         end = object()
 
         async def pump() -> None:
             try:
                 async for message in messages:
-                    await queue.put(message)
-                await queue.put(end)
+                    buffer.append(message)
+                    ready.set()
+                    if len(buffer) >= READ_AHEAD:
+                        room.clear()
+                        await room.wait()
+                buffer.append(end)
             except Exception as exc:  # noqa: BLE001 - re-raised in the reading task, in order
-                await queue.put(exc)
+                buffer.append(exc)
+            ready.set()
 
         reader, halted = asyncio.ensure_future(pump()), asyncio.ensure_future(self.halt.wait())
         try:
             while True:
-                if queue.empty():
-                    getter = asyncio.ensure_future(queue.get())
-                    await asyncio.wait({getter, halted}, return_when=asyncio.FIRST_COMPLETED)
-                    if not getter.done():
-                        getter.cancel()
-                        self.input_cut = True
-                        return
-                    item = getter.result()
-                else:
-                    item = queue.get_nowait()
+                if not buffer and not await self._input_ready(ready, halted):
+                    self.input_cut = True
+                    return
+                item = buffer.popleft()
+                if len(buffer) < READ_AHEAD // 2:
+                    room.set()
                 if item is end:
                     return
                 if isinstance(item, Exception):
@@ -362,6 +369,17 @@ class PublishPipeline:
         finally:
             reader.cancel()
             halted.cancel()
+
+    @staticmethod
+    async def _input_ready(ready: asyncio.Event, halted: asyncio.Future) -> bool:
+        """Wait for input; False when publishing halted first."""
+        ready.clear()
+        waiter = asyncio.ensure_future(ready.wait())
+        await asyncio.wait({waiter, halted}, return_when=asyncio.FIRST_COMPLETED)
+        if waiter.done():
+            return True
+        waiter.cancel()
+        return False
 
     async def _send_all(self, messages: Messages, reply_prefix: str) -> None:
         nc = self.nc
