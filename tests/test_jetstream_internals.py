@@ -94,3 +94,29 @@ def test_a_status_message_reaches_a_raw_route_with_its_status(server):
 )
 def test_ack_reply_metadata(reply, expected):
     assert parse_ack_reply(reply) == expected
+
+
+def test_a_failing_ack_callback_stops_the_publish_and_leaves_the_connection_working(server):
+    """Acks are handled inside nats-py's reader: a caller's exception must come out of publish(), not kill it."""
+    from natsctl.backends.jetstream import connect
+    from natsctl.core.model import OutgoingMessage
+    from natsctl.core.settings import Settings
+
+    async def scenario():
+        backend = await connect(Settings(servers=[server.url]), notify=lambda _: None)
+        calls = []
+
+        def on_ack(ack):
+            calls.append(ack.index)
+            if ack.index == 9:
+                raise OSError("no space left on device")
+
+        messages = [OutgoingMessage(data=b"m%d" % n, source=f"line {n + 1}") for n in range(50_000)]
+        with pytest.raises(OSError, match="no space left"):
+            await backend.publish("fails.here", messages, on_ack=on_ack)
+        assert calls[:10] == list(range(10)) and len(calls) == 10  # nothing reported after the failure
+        summary = await backend.publish("fails.here", [OutgoingMessage(data=b"after")])
+        assert summary.confirmed == 1  # the reader is alive
+        await backend.close()
+
+    asyncio.run(scenario())

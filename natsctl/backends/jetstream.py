@@ -295,6 +295,7 @@ class PublishPipeline:
         self.next_report = 0
         self.settled = 0  # acks (or failures) so far: the no-progress timeout compares it
         self.halted = ""  # why publishing stopped early (connection lost, no stream, no answer)
+        self.callback_error: Exception | None = None  # raised by on_ack / on_error, re-raised by run()
         self.halt = asyncio.Event()  # set with ``halted``: a slow input (a pipe) is not waited for any more
         self.input_cut = False  # halted while the input had not ended
         self.last_source = ""  # the last message read from an async input ("line 17"), to say where it stopped
@@ -322,6 +323,8 @@ class PublishPipeline:
                 await sub.unsubscribe()
             except Exception:  # noqa: BLE001 - the connection may be gone already
                 pass
+        if self.callback_error is not None:
+            raise self.callback_error
         if self.input_cut:
             after = f"after {self.last_source}" if self.last_source else "from the start"
             self.summary.failed.append(f"the input {after}: not read, publishing stopped ({self.halted})")
@@ -533,7 +536,10 @@ class PublishPipeline:
             if error is not None:
                 self.summary.failed.append(f"{message.source or f'message {index + 1}'}: {error}")
                 if self.on_error:
-                    self.on_error(index, message, error)
+                    try:
+                        self.on_error(index, message, error)
+                    except Exception as exc:  # noqa: BLE001 - see _callback_failed
+                        self._callback_failed(exc)
             else:
                 self._confirmed(index, message, seq, duplicate)
 
@@ -545,7 +551,17 @@ class PublishPipeline:
             summary.first_sequence = seq
         summary.last_sequence = seq
         if self.on_ack:
-            self.on_ack(PublishAck(index, self.ref.channel, seq or 0, summary.stream, duplicate))
+            try:
+                self.on_ack(PublishAck(index, self.ref.channel, seq or 0, summary.stream, duplicate))
+            except Exception as exc:  # noqa: BLE001 - re-raised by run(): it must not reach nats-py's reader
+                self._callback_failed(exc)
+
+    def _callback_failed(self, exc: Exception) -> None:
+        """A caller's on_ack / on_error raised (e.g. --record's disk is full): stop, then raise it from run()."""
+        self.callback_error = self.callback_error or exc
+        self.on_ack = self.on_error = None
+        self.halted = self.halted or "a confirmation could not be reported"
+        self.halt.set()
 
     def _on_lost(self) -> None:
         """The connection dropped: what was sent and not confirmed is lost to us; send nothing more."""
