@@ -16,7 +16,15 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 from nats.protocol.parser import Parser
 
-from natsctl.backends.jetstream import parse_ack_reply, pub_line, route_raw, send_raw, unroute, wake_flusher
+from natsctl.backends.jetstream import (
+    deliver_routed,
+    parse_ack_reply,
+    pub_line,
+    route_raw,
+    send_raw,
+    unroute,
+    wake_flusher,
+)
 
 
 def test_nats_py_is_the_pinned_series():
@@ -34,6 +42,11 @@ def test_the_internals_have_the_shapes_used():
     # The parser calls the client's _process_msg through the instance, so an instance attribute wins.
     assert "await self.nc._process_msg(" in inspect.getsource(Parser.parse)
     assert "self._id = " in inspect.getsource(Subscription.__init__)
+    # The read loop calls the parser through the client's _ps; parse(data) appends to buf first.
+    assert "await self._ps.parse(" in inspect.getsource(Client._read_loop)
+    source = inspect.getsource(Parser.parse)
+    assert source.index("self.buf.extend(data)") < source.index("while self.buf")
+    assert "self.state = AWAITING_CONTROL_LINE" in inspect.getsource(Parser.reset)
 
 
 def test_raw_routes_deliver_bytes_in_order_and_headers_parsed(server):
@@ -118,5 +131,51 @@ def test_a_failing_ack_callback_stops_the_publish_and_leaves_the_connection_work
         summary = await backend.publish("fails.here", [OutgoingMessage(data=b"after")])
         assert summary.confirmed == 1  # the reader is alive
         await backend.close()
+
+    asyncio.run(scenario())
+
+
+def frame(subject: bytes, sid: int, payload: bytes, reply: bytes = b"") -> bytes:
+    head = b"MSG %s %d %s%d\r\n" % (subject, sid, reply + b" " if reply else b"", len(payload))
+    return head + payload + b"\r\n"
+
+
+def test_deliver_routed_takes_only_whole_frames_of_routed_sids():
+    got = []
+    routes = {1: lambda *args: got.append(args)}
+    one, two = frame(b"a", 1, b"x\r\ny", b"r.1"), frame(b"b", 1, b"")
+    third = frame(b"c", 1, b"zzz", b"r.3")
+    buf = bytearray(one + two + third[:-3])
+    assert deliver_routed(buf, routes) == (len(one) + len(two), True)  # the cut third waits for more
+    assert got == [(b"a", b"r.1", b"x\r\ny", None), (b"b", b"", b"", None)]
+    other = frame(b"o", 2, b"p")
+    assert deliver_routed(bytearray(one + other + one), routes) == (len(one), False)  # nats-py's turn
+    assert deliver_routed(bytearray(b"PING\r\n" + one), routes) == (0, False)
+    assert deliver_routed(bytearray(b"HMSG a 1 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"), routes) == (0, False)
+    assert deliver_routed(bytearray(b"MSG a 1 r"), routes) == (0, True)  # control line still coming
+    assert deliver_routed(bytearray(b"MSG a b c d e\r\n"), routes) == (0, False)
+    assert deliver_routed(bytearray(b"MSG a x 3\r\nabc\r\n"), routes) == (0, False)  # malformed sid
+
+
+def test_routed_frames_cut_by_reads_arrive_whole_and_in_order(server):
+    async def scenario():
+        nc = await nats.connect(server.url)
+        got: list[bytes] = []
+        sub = await nc.subscribe("big")
+        route_raw(nc, sub, lambda subject, reply, data, headers: got.append(data))
+        plain = await nc.subscribe("small")
+        payloads = [bytes([65 + n % 26]) * (10_000 + 997 * n) for n in range(60)]  # many reads cut frames
+        for n, payload in enumerate(payloads):
+            await nc.publish("big", payload)
+            if n % 7 == 0:
+                await nc.publish("small", b"%d" % n)  # unrouted frames in between
+        await nc.flush()
+        for _ in range(100):
+            if len(got) == len(payloads):
+                break
+            await asyncio.sleep(0.05)
+        assert got == payloads
+        assert [(await plain.next_msg(timeout=5)).data for _ in range(9)] == [b"%d" % n for n in range(0, 60, 7)]
+        await nc.close()
 
     asyncio.run(scenario())

@@ -21,6 +21,7 @@ from nats import errors as nats_errors
 from nats.aio.client import Client
 from nats.js import api
 from nats.js import errors as js_errors
+from nats.protocol.parser import AWAITING_CONTROL_LINE, MAX_CONTROL_LINE_SIZE as MAX_CONTROL_LINE
 
 from natsctl.backends.connection import (
     close_quietly,
@@ -99,8 +100,10 @@ def jetstream_error(exc: BaseException, settings: Settings, doing: str, client: 
 # nats-py is pinned (<2.17). The hot paths use a few of its internals, each guarded by
 # tests/test_jetstream_internals.py: its parser hands every MSG to ``Client._process_msg(sid, subject,
 # reply, payload, headers)`` (all bytes), ``Client._process_headers(raw)`` turns raw headers into a dict,
-# ``Subscription._id`` is the sid, and ``Client._send_command(bytes)`` + ``Client._flush_pending()``
-# queue protocol bytes and wake the flusher (what ``Client.publish`` does after building its PUB line).
+# ``Subscription._id`` is the sid, ``Client._send_command(bytes)`` + ``Client._flush_pending()``
+# queue protocol bytes and wake the flusher (what ``Client.publish`` does after building its PUB line),
+# and ``Client._ps`` is the parser: ``parse(data)`` appends to its bytearray ``buf`` and works while
+# ``state`` is AWAITING_CONTROL_LINE between frames (``reset()`` replaces ``buf``).
 # Together they save a Msg object, a queue hop, a task switch and subject checks per message.
 
 RawHandler = Callable[[bytes, bytes, bytes, "dict[str, str] | None"], None]
@@ -134,7 +137,68 @@ def route_raw(nc: Client, sub: Any, handler: RawHandler) -> None:
 
         nc._process_msg = process_msg  # type: ignore[method-assign]
         nc._natsctl_routes = routes  # type: ignore[attr-defined]
+        _parse_routed_first(nc, routes)
     routes[sub._id] = handler
+
+
+def _parse_routed_first(nc: Client, routes: dict[int, RawHandler]) -> None:
+    """Deliver the routed MSGs at the head of each read before nats-py's parser sees the rest.
+
+    nats-py's ``Parser.parse(data)`` appends to ``Parser.buf`` and, in state AWAITING_CONTROL_LINE,
+    matches a regex, fills a dict and awaits ``_process_msg`` per message; a replay spends a third of
+    its time there. Whole, header-less MSG frames of routed subscriptions are handed over here in one
+    loop; anything else (another subscription, HMSG, PING, a frame cut by the read) stops the loop and
+    nats-py parses it, in order.
+    """
+    parser = nc._ps
+    parse = parser.parse
+
+    async def parse_routed_first(data: bytes = b"") -> None:
+        buf = parser.buf  # replaced by Parser.reset() on reconnect: looked up every time
+        buf.extend(data)
+        if parser.state == AWAITING_CONTROL_LINE:
+            done, wait = deliver_routed(buf, routes)
+            if done:
+                del buf[:done]
+            if wait:
+                return  # a routed frame is cut by the read: the next read completes it
+        await parse(b"")
+
+    parser.parse = parse_routed_first  # type: ignore[method-assign]
+
+
+def deliver_routed(buf: bytearray, routes: dict[int, RawHandler]) -> tuple[int, bool]:
+    """Hand the leading complete ``MSG`` frames of routed sids to their handlers.
+
+    Returns the bytes consumed, and whether what follows is the start of a routed frame still being
+    received (then nothing is left for nats-py's parser to do yet).
+    """
+    pos = 0
+    size = len(buf)
+    try:
+        while buf.startswith(b"MSG ", pos):
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return pos, size - pos < MAX_CONTROL_LINE
+            args = bytes(buf[pos + 4 : eol]).split(b" ")
+            if len(args) == 4:
+                subject, sid, reply, length = args
+            elif len(args) == 3:
+                (subject, sid, length), reply = args, b""
+            else:
+                break
+            handler = routes.get(int(sid))
+            if handler is None:
+                break
+            start = eol + 2
+            end = start + int(length)
+            if end + 2 > size:
+                return pos, True
+            handler(subject, reply, bytes(buf[start:end]), None)
+            pos = end + 2
+    except ValueError:
+        pass  # not a well-formed frame: nats-py's parser reports it
+    return pos, False
 
 
 def unroute(nc: Client, sub: Any) -> None:
