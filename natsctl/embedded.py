@@ -57,6 +57,14 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+def meta_cluster_complete(meta: dict | None, size: int) -> bool:
+    """``/jsz`` meta_cluster shows a leader and ``size - 1`` current followers."""
+    if not meta or not meta.get("leader"):
+        return False
+    replicas = meta.get("replicas") or []
+    return len(replicas) >= size - 1 and all(r.get("current") for r in replicas)
+
+
 @dataclass
 class NodeConfig:
     name: str
@@ -177,21 +185,27 @@ class LocalServers:
             self.wait_meta_leader(deadline)
 
     def wait_meta_leader(self, deadline: float) -> None:
-        """A cluster takes replicated channels only once JetStream elected its meta leader."""
-        import json
-        import urllib.request
+        """A cluster places replicated channels only once JetStream has a meta leader and every peer is current.
 
-        url = self.nodes[0].monitor_url + "/jsz"
+        Only the leader knows whether its followers are current, so every node is asked.
+        """
         while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - our own loopback node
-                    if (json.load(answer).get("meta_cluster") or {}).get("leader"):
-                        return
-            except (OSError, ValueError):
-                pass
+            if any(self._leads_complete_cluster(node) for node in self.nodes):
+                return
             time.sleep(0.1)
         self.stop()
         raise NatsctlError("the cluster elected no JetStream meta leader in time; see the nodes' log above")
+
+    def _leads_complete_cluster(self, node: NodeConfig) -> bool:
+        import json
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(node.monitor_url + "/jsz", timeout=1) as answer:  # noqa: S310 - loopback
+                meta = json.load(answer).get("meta_cluster")
+        except (OSError, ValueError):
+            return False
+        return bool(meta) and meta.get("leader") == node.name and meta_cluster_complete(meta, len(self.nodes))
 
     def wait(self) -> int:
         """Block until every node exits (Ctrl-C reaches them through the process group)."""

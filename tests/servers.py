@@ -170,9 +170,11 @@ def start_cluster(size: int = 3, config: str = "") -> list[NatsServer]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # wait for a JetStream meta leader
         try:
-            body = httpx.get(nodes[0].monitor_url + "/jsz", timeout=1).json()
-            if (body.get("meta_cluster") or {}).get("leader"):
-                return nodes
+            for node in nodes:  # only the leader knows whether its followers are current
+                meta = httpx.get(node.monitor_url + "/jsz", timeout=1).json().get("meta_cluster") or {}
+                replicas = meta.get("replicas") or []
+                if meta.get("leader") == node.name and len(replicas) >= size - 1 and all(r.get("current") for r in replicas):
+                    return nodes  # R3 streams can be placed only once every peer is current
         except (httpx.HTTPError, ValueError):
             pass
         time.sleep(0.2)
