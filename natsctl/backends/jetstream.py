@@ -965,12 +965,23 @@ class PullSubscription(Subscription):
             self.ended = True
         return kept
 
+    async def _consumer_info(self) -> api.ConsumerInfo:
+        """The consumer's state; a leader election in progress (timeout, 503) is waited out within --timeout."""
+        settings = self.backend.settings
+        deadline = time.monotonic() + settings.timeout
+        while True:
+            try:
+                return await self.backend.js.consumer_info(self.ref.stream, self.consumer)
+            except (nats_errors.TimeoutError, js_errors.ServiceUnavailableError) as exc:
+                if time.monotonic() >= deadline or self.nc.is_closed:
+                    raise jetstream_error(exc, settings, "reading the consumer's position", self.nc) from None
+                await asyncio.sleep(0.25)
+            except Exception as exc:  # noqa: BLE001
+                raise jetstream_error(exc, settings, "reading the consumer's position", self.nc) from None
+
     async def _caught_up(self) -> bool:
         """True when nothing is left for this consumer (and, for a lone reader, nothing awaits redelivery)."""
-        try:
-            info = await self.backend.js.consumer_info(self.ref.stream, self.consumer)
-        except Exception as exc:  # noqa: BLE001
-            raise jetstream_error(exc, self.backend.settings, "reading the consumer's position", self.nc) from None
+        info = await self._consumer_info()
         if info.num_pending:
             return False
         if self.ack_policy == api.AckPolicy.NONE or self.spec.queue:
@@ -980,10 +991,7 @@ class PullSubscription(Subscription):
                 return True
             # Our own last ack may still be on its way through the server: look again shortly.
             await asyncio.sleep(0.02)
-            try:
-                info = await self.backend.js.consumer_info(self.ref.stream, self.consumer)
-            except Exception as exc:  # noqa: BLE001
-                raise jetstream_error(exc, self.backend.settings, "reading the consumer's position", self.nc) from None
+            info = await self._consumer_info()
             if info.num_pending:
                 return False
         return False  # messages of an earlier run await redelivery after the ack wait
