@@ -31,7 +31,7 @@ _natsctl() {
   done
   words=""
   case "$path" in
-    "") words="channel channels clients cluster completion config context demo health pub replay routes server sub subs verify --help --version -V" ;;
+    "") words="channel channels clients cluster completion config context demo health pub replay routes server sub subs verify --debug --help --version -V" ;;
     "channel") words="--client-id --cluster-id --context --creds --help --json --monitor --monitor-ca --nkey --no-tlsfirst --output --password --server --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --token --user -m -o -s" ;;
     "channels") words="--account --client-id --cluster-id --context --creds --help --json --monitor --monitor-ca --nkey --no-tlsfirst --output --password --server --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --token --user --watch -m -o -s -w" ;;
     "clients") words="--account --client-id --cluster-id --context --creds --help --json --limit --monitor --monitor-ca --nkey --no-tlsfirst --output --password --server --sort --state --timeout --tls-insecure --tlsca --tlscert --tlsfirst --tlskey --token --user --user-filter --watch -m -o -s -w" ;;

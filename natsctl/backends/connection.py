@@ -21,6 +21,7 @@ from typing import Any
 from nats import errors as nats_errors
 from nats.aio.client import Client
 
+from natsctl.core import debug
 from natsctl.core.errors import (
     AuthFailed,
     ConnectionFailed,
@@ -271,19 +272,44 @@ async def connect_nats(
     options = connect_options(settings, events, purpose)
     client = NatsctlClient()
     client._natsctl_events = events  # type: ignore[attr-defined]  # read by permission checks
+    secrets = settings.secrets()
+    debug.log(
+        f"connecting to {settings.redacted_servers()} as {options['name']!r} (auth: {auth_kind(settings)}, "
+        f"tls: {'yes' if 'tls' in options else 'no'}, timeout {settings.timeout:g}s)",
+        secrets,
+    )
     try:
         await first_connect(client, options, events, settings)
-    except NatsctlError:
+    except NatsctlError as exc:
+        debug.log(f"connect failed: {exc.line()}", secrets)
         raise
     except Exception as exc:  # noqa: BLE001 - classified below, nothing escapes raw
+        debug.log(f"connect failed: {type(exc).__name__}: {exc}; last error: {events.last_error!r}", secrets)
         server_info = getattr(client, "_server_info", None) or {}
         raise classify_connect_error(exc, events.last_error, settings, server_info) from None
+    info = getattr(client, "_server_info", None) or {}
+    debug.log(
+        f"connected to {info.get('server_name') or info.get('server_id', '?')} (nats-server {info.get('version', '?')}, "
+        f"jetstream {'on' if info.get('jetstream') else 'off'}, max_payload {client.max_payload})",
+        secrets,
+    )
     await refuse_plaintext(client, settings, events)
     events.connected = True
     # Once connected, ride out a lost server (fail over to the others) for about settings.timeout.
     client.options["reconnect_time_wait"] = RECONNECT_WAIT
     client.options["max_reconnect_attempts"] = max(1, math.ceil(settings.timeout / RECONNECT_WAIT))
     return client
+
+
+def auth_kind(settings: Settings) -> str:
+    """How we authenticate, named without the secret."""
+    for kind, present in (
+        ("creds file", settings.creds), ("nkey", settings.nkey), ("token", settings.token),
+        ("user/password", settings.user or settings.password),
+    ):
+        if present:
+            return kind
+    return "from the URL" if settings.secrets() else "none"
 
 
 async def first_connect(client: Client, options: dict[str, Any], events: ConnectionEvents, settings: Settings) -> None:

@@ -376,7 +376,14 @@ class PublishPipeline:
         if isinstance(messages, AsyncIterable):
             messages = self._read_ahead(messages)
         try:
-            await self._send_all(messages, inbox + ".")
+            try:
+                await self._send_all(messages, inbox + ".")
+            except NatsctlError as exc:
+                # Bad input (or a refused message) mid-way: what was sent still gets confirmed and
+                # reported first, so the caller can say what is stored before the error.
+                await self._wait_until_below(1)
+                exc.summary = self.summary  # type: ignore[attr-defined]
+                raise
             await self._wait_until_below(1)
         finally:
             if events is not None:
@@ -748,15 +755,21 @@ class PullSubscription(Subscription):
         await self._refill()
 
     def _consumer_name(self) -> str | None:
-        return self.spec.durable or self.spec.queue
+        """A durable queue group is identified by both names, as on NATS Streaming (``durable:queue``)."""
+        durable, queue = self.spec.durable, self.spec.queue
+        if durable and queue and durable != queue:
+            return f"{durable}_{queue}"
+        return durable or queue
 
     def _wanted_policy(self) -> api.AckPolicy:
         spec = self.spec
         if not spec.ack:
             return api.AckPolicy.NONE
-        if spec.queue or spec.exclusive_acks:
+        if spec.durable or spec.queue or spec.exclusive_acks:
+            # Anyone may attach to a durable: an ack-all from one reader would ack what another
+            # reader holds but has not written out yet. Every message is acked on its own.
             return api.AckPolicy.EXPLICIT
-        return api.AckPolicy.ALL  # one reader: one ack per written batch
+        return api.AckPolicy.ALL  # a private (ephemeral) consumer: one ack per written batch
 
     def _consumer_config(self, name: str | None) -> api.ConsumerConfig:
         spec = self.spec
@@ -835,6 +848,11 @@ class PullSubscription(Subscription):
             )
         if config.ack_policy == api.AckPolicy.NONE and spec.ack:
             raise UsageError(f"consumer {name!r} takes no acks; use another --durable name")
+        if spec.durable and not config.durable_name and config.inactive_threshold:
+            raise UsageError(
+                f"{name!r} is a queue group without --durable (the server removes it when idle); "
+                f"use another --durable name"
+            )
 
     # -- delivery -------------------------------------------------------------------------------
 

@@ -41,6 +41,11 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _debug(value: bool) -> None:
+    if value:
+        os.environ["NATSCTL_DEBUG"] = "1"  # read by natsctl.core.debug in every layer
+
+
 def _new_app(cls: type | None = None) -> typer.Typer:
     app = typer.Typer(
         name="natsctl",
@@ -57,6 +62,10 @@ def _new_app(cls: type | None = None) -> typer.Typer:
     def root(
         version: bool = typer.Option(
             False, "--version", "-V", help="Show the version and exit.", callback=_version, is_eager=True
+        ),
+        debug: bool = typer.Option(
+            False, "--debug", help="Log connection steps on stderr (secrets masked); tracebacks for unexpected errors.",
+            callback=_debug, is_eager=True,
         ),
     ) -> None:
         """natsctl"""
@@ -89,6 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         result = command.main(args=argv, prog_name="natsctl", standalone_mode=False)
     except typer.TyperException as exc:  # click usage errors: one line, exit 2
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `natsctl` or `natsctl pub` alone: the help, as --help
+            sys.stdout.write(exc.format_message() + "\n")
+            raise SystemExit(ExitCode.OK) from None
         message = exc.format_message().splitlines()[0] if exc.format_message() else str(exc)
         sys.stderr.write(f"natsctl: error: {message} (see 'natsctl --help')\n")
         raise SystemExit(getattr(exc, "exit_code", ExitCode.USAGE)) from None
@@ -105,6 +117,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(0) from None
     except KeyboardInterrupt:
         raise SystemExit(ExitCode.INTERRUPTED) from None
+    except Exception as exc:  # noqa: BLE001 - the last line of defence outside the runner: never a traceback
+        if os.environ.get("NATSCTL_DEBUG"):
+            raise
+        sys.stderr.write(f"natsctl: error: unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)\n")
+        raise SystemExit(ExitCode.ERROR) from None
     raise SystemExit(result if isinstance(result, int) else 0)
 
 

@@ -264,3 +264,19 @@ def _build_stream_options(values: dict[str, Any]) -> Any:
 
 
 stream_options = _with_params(_STREAM_PARAMS, "stream_options", _build_stream_options)
+
+
+def require_jetstream_for(backend: Any, stream_options: Any, create: bool) -> None:
+    """Channel-creation flags mean something on JetStream only: say so instead of ignoring them."""
+    from natsctl.core.errors import Unsupported
+    from natsctl.core.model import StreamOptions
+
+    if backend.kind == "jetstream":
+        return
+    if stream_options != StreamOptions():
+        raise Unsupported(
+            "--replicas, --storage, --max-age, --max-msgs, --max-bytes, --discard and --dupe-window shape "
+            "JetStream streams only; NATS Streaming channel limits are set on its server"
+        )
+    if not create:
+        raise Unsupported("--no-create exists on JetStream only: NATS Streaming creates a channel on first use")

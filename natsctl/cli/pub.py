@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from natsctl.cli.options import connection_options, stream_options
+from natsctl.cli.options import connection_options, require_jetstream_for, stream_options
 
 PUB_HELP = """Publish to CHANNEL, every message confirmed by the server.
 
@@ -152,7 +152,7 @@ def with_msg_ids(messages: Any, template: str, render: Any):
 
 async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any, stop: Any) -> int:
     from natsctl.cli.run import error_line, warn
-    from natsctl.core.errors import ExitCode, Unsupported
+    from natsctl.core.errors import ExitCode, NatsctlError, Unsupported
     from natsctl.opener import open_backend
 
     messages, handle = build_messages(plan, warn)  # bad input fails before any connection is made
@@ -166,6 +166,7 @@ async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any,
     try:
         if (plan.headers or plan.msg_id) and not backend.supports_headers:
             raise Unsupported("headers (-H, --msg-id) exist on JetStream only; NATS Streaming messages have none")
+        require_jetstream_for(backend, stream_options, plan.create)
         backend.stream_options = stream_options
         source: Any = _StopInput(messages, stop)
         recorder = None
@@ -180,7 +181,13 @@ async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any,
                 recorder.on_ack(ack)
             progress.advance()
 
-        summary = await backend.publish(plan.channel, source, create=plan.create, on_ack=on_ack)
+        try:
+            summary = await backend.publish(plan.channel, source, create=plan.create, on_ack=on_ack)
+        except NatsctlError as exc:
+            partial = getattr(exc, "summary", None)
+            if partial is not None and partial.confirmed:
+                _print_summary(plan, partial)  # what is stored before the bad line
+            raise
     finally:
         progress.close()
         _close_all(handle, record)

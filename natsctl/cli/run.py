@@ -96,7 +96,7 @@ async def _main(command: Callable[[Stop], Awaitable[int | None]]) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
         if os.environ.get("NATSCTL_DEBUG"):
             raise
-        error_line(f"unexpected {type(exc).__name__}: {exc} (set NATSCTL_DEBUG=1 for a traceback)")
+        error_line(f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)")
         return int(ExitCode.ERROR)
     finally:
         for sig in signals:

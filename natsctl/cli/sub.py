@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 import typer
 
-from natsctl.cli.options import connection_options, stream_options
+from natsctl.cli.options import connection_options, require_jetstream_for, stream_options
 
 START = "Start position (choose one)"
+MAX_SEQUENCE = 2**64 - 1  # sequences are unsigned 64-bit on both servers
 OUTPUT = "Output"
 
 SUB_HELP = """Subscribe to CHANNEL and write each message to stdout, acking it once written.
@@ -168,8 +169,8 @@ class StartFlags:
         if len(chosen) > 1:
             raise UsageError(f"choose one start position, not {' and '.join(chosen)}")
         if self.seq is not None:
-            if self.seq < 1:
-                raise UsageError(f"--seq must be 1 or more, not {self.seq}")
+            if not 1 <= self.seq <= MAX_SEQUENCE:
+                raise UsageError(f"--seq must be 1 or more, not {self.seq}" if self.seq < 1 else f"--seq {self.seq} is past the largest sequence")
             return StartPosition(StartKind.SEQUENCE, sequence=self.seq)
         if self.since is not None:
             return StartPosition(StartKind.TIME, time=parse_time(self.since, what="--since"))
@@ -211,8 +212,10 @@ class ReadRequest:
         ack_wait = parse_duration(self.ack_wait, what="--ack-wait")
         if ack_wait < 1:
             raise UsageError(f"--ack-wait must be at least 1s, not {self.ack_wait}")
-        if self.to_seq is not None and self.to_seq < 1:
-            raise UsageError(f"--to-seq must be 1 or more, not {self.to_seq}")
+        if self.to_seq is not None and not 1 <= self.to_seq <= MAX_SEQUENCE:
+            raise UsageError(f"--to-seq must be between 1 and {MAX_SEQUENCE}, not {self.to_seq}")
+        if self.exec_cmd is not None and self.output != "text":
+            raise UsageError("--exec hands each payload to the command; it does not go with --json or --raw")
         if self.unsubscribe and not self.durable:
             raise UsageError("--unsubscribe deletes a durable: it needs --durable")
         if self.exec_cmd is not None and not self.exec_cmd.strip():
@@ -241,6 +244,7 @@ async def read_command(request: ReadRequest, spec: Any, settings: Any, stream_op
 
     backend = await open_backend(settings)
     try:
+        require_jetstream_for(backend, stream_options, spec.create or not request.ack)
         backend.stream_options = stream_options
         subscription = await backend.subscribe(spec)
         if getattr(backend, "client_id_generated", False) and spec.durable:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import UsageError
 from .model import Message, OutgoingMessage
-from .names import validate_header_name
+from .names import validate_header_name, validate_header_value
 from .timeparse import format_time
 
 
@@ -75,7 +75,8 @@ def decode_headers(envelope: dict[str, Any], source: str) -> dict[str, list[str]
             values = [values]
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise UsageError(f"{source}: header {key!r} must be a string or a list of strings")
-        result[validate_header_name(str(key), f"{source}: ")] = values
+        name = validate_header_name(str(key), f"{source}: ")
+        result[name] = [validate_header_value(name, value, f"{source}: ") for value in values]
     return result
 
 

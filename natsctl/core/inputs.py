@@ -20,7 +20,7 @@ from typing import BinaryIO
 from .envelope import outgoing_from_envelope
 from .errors import UsageError
 from .model import OutgoingMessage
-from .names import validate_header_name
+from .names import validate_header_name, validate_header_value
 
 CHUNK = 1 << 16
 
@@ -57,10 +57,7 @@ def parse_header(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise UsageError(f"invalid header {text!r}; use -H KEY:VALUE")
     validate_header_name(key)
-    value = value.strip()
-    if "\r" in value or "\n" in value:
-        raise UsageError(f"invalid value for header {key!r}: it contains a line break")
-    return key, value
+    return key, validate_header_value(key, value.strip())
 
 
 def parse_headers(items: list[str]) -> dict[str, list[str]] | None:

@@ -45,6 +45,13 @@ def validate_header_name(key: str, where: str = "") -> str:
     return key
 
 
+def validate_header_value(key: str, value: str, where: str = "") -> str:
+    """A line break in a value would end the header block early: the message would be changed."""
+    if "\r" in value or "\n" in value:
+        raise UsageError(f"{where}invalid value for header {key!r}: it contains a line break")
+    return value
+
+
 def stream_name_for(channel: str) -> str:
     """The stream natsctl creates for a channel: the channel with unsafe characters replaced.
 

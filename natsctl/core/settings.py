@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from .errors import UsageError
+
 DEFAULT_SERVER = "nats://127.0.0.1:4222"
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MONITOR_PORT = 8222
@@ -101,11 +103,26 @@ class Settings:
         return urls
 
 
+SERVER_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
 def normalize_server_url(url: str) -> str:
-    """Accept ``host``, ``host:port`` and full URLs, as natscli does."""
+    """Accept ``host``, ``host:port`` and full URLs, as natscli does; refuse what cannot be a server."""
     url = url.strip()
     if "://" not in url:
         url = "nats://" + url
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"invalid server URL {shown}: {exc}", hint="use nats://host:port") from None
+    if parts.scheme not in SERVER_SCHEMES:
+        raise UsageError(f"invalid server URL {shown}: the scheme must be one of {', '.join(SERVER_SCHEMES)}")
+    if not parts.hostname:
+        raise UsageError(f"invalid server URL {shown}: no host", hint="use nats://host:port")
+    if port is not None and port < 1:
+        raise UsageError(f"invalid server URL {shown}: port {port} is outside 1-65535")
     return url
 
 

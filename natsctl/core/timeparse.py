@@ -8,6 +8,8 @@ from datetime import datetime, timedelta, timezone
 from .errors import UsageError
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+# Servers take durations as int64 nanoseconds (~292 years); keep well inside that and datetime's range.
+MAX_SECONDS = 100 * 365 * 86400
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d|w)")
 
 
@@ -29,6 +31,8 @@ def parse_duration(text: str, *, what: str = "duration") -> float:
             raise UsageError(f"invalid {what} {text!r}; use a duration such as 30s, 5m, 1h30m or 250ms") from None
     if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
         raise UsageError(f"invalid {what} {text!r}: it must be a positive, finite duration")
+    if seconds > MAX_SECONDS:
+        raise UsageError(f"invalid {what} {text!r}: at most {MAX_SECONDS // 86400 // 365} years")
     return seconds
 
 
@@ -51,7 +55,10 @@ def parse_time(text: str, *, what: str = "time", now: datetime | None = None) ->
         ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    try:
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise UsageError(f"invalid {what} {text!r}: out of the range of dates") from None
 
 
 def format_time(moment: datetime | None) -> str | None:

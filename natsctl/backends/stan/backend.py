@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import ClassVar
 
 from natsctl.core.backend import AckCallback, Backend, ErrorCallback, Messages, Subscription, each_message
-from natsctl.core.errors import NatsctlError, Unsupported, UsageError
+from natsctl.core.errors import ConnectionFailed, NatsctlError, Unsupported, UsageError
 from natsctl.core.model import (
     ChannelRef,
     Message,
@@ -87,7 +87,14 @@ class StanBackend(Backend):
     ) -> PublishSummary:
         check_channel(channel)
         run = _PublishRun(self, channel, on_ack, on_error)
-        await run.send_all(messages)
+        try:
+            await run.send_all(messages)
+        except NatsctlError as exc:
+            if not isinstance(exc, ConnectionFailed):
+                # Bad input mid-way: what was sent is still confirmed and reported first.
+                await run._wait_all()
+                exc.summary = run.summary  # type: ignore[attr-defined]
+            raise
         return run.summary
 
     async def subscribe(self, spec: SubscribeSpec) -> StanSubscription:

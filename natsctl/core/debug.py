@@ -1,0 +1,24 @@
+"""`natsctl --debug`: connection steps on stderr, with every secret the settings hold masked."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+
+
+def enabled() -> bool:
+    return bool(os.environ.get("NATSCTL_DEBUG"))
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def log(message: str, secrets: Iterable[str] = ()) -> None:
+    if enabled():
+        sys.stderr.write(f"natsctl: debug: {mask(message, secrets)}\n")
+        sys.stderr.flush()
