@@ -85,32 +85,27 @@ def _yes_no(value: Any) -> str:
 
 
 def _print_tables(nodes: list[Any], rows: list[Any]) -> None:
-    from rich.table import Table
+    from natsctl.cli.render.tables import grid, print_table
 
-    from natsctl.cli.render.tables import print_table
-
-    table = Table(title="Nodes", box=None, title_justify="left")
-    for head in ("NODE", "URL", "VERSION", "CLUSTER", "ROUTES", "META LEADER", "STATE"):
-        table.add_column(head)
+    node_rows = []
     for node in nodes:
         d = _node_dict(node)
-        table.add_row(d["name"] or "-", d["url"], d["version"] or "-", d["cluster"] or "-", str(d["routes"] or 0),
-                      d["meta_leader"] or "-", "ok" if node.ok else f"DOWN: {node.error}")
-    print_table(table)
+        node_rows.append([d["name"] or "-", d["url"], d["version"] or "-", d["cluster"] or "-", str(d["routes"] or 0),
+                          d["meta_leader"] or "-", "ok" if node.ok else f"DOWN: {node.error}"])
+    print_table(grid("Nodes", ("NODE", "URL", "VERSION", "CLUSTER", "ROUTES", "META LEADER", "STATE"), node_rows))
     if not rows:
         from natsctl.cli.run import note
 
         note("no channels")
         return
-    replicas = Table(title="Channel replicas", box=None, title_justify="left")
-    for head in ("CHANNEL", "NODE", "ROLE", "CURRENT", "LAG", "LAST SEEN", "MESSAGES", "LAST SEQ"):
-        replicas.add_column(head)
-    for r in rows:
-        seen = f"{r.last_seen_ms}ms ago" if r.last_seen_ms is not None else "-"
-        replicas.add_row(r.channel, r.node, r.role + (" (offline)" if r.offline else ""), _yes_no(r.current),
-                         "-" if r.lag is None else str(r.lag), seen, "-" if r.messages is None else str(r.messages),
-                         "-" if r.last_seq is None else str(r.last_seq))
-    print_table(replicas)
+    replica_rows = [
+        [r.channel, r.node, r.role + (" (offline)" if r.offline else ""), _yes_no(r.current),
+         "-" if r.lag is None else str(r.lag), f"{r.last_seen_ms}ms ago" if r.last_seen_ms is not None else "-",
+         "-" if r.messages is None else str(r.messages), "-" if r.last_seq is None else str(r.last_seq)]
+        for r in rows
+    ]
+    headers = ("CHANNEL", "NODE", "ROLE", "CURRENT", "LAG", "LAST SEEN", "MESSAGES", "LAST SEQ")
+    print_table(grid("Channel replicas", headers, replica_rows))
 
 
 def print_warnings(findings: list[Any]) -> None:
@@ -149,11 +144,12 @@ def with_warnings(data: Any, findings: list[Any]) -> Any:
     """A copy of the report dataclass with a trailing ``warnings`` field (the models stay untouched)."""
     import dataclasses
 
+    from natsctl.monitor.audit import Finding
+
     cls = _audited_classes.get(type(data))
     if cls is None:
-        cls = dataclasses.make_dataclass(
-            type(data).__name__, [("warnings", list, dataclasses.field(default_factory=list))], bases=(type(data),), slots=True
-        )
+        warnings = ("warnings", list[Finding], dataclasses.field(default_factory=list))  # typed: CSV leaves it out
+        cls = dataclasses.make_dataclass(type(data).__name__, [warnings], bases=(type(data),), slots=True)
         _audited_classes[type(data)] = cls
     values = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)}
     return cls(**values, warnings=findings)

@@ -18,7 +18,7 @@ from natsctl.core.settings import Settings
 if TYPE_CHECKING:
     from natsctl.cli.run import Stop
     from natsctl.monitor.client import MonitorClient
-    from natsctl.monitor.models import Channel, Health, RouteReport, ServerInfo
+    from natsctl.monitor.models import Health, RouteReport, ServerInfo
 
 Output = Annotated[
     str | None,
@@ -137,13 +137,19 @@ def server_pairs(info: "ServerInfo") -> list[tuple[str, str]]:
         ("Bytes in/out", f"{human_bytes(info.in_bytes)} / {human_bytes(info.out_bytes)}"),
         ("Slow consumers", str(info.slow_consumers)),
         ("Memory", human_bytes(info.mem)),
-        ("CPU", f"{info.cpu:g}%" + (f" of {info.cores} cores" if info.cores else "")),
+        ("CPU", cpu_text(info.cpu, info.cores)),
     ]
     if info.jetstream is not None:
         pairs += _jetstream_pairs(info)
     if info.streaming is not None:
         pairs += _streaming_pairs(info)
     return pairs
+
+
+def cpu_text(cpu: float, cores: int | None) -> str:
+    """/varz ``cpu`` is the process's CPU use in percent of one core, as ps shows it (up to 100 x cores):
+    the same number as ``--json``'s ``cpu``, never a share of all the cores."""
+    return f"{cpu:.1f}% of one core" + (f" ({cores} cores)" if cores else "")
 
 
 def _jetstream_pairs(info: "ServerInfo") -> list[tuple[str, str]]:
@@ -215,7 +221,10 @@ def clients_command(
     output: Output = None,
     json_: JsonFlag = False,
     watch: Watch = None,
-    sort: Annotated[str | None, typer.Option("--sort", help="Server-side sort: cid, start, subs, pending, msgs_to, msgs_from, bytes_to, bytes_from, last, idle, uptime, rtt, stop, reason")] = None,
+    sort: Annotated[str | None, typer.Option("--sort", help=(
+        "Server-side sort (nats-server): cid, start, subs, pending, msgs_to, msgs_from, bytes_to, bytes_from, "
+        "last, idle, uptime, rtt; stop and reason with --state closed"
+    ))] = None,
     state: Annotated[str, typer.Option("--state", help="open, closed or all")] = "open",
     account: Annotated[str | None, typer.Option("--account", help="Only this account's connections")] = None,
     user_filter: Annotated[str | None, typer.Option("--user-filter", help="Only connections of this user")] = None,
@@ -230,6 +239,8 @@ def clients_command(
 
     if state not in ("open", "closed", "all"):
         raise UsageError(f"--state must be open, closed or all, not {state!r}")
+    if sort is not None and sort not in api.CONNZ_SORTS:
+        raise UsageError(f"--sort must be one of {', '.join(api.CONNZ_SORTS)}, not {sort!r}")
     options = dict(state=state, sort=sort, account=account, user=user_filter, limit=limit, page_size=page_size)
 
     async def fetch(client: "MonitorClient") -> Any:
@@ -258,30 +269,6 @@ def channels_command(
     _run(settings, fetch, _fmt(output, json_), None, watch)
 
 
-def channel_table(channel: "Channel", extra: Any = None) -> Any:
-    from rich.console import Group
-
-    from natsctl.cli.render.tables import build_table, human_bytes, record_table, when
-    from natsctl.monitor.models import Subscription
-
-    pairs = [
-        ("Name", channel.name),
-        ("Kind", "JetStream stream" if channel.kind == "stream" else "NATS Streaming channel"),
-        ("Subjects", " ".join(channel.subjects) or "-"),
-        ("Messages", str(channel.messages)),
-        ("Bytes", human_bytes(channel.bytes)),
-        ("First sequence", f"{channel.first_seq}" + (f" at {when(channel.first_time)}" if channel.first_time else "")),
-        ("Last sequence", f"{channel.last_seq}" + (f" at {when(channel.last_time)}" if channel.last_time else "")),
-        ("Subscriptions", str(channel.consumers)),
-    ]
-    if channel.storage:
-        pairs += [("Storage", channel.storage), ("Replicas", str(channel.replicas or 1))]
-    if channel.account:
-        pairs.append(("Account", channel.account))
-    subs = build_table(channel.subscriptions, row_type=Subscription) if channel.subscriptions else None
-    return Group(record_table(pairs), "", subs) if subs is not None else record_table(pairs)
-
-
 def channel_command(
     name: Annotated[str, typer.Argument(help="Channel (stream) name")],
     output: Output = None,
@@ -290,6 +277,7 @@ def channel_command(
     settings: Settings,
 ) -> None:
     """One channel in detail, with its consumers / subscriptions and their lag."""
+    from natsctl.cli.render.tables import channel_table
     from natsctl.monitor import api
 
     async def fetch(client: "MonitorClient") -> Any:
@@ -325,7 +313,14 @@ def subs_command(
     *,
     settings: Settings,
 ) -> None:
-    """Subscriptions and consumers with their lag (undelivered), unacked and redelivered counts."""
+    """Subscriptions and consumers with their lag (undelivered), unacked and redelivered counts.
+
+    QUEUE is the group whose members share the messages, as each server records it. Core NATS: the
+    subscription's queue group. JetStream: a push consumer's deliver group; a pull consumer shows "-"
+    because the consumer itself is the group (every natsctl member fetching from it shares its
+    messages) and its config names no group. NATS Streaming: the queue group, "durable:queue" for a
+    durable queue group.
+    """
     from natsctl.core.errors import UsageError
     from natsctl.monitor import api
 

@@ -24,6 +24,12 @@ from natsctl.monitor.models import (
 
 PAGE_SIZE = 1024  # the servers' own default and usual maximum page
 STAN_HEALTHY_STATES = {"STANDALONE", "CLUSTERED", "FT_ACTIVE", "FT_STANDBY"}
+# The sort options nats-server 2.x accepts for /connz (anything else: 400 "invalid sorting option");
+# stop and reason only for closed connections, which the server itself checks.
+CONNZ_SORTS = (
+    "cid", "start", "subs", "pending", "msgs_to", "msgs_from", "bytes_to", "bytes_from",
+    "last", "idle", "uptime", "rtt", "stop", "reason",
+)
 JSZ_ALL = {"accounts": "true", "streams": "true", "consumers": "true", "config": "true"}
 
 
@@ -150,10 +156,14 @@ def raise_jetstream_disabled(client: MonitorClient) -> None:
 
 
 async def channels(client: MonitorClient, account: str | None = None) -> list[Channel]:
+    """Every channel, by account then name: /jsz lists streams in no stable order (a Go map), so
+    two reads (the table, then ``-o csv``) would otherwise disagree."""
     target = await detect(client)
     if target.kind == KIND_STAN:
-        return await stan_channels(client)
-    return await jetstream_channels(client, target, account)
+        found = await stan_channels(client)
+    else:
+        found = await jetstream_channels(client, target, account)
+    return sorted(found, key=lambda c: (c.account, c.name))
 
 
 async def channel(client: MonitorClient, name: str) -> Channel:

@@ -12,6 +12,7 @@ import os
 import ssl
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -41,7 +42,7 @@ class MonitorClient:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.urls = [u.rstrip("/") for u in settings.derived_monitor_urls()]
+        self.urls = [check_url(u).rstrip("/") for u in settings.derived_monitor_urls()]
         self.base = self.urls[0]
         self.timeout = settings.timeout
         self.kind = ""  # set by natsctl.monitor.api.detect
@@ -99,6 +100,9 @@ class MonitorClient:
         except httpx.HTTPError as exc:
             # a transport fault concerns the port, not the endpoint: name the URL the user gave
             raise transport_error(exc, self.where()) from None
+        except BaseExceptionGroup as group:
+            # anyio's connect runs in a TaskGroup: its failures arrive wrapped in an exception group
+            raise unwrapped(group, self.where(), self.timeout) from None
         return self._reply(response, shown, ok)
 
     def _reply(self, response: httpx.Response, shown: str, ok: tuple[int, ...]) -> Reply:
@@ -106,6 +110,73 @@ class MonitorClient:
         if response.status_code == 200 or response.status_code in ok:
             return Reply(response.status_code, parse_json(body, shown, strict=response.status_code == 200), body)
         raise status_error(response.status_code, body, shown)
+
+
+MONITOR_SCHEMES = ("http", "https")
+
+
+def check_url(url: str) -> str:
+    """A monitoring URL must be http(s)://host[:port][/base-path] with a port in 1-65535."""
+    shown = redact_url(url)
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port  # ValueError when it is not a number or above 65535
+    except ValueError:
+        port = -1
+    problem = ""
+    if parts.scheme.lower() not in MONITOR_SCHEMES:
+        problem = f"the scheme must be http or https, not {parts.scheme or 'none'!r}"
+    elif not parts.hostname:
+        problem = "it names no host"
+    elif port is not None and not 1 <= port <= 65535:
+        given = parts.netloc.rpartition("@")[2].rpartition(":")[2]
+        problem = f"the port must be a number from 1 to 65535, not {given!r}"
+    if problem:
+        raise UsageError(f"bad monitoring URL {shown}: {problem} (use http://host:8222 or https://...)")
+    return url
+
+
+def leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    """The exceptions inside ``group`` and any groups nested in it, in order."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
+
+
+def unwrapped(group: BaseExceptionGroup, shown: str, timeout: float) -> BaseException:
+    """The real cause inside an exception group, as the one-line typed error ``get`` gives for it.
+
+    Cancellation and interruption stay what they are; otherwise the first cause natsctl can name wins.
+    """
+    causes = leaves(group)
+    for exc in causes:
+        if isinstance(exc, KeyboardInterrupt | SystemExit | asyncio.CancelledError | NatsctlError):
+            return exc
+    for exc in causes:
+        if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | TimeoutError):
+            return Timeout(
+                f"no answer from {shown} within {timeout:g}s",
+                hint="is it the monitoring port? raise --timeout if the server is busy",
+            )
+        if isinstance(exc, httpx.HTTPError):
+            return transport_error(exc, shown)
+        if isinstance(exc, ssl.SSLError):
+            return tls_error(exc, shown)
+        if isinstance(exc, ConnectionRefusedError):
+            return ConnectionFailed(
+                f"cannot reach the monitoring port {shown}: connection refused",
+                hint="is monitoring enabled (nats-server -m 8222)? point --monitor at it",
+            )
+        if isinstance(exc, OSError):
+            return ConnectionFailed(f"cannot reach the monitoring port {shown}: {_said(exc)}")
+        if isinstance(exc, OverflowError | ValueError):  # the socket layer refusing the address itself
+            return UsageError(f"bad monitoring URL {shown}: {_said(exc)}")
+    return ConnectionFailed(f"request to {shown} failed: {_said(causes[0] if causes else group)}")
+
+
+def _said(exc: BaseException) -> str:
+    return first_line(str(exc)) or type(exc).__name__
 
 
 def parse_json(body: str, shown: str, *, strict: bool) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 from natsctl.core.errors import NatsctlError
 from natsctl.core.settings import Settings
-from natsctl.monitor.client import MonitorClient
+from natsctl.monitor.client import MonitorClient, check_url
 
 JSZ_DETAIL = {"streams": "true", "consumers": "true", "config": "true"}
 
@@ -65,7 +65,7 @@ async def read_node(settings: Settings, url: str) -> NodeReport:
 
 async def read_nodes(settings: Settings) -> list[NodeReport]:
     """Every monitoring URL of ``settings`` (each bounded by --timeout), in the order given."""
-    urls = [u.rstrip("/") for u in settings.derived_monitor_urls()]
+    urls = [check_url(u).rstrip("/") for u in settings.derived_monitor_urls()]  # a bad URL is a usage error
     return list(await asyncio.gather(*(read_node(settings, url) for url in urls)))
 
 

@@ -76,8 +76,36 @@ def to_yaml(data: Any) -> str:
     return yaml.safe_dump(plain(data), sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
+def record_lists(cls: type) -> frozenset[str]:
+    """The fields of dataclass ``cls`` declared as lists of dataclasses (the channel's subscriptions, a
+    connection's subscriptions_list): CSV leaves them out whether this row's list is empty or not."""
+    import typing
+
+    if cls not in _record_lists:
+        try:
+            hints = typing.get_type_hints(cls)
+        except (NameError, TypeError):
+            hints = {}
+        _record_lists[cls] = frozenset(
+            name for name, hint in hints.items()
+            if typing.get_origin(hint) is list and any(dataclasses.is_dataclass(a) for a in typing.get_args(hint))
+        )
+    return _record_lists[cls]
+
+
+_record_lists: dict[type, frozenset[str]] = {}
+
+
+def csv_record(value: Any) -> Any:
+    """``plain(value)`` without the nested lists of records (those are rows of their own report)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        skip = record_lists(type(value))
+        return {f.name: csv_record(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in skip}
+    return plain(value)
+
+
 def to_csv(data: Any) -> str:
-    rows = [flat(r) for r in (plain(data) if isinstance(data, list) else [plain(data)])]
+    rows = [flat(csv_record(r)) for r in (data if isinstance(data, list) else [data])]
     header: list[str] = []
     for row in rows:
         header.extend(k for k in row if k not in header)
@@ -261,6 +289,41 @@ def record_table(pairs: Sequence[tuple[str, str]], title: str | None = None) -> 
     table.add_column("VALUE")
     for name, value in pairs:
         table.add_row(name, value)
+    return table
+
+
+def channel_table(channel: Channel, extra: Any = None) -> Any:
+    """``natsctl channel NAME``: the channel's fields, then its subscriptions (if any) below."""
+    from rich.console import Group
+
+    pairs = [
+        ("Name", channel.name),
+        ("Kind", "JetStream stream" if channel.kind == "stream" else "NATS Streaming channel"),
+        ("Subjects", " ".join(channel.subjects) or "-"),
+        ("Messages", str(channel.messages)),
+        ("Bytes", human_bytes(channel.bytes)),
+        ("First sequence", f"{channel.first_seq}" + (f" at {when(channel.first_time)}" if channel.first_time else "")),
+        ("Last sequence", f"{channel.last_seq}" + (f" at {when(channel.last_time)}" if channel.last_time else "")),
+        ("Subscriptions", str(channel.consumers)),
+    ]
+    if channel.storage:
+        pairs += [("Storage", channel.storage), ("Replicas", str(channel.replicas or 1))]
+    if channel.account:
+        pairs.append(("Account", channel.account))
+    if not channel.subscriptions:
+        return record_table(pairs)
+    return Group(record_table(pairs), "", build_table(channel.subscriptions, row_type=Subscription))
+
+
+def grid(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Any:
+    """A titled table of ready-made cells, no borders (``natsctl cluster``'s nodes and replicas)."""
+    from rich.table import Table
+
+    table = Table(title=title, box=None, title_justify="left")
+    for head in headers:
+        table.add_column(head)
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
