@@ -112,9 +112,8 @@ def test_socket_that_never_answers(cli):
     listener.listen(8)  # accepted by the kernel, never answered
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     try:
-        started = time.monotonic()
-        line = failed(cli.run("server", "-m", url, "--timeout", "0.5"), TIMEOUT)
-        assert time.monotonic() - started < 4
+        # a hang is caught by the subprocess timeout, not by timing the run
+        line = failed(cli.run("server", "-m", url, "--timeout", "0.5", timeout=30), TIMEOUT)
     finally:
         listener.close()
     assert line == f"natsctl: error: no answer from {url} within 0.5s; is it the monitoring port? raise --timeout if the server is busy"

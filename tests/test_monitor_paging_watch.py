@@ -12,6 +12,7 @@ import time
 import nats
 import pytest
 
+from tests.reliability_helpers import Collector
 from tests.servers import NatsServer
 from tests.test_monitor_support import ClientLoop, as_json, ok, table_rows
 
@@ -71,6 +72,28 @@ async def _tick(nc, stop: asyncio.Event) -> None:
         await asyncio.sleep(0.01)
 
 
+def until(predicate, what: str, proc, timeout: float = 60) -> None:
+    """Poll an observable condition (bounded) instead of sleeping for a guessed time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"natsctl exited ({proc.returncode}) before {what}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def snapshots_of(out: Collector) -> list[str]:
+    """The complete --watch tables so far (each ends with a blank line; the last may be partial)."""
+    return [s for s in b"".join(list(out.lines)).decode().split("\n\n")[:-1] if s.strip()]
+
+
+def in_rate(snapshot: str) -> float | None:
+    found = re.fullmatch(r"([\d.]+)/s", table_rows(snapshot)[0]["IN MSGS/S"])
+    return float(found.group(1)) if found else None
+
+
 def test_watch_refreshes_with_rates_and_ctrl_c_exits_0(cli):
     server = NatsServer(name="mon-watch", jetstream=False).start()
     loop = ClientLoop()
@@ -79,9 +102,21 @@ def test_watch_refreshes_with_rates_and_ctrl_c_exits_0(cli):
         nc = loop.run(nats.connect(server.url, name="ticker"))
         ticking = asyncio.run_coroutine_threadsafe(_tick(nc, stop), loop.loop)
         proc = cli.popen("clients", "--watch", "0.3", "-m", server.monitor_url)
-        time.sleep(2.5)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
+        out, errs = Collector(proc.stdout), Collector(proc.stderr)
+        out.start()
+        errs.start()
+        try:
+            until(lambda: len(shown := snapshots_of(out)) >= 3 and any((in_rate(s) or 0) > 0 for s in shown[1:]),
+                  "three refreshes, one with a message rate", proc)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        out.join(10)
+        errs.join(10)
+        err = b"".join(errs.lines)
         loop.loop.call_soon_threadsafe(stop.set)
         ticking.result(5)
         loop.run(nc.close())
@@ -90,12 +125,13 @@ def test_watch_refreshes_with_rates_and_ctrl_c_exits_0(cli):
         server.cleanup()
     assert proc.returncode == 0, err.decode()
     assert err == b""
-    snapshots = [s for s in out.decode().split("\n\n") if s.strip()]
+    snapshots = [s for s in b"".join(out.lines).decode().split("\n\n") if s.strip()]
     assert len(snapshots) >= 3
     first, last = table_rows(snapshots[0])[0], table_rows(snapshots[-1])[0]
     assert first["NAME"] == "ticker" and first["IN MSGS/S"] == "-"  # nothing to compare with yet
-    rate = float(re.fullmatch(r"([\d.]+)/s", last["IN MSGS/S"]).group(1))
-    assert 5 < rate < 200  # ~60/s published (10 ms sleeps plus scheduling)
+    rates = [in_rate(s) for s in snapshots[1:]]
+    assert None not in rates, [table_rows(s)[0]["IN MSGS/S"] for s in snapshots[1:]]  # a figure per second
+    assert max(rates) > 0  # a rate was shown (how fast is not asserted: speed is measured in bench/)
     assert last["IN BYTES/S"].endswith("/s") and last["OUT MSGS/S"] == "0/s"
 
 
@@ -103,12 +139,22 @@ def test_watch_json_one_document_per_refresh(cli):
     server = NatsServer(name="mon-watch-json", jetstream=False).start()
     try:
         proc = cli.popen("server", "--watch", "0.2", "--json", "-m", server.monitor_url)
-        time.sleep(1.5)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
+        out, errs = Collector(proc.stdout), Collector(proc.stderr)
+        out.start()
+        errs.start()
+        try:
+            until(lambda: len(out.lines) >= 3, "three JSON documents", proc)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        out.join(10)
+        errs.join(10)
     finally:
         server.cleanup()
-    assert proc.returncode == 0, err.decode()
-    documents = [json.loads(line) for line in out.decode().splitlines()]
+    assert proc.returncode == 0, b"".join(errs.lines).decode()
+    documents = [json.loads(line) for line in b"".join(out.lines).decode().splitlines()]
     assert len(documents) >= 3
     assert {d["server_name"] for d in documents} == {"mon-watch-json"}

@@ -9,7 +9,10 @@ import signal
 import time
 from datetime import datetime, timezone
 
+import httpx
 import pytest
+
+from tests.reliability_helpers import Collector
 
 
 def envelopes(stdout: bytes) -> list[dict]:
@@ -99,6 +102,44 @@ def test_headers_on_jetstream_and_refused_on_stan(cli, bus):
     assert "  Trace-Id: abc\n" in readable and readable.startswith("[#1] ")
 
 
+def _is_inbox(subject: str) -> bool:
+    parts = subject.split(".")
+    return len(parts) == 2 and parts[0] == "_INBOX"
+
+
+def subscription_marks(bus) -> set[str]:
+    """What the server shows of the subscriptions natsctl has open, one unique inbox each.
+
+    JetStream: a `sub` subscribes to its own inbox (and pulls on it) once its consumer exists, so the
+    consumer's start position is already fixed. NATS Streaming: the double subscribes to a fresh ack
+    inbox for each subscription it has registered. Both show in the nats-server's /connz?subs=1.
+    """
+    body = httpx.get(bus.nats.monitor_url + "/connz", params={"subs": "1"}, timeout=5).json()
+    marks = set()
+    for conn in body.get("connections") or []:
+        name = conn.get("name") or ""
+        if (name == "natsctl") if bus.jetstream else name.startswith("_NSS-"):
+            marks.update(s for s in conn.get("subscriptions_list") or [] if _is_inbox(s))
+    return marks
+
+
+def wait_for_subscriptions(bus, before: set[str], count: int, procs, timeout: float = 60, read_stderr: bool = True) -> None:
+    """Until ``count`` subscriptions not in ``before`` are registered on the server (readiness, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in procs:
+            if proc.poll() is not None:
+                err = proc.stderr.read() if read_stderr else b"(stderr collected by the test)"
+                raise AssertionError(f"natsctl sub exited ({proc.returncode}) before subscribing: {err!r}")
+        try:
+            if len(subscription_marks(bus) - before) >= count:
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{count} natsctl subscription(s) not registered on the server within {timeout:.0f}s")
+
+
 def publish_numbers(cli, bus, channel: str, numbers) -> None:
     ok(cli.run("pub", channel, "--lines", *bus.args, input="".join(f"{n}\n" for n in numbers)))
 
@@ -125,8 +166,9 @@ def test_start_positions(cli, bus):
 
 def test_new_only_sees_messages_published_after_it_started(cli, bus):
     publish_numbers(cli, bus, "live", [1, 2])
+    before = subscription_marks(bus)
     proc = cli.popen("sub", "live", "--json", "--count", "2", *bus.args)
-    time.sleep(1.0)  # let it subscribe
+    wait_for_subscriptions(bus, before, 1, [proc])
     publish_numbers(cli, bus, "live", [3, 4])
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
@@ -147,8 +189,9 @@ def test_replay_bounds(cli, bus):
 
 
 def test_subscribing_creates_the_channel_unless_no_create(cli, bus):
+    before = subscription_marks(bus)
     proc = cli.popen("sub", "early", "--json", "--count", "1", *bus.args)
-    time.sleep(1.0)
+    wait_for_subscriptions(bus, before, 1, [proc])
     ok(cli.run("pub", "early", "first", *bus.args))
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
@@ -208,24 +251,42 @@ def test_durable_resumes_after_sigkill(cli, bus, queue):
 def test_queue_group_members_share_disjoint_and_complete(cli, bus, durable):
     total = 200
     extra = ["--durable", "grp"] if durable else []
+    before = subscription_marks(bus)
     members = [
         cli.popen("sub", "jobs", "--queue", "grp", *extra, "--raw", "--max-in-flight", "8", *bus.args)
         for _ in range(2)
     ]
-    time.sleep(1.5)
-    ok(cli.run("pub", "jobs", "--lines", *bus.args, input="".join(f"{n}\n" for n in range(1, total + 1))))
-    time.sleep(3)
+    readers = [(Collector(m.stdout), Collector(m.stderr)) for m in members]
+    for reader in readers:
+        for collector in reader:
+            collector.start()
+    try:
+        wait_for_subscriptions(bus, before, 2, members, read_stderr=False)  # both members in the group before anything is published
+        ok(cli.run("pub", "jobs", "--lines", *bus.args, input="".join(f"{n}\n" for n in range(1, total + 1))))
+        deadline = time.monotonic() + 60  # until every message was written by one member or the other
+        while time.monotonic() < deadline and any(m.poll() is None for m in members):
+            if len({line for out, _ in readers for line in list(out.lines)}) >= total:
+                break
+            time.sleep(0.1)
+        for member in members:
+            member.send_signal(signal.SIGINT)
+        for member in members:
+            member.wait(30)
+    finally:
+        for member in members:
+            if member.poll() is None:
+                member.kill()
+                member.wait(10)
     outputs = []
-    for member in members:
-        member.send_signal(signal.SIGINT)
-    for member in members:
-        out, err = member.communicate(timeout=30)
-        assert member.returncode == 130, err
-        outputs.append([int(x) for x in out.split()])
+    for member, (out, err) in zip(members, readers):
+        out.join(10)
+        err.join(10)
+        assert member.returncode == 130, b"".join(err.lines)
+        outputs.append([int(x) for x in b"".join(out.lines).split()])
     a, b = (set(o) for o in outputs)
     assert len(outputs[0]) == len(a) and len(outputs[1]) == len(b), "a member saw a message twice"
     assert not a & b, "a message went to both members"
-    assert a | b == set(range(1, total + 1))
+    assert a | b == set(range(1, total + 1)), f"{total - len(a | b)} messages not written within 60 s"
     assert a and b, "both members took a share"
 
 
@@ -260,8 +321,9 @@ def test_exec_failure_is_redelivered(cli, bus, tmp_path):
 
 def test_ctrl_c_exits_130_and_sigterm_143(cli, bus):
     for sig, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        before = subscription_marks(bus)
         proc = cli.popen("sub", "quiet", *bus.args)
-        time.sleep(1.0)
+        wait_for_subscriptions(bus, before, 1, [proc])
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=15)
         assert proc.returncode == code, err
@@ -303,9 +365,8 @@ def test_bad_sub_flags(cli, args, message):
 
 
 def test_unreachable_server_fails_fast_with_masked_password(cli):
-    started = time.monotonic()
-    result = cli.run("pub", "orders", "x", "--server", "nats://alice:s3cret@127.0.0.1:1", "--timeout", "2")
-    assert time.monotonic() - started < 10
+    # a hang is caught by the subprocess timeout, not by timing the run
+    result = cli.run("pub", "orders", "x", "--server", "nats://alice:s3cret@127.0.0.1:1", "--timeout", "2", timeout=30)
     assert result.returncode == 3
     assert result.stderr == (
         b"natsctl: error: cannot connect to nats://alice:***@127.0.0.1:1: connection refused; "
@@ -361,8 +422,6 @@ def test_bad_envelope_line_named(cli, bus, tmp_path):
 
 
 def test_connection_name_shows_in_connz(cli, server):
-    import httpx
-
     proc = cli.popen("sub", "named", "--server", server.url)
     try:
         deadline = time.monotonic() + 10

@@ -117,24 +117,49 @@ def test_headers_and_msg_ids_are_jetstream_only(shared):
 
 
 def test_bulk_publish_is_pipelined(shared):
+    """Pipelining seen on the wire, not timed (speed is measured in bench/): a spy connection sees the
+    PubMsgs and the PubAcks in causal order, so PubMsgs seen minus PubAcks seen is what was in flight."""
+    import nats
+
     async def main():
+        spy = await nats.connect(shared.url)
+        name = channel()
+        in_flight = {"now": 0, "max": 0, "acks": 0}
+
+        async def on_wire(msg):  # one subscription: its callbacks run in wire order
+            if msg.subject.startswith("_STAN.pub.") and msg.subject.endswith("." + name):
+                in_flight["now"] += 1
+                in_flight["max"] = max(in_flight["max"], in_flight["now"])
+            elif msg.subject.startswith("_STAN.acks."):
+                in_flight["now"] -= 1
+                in_flight["acks"] += 1
+
+        await spy.subscribe("_STAN.>", cb=on_wire)
+        await spy.flush()
         backend = await connect(shared.settings())
         try:
-            name = channel()
-            start = time.monotonic()
+
+            async def all_acks_seen(count):
+                while in_flight["acks"] < count:  # bounded by run()'s timeout
+                    await asyncio.sleep(0.02)
+                peak = in_flight["max"]
+                in_flight.update(now=0, max=0, acks=0)
+                return peak
+
             for i in range(200):  # naive: one PubAck at a time
                 await backend.publish(name, msgs(str(i)))
-            naive = (time.monotonic() - start) / 200
-            start = time.monotonic()
+            naive = await all_acks_seen(200)
             summary = await backend.publish(name, msgs(*[str(i) for i in range(2000)]))
-            bulk = (time.monotonic() - start) / 2000
+            bulk = await all_acks_seen(2000)
         finally:
             await backend.close()
+            await spy.close()
         return summary, naive, bulk
 
-    summary, naive, bulk = run(main())
+    summary, naive, bulk = run(main(), timeout=60)
     assert summary.confirmed == 2000
-    assert naive / bulk > 2.5, (naive, bulk)  # loose here: other tests share the 2 cores
+    assert naive == 1, naive  # the spy itself is sound: one at a time shows as one in flight
+    assert bulk > 10, bulk  # many PubMsgs out before their PubAcks came back
 
 
 # ---- start positions, stop conditions
@@ -360,7 +385,7 @@ def test_redelivery_after_ack_wait_and_max_in_flight(shared):
 
     events = run(main())
     assert [e[:3] for e in events] == [(1, False, 1), (1, True, 2), (2, False, 1), (2, True, 2), (3, False, 1)]
-    assert 0.8 <= events[1][3] <= 2.0  # redelivered after the 1 s ack wait, not before
+    assert events[1][3] >= 0.8  # redelivered after the 1 s ack wait, not before (how late is not asserted)
     assert events[3][3] - events[2][3] >= 0.8  # max in flight 1: nothing else meanwhile
 
 
