@@ -128,3 +128,14 @@ def test_debug_logs_connection_steps_without_secrets(cli, tmp_path):
     assert b"natsctl: debug: connect failed" in bad.stderr
     for result in (good, bad):
         assert secret.encode() not in result.stdout + result.stderr
+
+
+def test_subs_shows_the_queue_group_of_a_jetstream_consumer(cli, server):
+    ok(cli.run("pub", "qm", "x", "--server", server.url))
+    ok(cli.run("sub", "qm", "--all", "-e", "--durable", "d", "--queue", "workers", "--server", server.url))
+    ok(cli.run("sub", "qm", "--all", "-e", "--durable", "solo", "--server", server.url))
+    report = cli.run("subs", "--json", "--no-core", "--monitor", server.monitor_url)
+    ok(report)
+    rows = {row["name"]: row for row in json.loads(report.stdout)}
+    assert rows["d_workers"]["queue"] == "workers" and rows["d_workers"]["lag"] == 0
+    assert rows["solo"]["queue"] in ("", None)

@@ -800,6 +800,8 @@ class PullSubscription(Subscription):
             inactive_threshold=inactive,
             max_deliver=-1,
             mem_storage=True if name is None else None,
+            # The monitoring port shows pull consumers without a group: say which queue group this is.
+            metadata={"natsctl_queue": spec.queue} if spec.queue else None,
             num_replicas=1 if name is None else None,
         )
 

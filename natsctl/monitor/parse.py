@@ -29,6 +29,9 @@ from natsctl.monitor.models import (
 NANOS = 1_000_000_000
 
 
+QUEUE_METADATA = "natsctl_queue"  # set by natsctl's JetStream backend on a queue group's consumer
+
+
 def obj(data: Any, key: str) -> dict[str, Any]:
     value = data.get(key) if isinstance(data, Mapping) else None
     return value if isinstance(value, dict) else {}
@@ -229,7 +232,8 @@ def consumer(account: str, stream_name: str, data: Mapping[str, Any]) -> Subscri
         channel=text(data, "stream_name") or stream_name,
         kind="consumer",
         name=text(data, "name") or durable,
-        queue=text(config, "deliver_group"),
+        # A push consumer names its deliver group; natsctl's pull consumers carry the group in metadata.
+        queue=text(config, "deliver_group") or text(obj(config, "metadata"), QUEUE_METADATA),
         durable=bool(durable),
         lag=num(data, "num_pending"),
         unacked=num(data, "num_ack_pending"),
