@@ -179,3 +179,19 @@ def test_routed_frames_cut_by_reads_arrive_whole_and_in_order(server):
         await nc.close()
 
     asyncio.run(scenario())
+
+
+def test_connection_internals_have_the_shapes_used(server):
+    """natsctl/backends/connection.py overrides _process_err and clears _pending / _pending_data_size."""
+    assert list(inspect.signature(Client._process_err).parameters) == ["self", "err_msg"]
+    assert inspect.iscoroutinefunction(Client._process_err)
+
+    async def scenario():
+        nc = await nats.connect(server.url)
+        try:
+            assert isinstance(nc._pending, list)
+            assert isinstance(nc._pending_data_size, int)
+        finally:
+            await nc.close()
+
+    asyncio.run(scenario())
