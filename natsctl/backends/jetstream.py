@@ -13,9 +13,9 @@ import gc
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from nats import errors as nats_errors
 from nats.aio.client import Client
@@ -53,6 +53,8 @@ from natsctl.core.model import (
 )
 from natsctl.core.names import stream_name_for, validate_channel, validate_durable
 from natsctl.core.settings import Settings
+
+T = TypeVar("T")
 
 PUBLISH_WINDOW = 8192  # acks in flight; refilled when half of them came back
 READ_AHEAD = 1024  # messages read ahead of the publisher from an async input (a pipe)
@@ -249,6 +251,21 @@ class JetStreamBackend(Backend):
     async def close(self) -> None:
         await close_quietly(self.nc)
 
+    async def while_electing(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, tried again while a JetStream leader election makes the API time out or answer 503.
+
+        After a node of a cluster is lost, the meta, stream and consumer leaders are re-elected; the API
+        is silent meanwhile. Within --timeout that is waited out; then the last error is raised.
+        """
+        deadline = time.monotonic() + self.settings.timeout
+        while True:
+            try:
+                return await call()
+            except (nats_errors.TimeoutError, js_errors.ServiceUnavailableError):
+                if time.monotonic() >= deadline or self.nc.is_closed:
+                    raise
+                await asyncio.sleep(0.25)
+
     # -- channels -------------------------------------------------------------------------------
 
     async def resolve_channel(self, channel: str, *, create: bool) -> ChannelRef:
@@ -271,7 +288,7 @@ class JetStreamBackend(Backend):
 
     async def _stream_for_subject(self, channel: str) -> str | None:
         try:
-            return await self.js.find_stream_name_by_subject(channel)
+            return await self.while_electing(lambda: self.js.find_stream_name_by_subject(channel))
         except js_errors.NotFoundError:
             return None
         except Exception as exc:  # noqa: BLE001 - mapped to a typed error
@@ -304,7 +321,23 @@ class JetStreamBackend(Backend):
             raise ServerError(f"cannot create a stream for channel {channel!r}: {exc.description}") from None
         except Exception as exc:  # noqa: BLE001
             raise jetstream_error(exc, self.settings, f"creating a stream for {channel!r}", self.nc) from None
+        if (config.num_replicas or 1) > 1:
+            await self._wait_for_stream_leader(config.name)
         return ChannelRef(channel=channel, stream=config.name, created=True)
+
+    async def _wait_for_stream_leader(self, stream: str) -> None:
+        """A replicated stream answers publishes only once its replicas elected a leader."""
+        deadline = time.monotonic() + self.settings.timeout
+        while time.monotonic() < deadline:
+            try:
+                cluster = (await self.js.stream_info(stream)).cluster
+                replicas = (cluster.replicas or []) if cluster is not None else []
+                if cluster is not None and cluster.leader and all(r.current for r in replicas):
+                    return
+            except (nats_errors.TimeoutError, js_errors.ServiceUnavailableError, js_errors.NotFoundError):
+                pass
+            await asyncio.sleep(0.05)
+        raise Timeout(f"stream {stream!r} elected no leader within {self.settings.timeout:g}s")
 
     # -- publishing -----------------------------------------------------------------------------
 
@@ -811,9 +844,10 @@ class PullSubscription(Subscription):
         settings = self.backend.settings
         try:
             if name:
-                info = await self._existing_consumer(name)
+                info = await self.backend.while_electing(lambda: self._existing_consumer(name))
                 if info is None:
-                    info = await js.add_consumer(self.ref.stream, self._consumer_config(name))
+                    config = self._consumer_config(name)
+                    info = await self.backend.while_electing(lambda: js.add_consumer(self.ref.stream, config))
             else:
                 info = await js.add_consumer(self.ref.stream, self._consumer_config(None))
                 self.ephemeral = True
@@ -986,18 +1020,13 @@ class PullSubscription(Subscription):
         return kept
 
     async def _consumer_info(self) -> api.ConsumerInfo:
-        """The consumer's state; a leader election in progress (timeout, 503) is waited out within --timeout."""
-        settings = self.backend.settings
-        deadline = time.monotonic() + settings.timeout
-        while True:
-            try:
-                return await self.backend.js.consumer_info(self.ref.stream, self.consumer)
-            except (nats_errors.TimeoutError, js_errors.ServiceUnavailableError) as exc:
-                if time.monotonic() >= deadline or self.nc.is_closed:
-                    raise jetstream_error(exc, settings, "reading the consumer's position", self.nc) from None
-                await asyncio.sleep(0.25)
-            except Exception as exc:  # noqa: BLE001
-                raise jetstream_error(exc, settings, "reading the consumer's position", self.nc) from None
+        """The consumer's state; a leader election in progress is waited out within --timeout."""
+        try:
+            return await self.backend.while_electing(
+                lambda: self.backend.js.consumer_info(self.ref.stream, self.consumer)
+            )
+        except Exception as exc:  # noqa: BLE001
+            raise jetstream_error(exc, self.backend.settings, "reading the consumer's position", self.nc) from None
 
     async def _caught_up(self) -> bool:
         """True when nothing is left for this consumer (and, for a lone reader, nothing awaits redelivery)."""

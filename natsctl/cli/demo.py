@@ -70,6 +70,7 @@ async def _demo_on(settings: Any, events: int, json_out: bool, channel: str, rep
     import json
 
     from natsctl.core.envelope import message_to_dict
+    from natsctl.core.errors import Unconfirmed
     from natsctl.core.model import OutgoingMessage, StartKind, StartPosition, SubscribeSpec
     from natsctl.opener import open_backend
 
@@ -84,6 +85,8 @@ async def _demo_on(settings: Any, events: int, json_out: bool, channel: str, rep
     try:
         bodies = [json.dumps({"ticket": n, "title": f"ticket {n}", "price": 10 * n}).encode() for n in range(1, events + 1)]
         summary = await publisher.publish(channel, [OutgoingMessage(b, source=f"event {i + 1}") for i, b in enumerate(bodies)])
+        if summary.failed:
+            raise Unconfirmed(f"{len(summary.failed)} events not confirmed; first: {summary.failed[0]}")
         report["published"] = {"count": summary.confirmed, "first_seq": summary.first_sequence, "last_seq": summary.last_sequence, "stream": summary.stream}
         _say(json_out, f"published {summary.confirmed} {channel} events (sequences {summary.first_sequence}-{summary.last_sequence})")
 
@@ -116,6 +119,8 @@ async def _share(members: dict[str, Any], spec: Any, total: int) -> dict[str, li
     """Both members read the durable queue group until every event was processed once."""
     import asyncio
 
+    from natsctl.core.errors import Timeout
+
     shares: dict[str, list[int]] = {name: [] for name in members}
     done = asyncio.Event()
     subscriptions = {name: await backend.subscribe(spec) for name, backend in members.items()}
@@ -135,6 +140,8 @@ async def _share(members: dict[str, Any], spec: Any, total: int) -> dict[str, li
     tasks = [asyncio.create_task(work(name)) for name in subscriptions]
     try:
         await asyncio.wait_for(done.wait(), timeout=30)
+    except asyncio.TimeoutError:
+        raise Timeout(f"the queue group processed {sum(map(len, shares.values()))} of {total} events in 30s") from None
     finally:
         for subscription in subscriptions.values():
             subscription.stop()
