@@ -18,6 +18,10 @@ from pathlib import Path
 import httpx
 
 
+class PortTaken(RuntimeError):
+    """nats-server could not bind a port chosen a moment earlier (another process took it)."""
+
+
 def stop_process(proc: subprocess.Popen | None) -> None:
     """SIGTERM, then SIGKILL if it has not exited within 10 s."""
     if proc and proc.poll() is None:
@@ -59,6 +63,7 @@ class NatsServer:
     proc: subprocess.Popen | None = None
     _tmp: tempfile.TemporaryDirectory | None = None
     log_path: Path | None = None
+    started_once: bool = False
 
     @property
     def url(self) -> str:
@@ -103,14 +108,25 @@ class NatsServer:
         )
         log.close()
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except PortTaken:
+                if self.cluster_port or self.started_once:
+                    raise  # peers and restarts need these very ports
+                # Another test took a port between free_port() and the bind: take fresh ones.
+                self.port, self.monitor_port = free_port(), free_port()
+                return self.start(wait)
+        self.started_once = True
         return self
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc and self.proc.poll() is not None:
-                raise RuntimeError(f"nats-server exited: {self.log()}")
+                log = self.log()
+                if "address already in use" in log:
+                    raise PortTaken(log)
+                raise RuntimeError(f"nats-server exited: {log}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     pass
