@@ -6,9 +6,11 @@ named by NATSCTL_RELIABILITY_FIGURES, when set, for the closing note of issue 7.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -58,12 +60,47 @@ class Collector(threading.Thread):
         self.stream = stream
         self.lines: list[bytes] = []
         self.delay = delay  # seconds per line: a slow reader holds natsctl back (the pipe fills)
+        self.reading = threading.Event()
+        self.reading.set()
+
+    def pause(self) -> None:
+        """Stop reading after the current line: the writer soon blocks on a full pipe."""
+        self.reading.clear()
+
+    def resume(self) -> None:
+        self.reading.set()
 
     def run(self) -> None:
-        for line in iter(self.stream.readline, b""):
+        while True:
+            self.reading.wait()
+            line = self.stream.readline()
+            if not line:
+                return
             self.lines.append(line)
             if self.delay:
                 time.sleep(self.delay)
+
+    def pipe_pending(self) -> int:
+        """Bytes written into the pipe and not read yet."""
+        waiting = bytearray(4)
+        fcntl.ioctl(self.stream.fileno(), termios.FIONREAD, waiting)
+        return int.from_bytes(waiting, "little")
+
+    def wait_for_blocked_writer(self, timeout: float) -> None:
+        """Once paused: wait until the pipe holds data that stops growing, i.e. the writer is stuck.
+
+        Only meaningful while the writer has more to write (a stream not yet exhausted).
+        """
+        deadline = time.monotonic() + timeout
+        last, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            pending = self.pipe_pending()
+            if pending != last:
+                last, since = pending, time.monotonic()
+            elif pending and time.monotonic() - since >= 0.5:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"the writer never blocked on its pipe within {timeout}s")
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:

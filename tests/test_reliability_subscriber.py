@@ -49,12 +49,20 @@ def start_member(cli, server, channel: str, durable: str, *extra: str, delay: fl
 
 
 def sigkill_after(proc, out: Collector, lines: int) -> None:
+    """SIGKILL once `lines` were read and natsctl is blocked writing a batch it has not acked yet.
+
+    Blocking it on a full pipe first makes the crash land while it holds unacked messages, whatever
+    the machine's speed; without it a fast reader could catch it with everything acked.
+    """
     try:
         wait_for(lambda: len(out.lines) >= lines, 30, f"{lines} messages written")
+        out.pause()
+        out.wait_for_blocked_writer(30)
     finally:
         proc.send_signal(signal.SIGKILL)  # a crash: no goodbye, no last acks
         proc.wait(10)
     out.delay = 0
+    out.resume()
     out.join(10)  # what it had written to the pipe before dying still counts as received
 
 
@@ -74,6 +82,7 @@ def test_durable_subscriber_killed_mid_stream(cli, server):
     assert set(range(1, floor + 1)) <= set(got1)  # everything acked had been written out first
     assert sorted(got2) == list(range(floor + 1, TOTAL + 1))  # exactly the unacked ones come again, once
     assert all(m["redelivered"] for m in run2 if m["seq"] in set(got1))
+    assert any(m["redelivered"] for m in run2)  # the batch it was blocked on came again
     assert set(got1) | set(got2) == set(range(1, TOTAL + 1))
     figure("subscriber-sigkill", acked=floor, redelivered=len(set(got1) & set(got2)), lost=0)
 
