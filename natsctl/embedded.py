@@ -106,7 +106,16 @@ def plan_nodes(
     if count < 1:
         raise UsageError("--cluster needs 1 or more nodes")
     if count == 1:
-        return [NodeConfig(name, port, monitor_port, store_dir)]
+        nodes = [NodeConfig(name, port, monitor_port, store_dir)]
+    else:
+        nodes = _cluster_nodes(count, port, monitor_port, store_dir, name, cluster_port)
+    check_distinct_ports(nodes)
+    return nodes
+
+
+def _cluster_nodes(
+    count: int, port: int, monitor_port: int, store_dir: Path, name: str, cluster_port: int
+) -> list[NodeConfig]:
     cluster_ports = [cluster_port + i for i in range(count)]
     return [
         NodeConfig(
@@ -133,6 +142,26 @@ def free_nodes(count: int, store_dir: Path, name: str) -> list[NodeConfig]:
         )
         for i in range(count)
     ]
+
+
+def check_distinct_ports(nodes: list[NodeConfig]) -> None:
+    """Node i listens on each base port + i: bases closer than the node count would collide."""
+    flags = "--port, --monitor-port and --cluster-port" if len(nodes) > 1 else "--port and --monitor-port"
+    spacing = f"at least {len(nodes)} apart" if len(nodes) > 1 else "different"
+    owners: dict[int, str] = {}
+    for node in nodes:
+        for what, port in (("client", node.port), ("monitoring", node.monitor_port), ("cluster", node.cluster_port)):
+            if not port:
+                continue
+            role = f"the {what} port of {node.name}"
+            if port > 65535:
+                raise UsageError(f"{role} would be {port}, beyond 65535; pick lower ports")
+            if port in owners:
+                raise UsageError(
+                    f"port {port} would be both {owners[port]} and {role}; "
+                    f"make {flags} {spacing}"
+                )
+            owners[port] = role
 
 
 def check_ports_free(nodes: list[NodeConfig]) -> None:

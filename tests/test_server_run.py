@@ -28,12 +28,32 @@ def wait_port(port: int, timeout: float = 20) -> None:
     raise AssertionError(f"port {port} never opened")
 
 
-def test_server_run_serves_and_stops_on_ctrl_c(cli, tmp_path):
+def ignoring_sigint() -> None:
+    # What a shell does to a command it starts in the background (`natsctl server run &` in a script).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def server_run(cli, *args: str, inherited_sigint_ignored: bool = False) -> subprocess.Popen:
+    """`natsctl server run` in a session of its own, so a failed test can kill it with its nodes."""
+    return cli.popen("server", "run", *args, start_new_session=True,
+                     preexec_fn=ignoring_sigint if inherited_sigint_ignored else None)
+
+
+def stop(proc: subprocess.Popen, signum: int) -> tuple[bytes, bytes]:
+    proc.send_signal(signum)
+    try:
+        return proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # natsctl and the nodes it started
+        proc.communicate(timeout=10)
+        raise AssertionError(f"natsctl server run did not stop on signal {signum}") from None
+
+
+@pytest.mark.parametrize("inherited_sigint_ignored", [False, True], ids=["default", "sigint-ignored-by-shell"])
+def test_server_run_serves_and_stops_on_ctrl_c(cli, tmp_path, inherited_sigint_ignored):
     port, monitor = free_port(), free_port()
-    proc = cli.popen(
-        "server", "run", "--port", str(port), "--monitor-port", str(monitor), "--store-dir", str(tmp_path / "js"),
-        "--name", "dev-1",
-    )
+    proc = server_run(cli, "--port", str(port), "--monitor-port", str(monitor), "--store-dir", str(tmp_path / "js"),
+                      "--name", "dev-1", inherited_sigint_ignored=inherited_sigint_ignored)
     try:
         wait_port(port)
         url = f"nats://127.0.0.1:{port}"
@@ -43,20 +63,46 @@ def test_server_run_serves_and_stops_on_ctrl_c(cli, tmp_path):
         assert server.returncode == 0, server.stderr
         assert b'"dev-1"' in server.stdout
     finally:
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        out, err = stop(proc, signal.SIGINT)
     assert proc.returncode == 0, err
     assert f"natsctl: nats-server dev-1: nats://127.0.0.1:{port}  monitoring http://127.0.0.1:{monitor}".encode() in err
     assert (tmp_path / "js" / "jetstream").is_dir(), "the store is where --store-dir says"
+    assert not port_open(port), "the node stopped with natsctl"
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def test_server_run_sigterm_exits_143(cli, tmp_path):
     port = free_port()
-    proc = cli.popen("server", "run", "--port", str(port), "--monitor-port", str(free_port()), "--store-dir", str(tmp_path))
+    proc = server_run(cli, "--port", str(port), "--monitor-port", str(free_port()), "--store-dir", str(tmp_path))
     wait_port(port)
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=20)
+    stop(proc, signal.SIGTERM)
     assert proc.returncode == 143
+    assert not port_open(port)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--cluster", "3", "--port", "14222", "--monitor-port", "14223", "--cluster-port", "16222"],
+     "port 14223 would be both the monitoring port of natsctl-1 and the client port of natsctl-2; "
+     "make --port, --monitor-port and --cluster-port at least 3 apart"),
+    (["--cluster", "3", "--port", "14222", "--monitor-port", "18222", "--cluster-port", "14224"],
+     "port 14224 would be both the cluster port of natsctl-1 and the client port of natsctl-3; "
+     "make --port, --monitor-port and --cluster-port at least 3 apart"),
+    (["--port", "14222", "--monitor-port", "14222"],
+     "port 14222 would be both the client port of natsctl and the monitoring port of natsctl; "
+     "make --port and --monitor-port different"),
+    (["--cluster", "3", "--port", "65534"],
+     "the client port of natsctl-3 would be 65536, beyond 65535; pick lower ports"),
+])
+def test_server_run_ports_that_would_collide(cli, tmp_path, args, message):
+    result = cli.run("server", "run", *args, "--store-dir", str(tmp_path))
+    assert (result.returncode, result.stderr.decode()) == (2, f"natsctl: error: {message}\n")
 
 
 def test_server_run_port_in_use(cli, server):
@@ -79,7 +125,7 @@ def test_missing_binary_says_how_to_get_one(monkeypatch, tmp_path):
 
 
 def test_local_cluster_of_three(cli, tmp_path):
-    base, monitor, routes = free_port(), free_port(), free_port()
+    base, monitor, routes = 14222, 18222, 16222  # only planned, never bound
     nodes = embedded.plan_nodes(count=3, port=base, monitor_port=monitor, store_dir=tmp_path, name="c", cluster_port=routes)
     assert [n.name for n in nodes] == ["c-1", "c-2", "c-3"]
     assert [n.routes for n in nodes] == [[routes + 1, routes + 2], [routes, routes + 2], [routes, routes + 1]]

@@ -35,7 +35,7 @@ def run(
 ) -> None:
     from natsctl import embedded
     from natsctl.cli.run import note
-    from natsctl.core.errors import ExitCode, NatsctlError
+    from natsctl.core.errors import ExitCode, NatsctlError, ServerError
 
     nodes = embedded.plan_nodes(
         count=cluster,
@@ -47,29 +47,42 @@ def run(
     )
     embedded.check_ports_free(nodes)
     servers = embedded.LocalServers(nodes, quiet=False)
-    terminated = False
+    stopped_by: list[int] = []
 
-    def on_term(signum, frame):  # forward SIGTERM so the nodes stop cleanly, then exit 143
-        nonlocal terminated
-        terminated = True
+    def on_stop(signum, frame):
+        # Stop the nodes ourselves: in a terminal they got the same Ctrl-C, but a signal sent to natsctl
+        # alone (kill -INT, a supervisor) reaches only us. Installed explicitly, because a shell that
+        # starts natsctl in the background leaves SIGINT ignored, and Python would keep it so.
+        stopped_by.append(signum)
         for proc in servers.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
     try:
         servers.start()
     except NatsctlError:
-        if terminated:  # stopped while starting: that is a SIGTERM exit, not a failed start
-            sys.exit(ExitCode.TERMINATED)
+        if stopped_by:  # stopped while starting: not a failed start
+            sys.exit(exit_code_for(stopped_by[0]))
         raise
+    if stopped_by:  # the signal came while later nodes were still being started
+        servers.stop()
+        sys.exit(exit_code_for(stopped_by[0]))
     for node in nodes:
         note(f"nats-server {node.name}: {node.url}  monitoring {node.monitor_url}  store {node.store_dir}")
     note("Ctrl-C stops it")
     try:
-        servers.wait()
-    except KeyboardInterrupt:
-        pass  # stop() below: in a terminal the nodes got the same Ctrl-C; a lone SIGINT reached only us
+        status = servers.wait()
     finally:
         servers.stop()
-    sys.exit(ExitCode.TERMINATED if terminated else ExitCode.OK)
+    if not stopped_by and status:
+        raise ServerError(f"nats-server exited with status {status}; see its log above")
+    sys.exit(exit_code_for(stopped_by[0]) if stopped_by else ExitCode.OK)
+
+
+def exit_code_for(signum: int) -> int:
+    """Ctrl-C is the normal way to end a foreground server (0); SIGTERM exits 143 as everywhere."""
+    from natsctl.core.errors import ExitCode
+
+    return ExitCode.TERMINATED if signum == signal.SIGTERM else ExitCode.OK
