@@ -152,7 +152,9 @@ def test_leader_killed_during_subscribe(cli, nodes):
 
     leader_of(others, stream, 1)
     meta_leader_among(others)
-    again = cli.run(*sub_args, "--server", ",".join(n.url for n in others), timeout=90)
+    # The durable's own leader may still be in election (up to ~10 s after the loss): natsctl waits
+    # that out within its --timeout, asking again as it would have to.
+    again = cli.run(*sub_args, "--timeout", "30", "--server", ",".join(n.url for n in others), timeout=90)
     assert again.returncode == 0, again.stderr
     first_run, second_run = envelopes(out.lines), envelopes(again.stdout.splitlines())
     seen = [e["seq"] for e in first_run + second_run]
@@ -162,3 +164,42 @@ def test_leader_killed_during_subscribe(cli, nodes):
     assert all(e["redelivered"] for e in second_run if e["seq"] in {f["seq"] for f in first_run})
     assert repeated <= 2 * 50 + 1  # at most what was delivered and not yet acked when the leader died
     figure("subscribe-redelivered", repeated=repeated, second_run=len(again_seqs), lost=0)
+
+
+def consumer_leader(nodes, stream: str, consumer: str) -> str | None:
+    """The consumer's leader as any live node's /jsz reports it (None while none is elected)."""
+    import httpx
+
+    for node in nodes:
+        try:
+            body = httpx.get(node.monitor_url + "/jsz", params={"consumers": "true"}, timeout=2).json()
+        except (httpx.HTTPError, ValueError):
+            continue
+        for account in body.get("account_details") or []:
+            for detail in account.get("stream_detail") or []:
+                for info in detail.get("consumer_detail") or [] if detail.get("name") == stream else []:
+                    leader = (info.get("cluster") or {}).get("leader")
+                    if info.get("name") == consumer and leader:
+                        return leader
+    return None
+
+
+@pytest.mark.slow
+def test_durable_resumes_while_its_own_leader_is_elected(cli, nodes):
+    """Its consumer's leader SIGKILLed just before: the API stays silent until a new one is elected
+    (seconds), and a request sent meanwhile is dropped. natsctl asks again within --timeout."""
+    stream = make_channel(cli, nodes, "cluster.elect")
+    body = "".join(f"job-{n}\n" for n in range(2, 101))
+    assert cli.run("pub", "cluster.elect", "--lines", "--server", servers(nodes), input=body).returncode == 0
+    sub_args = ["sub", "cluster.elect", "--all", "--durable", "worker", "--json", "--ack-wait", "2s"]
+    first = cli.run(*sub_args, "--count", "10", "--server", servers(nodes), timeout=30)
+    assert first.returncode == 0, first.stderr
+    wait_for(lambda: consumer_leader(nodes, stream, "worker") is not None, 30, "the durable's leader")
+    leader = next(n for n in nodes if n.name == consumer_leader(nodes, stream, "worker"))
+    others = [n for n in nodes if n is not leader]
+    leader.kill()
+    started = time.monotonic()
+    again = cli.run(*sub_args, "--exit-at-end", "--timeout", "30", "--server", servers(others), timeout=60)
+    figure("durable-leader-election", waited_s=round(time.monotonic() - started, 2), exit=again.returncode)
+    assert again.returncode == 0, again.stderr
+    assert [e["seq"] for e in envelopes(again.stdout.splitlines())] == list(range(11, 101))

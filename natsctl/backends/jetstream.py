@@ -258,12 +258,19 @@ class JetStreamBackend(Backend):
         is silent meanwhile. Within --timeout that is waited out; then the last error is raised.
         """
         deadline = time.monotonic() + self.settings.timeout
+        # A request sent while no leader exists is dropped, not queued: waiting longer for its answer
+        # is useless, sending it again once a leader is elected gets one. So each try gets a slice of
+        # the timeout. Only idempotent calls (lookups, creating a consumer that may exist) come here.
+        attempt = max(2.0, self.settings.timeout / 3)
         while True:
+            remaining = deadline - time.monotonic()
             try:
-                return await call()
-            except (nats_errors.TimeoutError, js_errors.ServiceUnavailableError):
-                if time.monotonic() >= deadline or self.nc.is_closed:
-                    raise
+                return await asyncio.wait_for(call(), timeout=max(0.1, min(attempt, remaining)))
+            except (nats_errors.TimeoutError, asyncio.TimeoutError, js_errors.ServiceUnavailableError) as exc:
+                if time.monotonic() >= deadline - 0.1 or self.nc.is_closed:
+                    if isinstance(exc, (nats_errors.Error, js_errors.Error)):
+                        raise
+                    raise nats_errors.TimeoutError from None  # our slice ran out: the same as nats-py's
                 await asyncio.sleep(0.25)
 
     # -- channels -------------------------------------------------------------------------------
