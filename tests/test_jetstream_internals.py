@@ -1,4 +1,4 @@
-"""Guards the nats-py internals natsctl/backends/jetstream.py relies on for its hot paths.
+"""Guards the nats-py internals natsctl/backends/wire.py relies on for both backends' hot paths.
 
 nats-py is pinned (<2.17). If a release changes any of these, these tests fail before a publish or a
 replay silently breaks: re-check route_raw / send_raw / wake_flusher against the new release.
@@ -16,9 +16,9 @@ from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 from nats.protocol.parser import Parser
 
-from natsctl.backends.jetstream import (
+from natsctl.backends.jetstream import parse_ack_reply
+from natsctl.backends.wire import (
     deliver_routed,
-    parse_ack_reply,
     pub_line,
     route_raw,
     send_raw,

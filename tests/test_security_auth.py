@@ -257,3 +257,11 @@ def test_cli_publish_not_permitted(cli, users):
     code, err = failure(cli, "pub", "secret", "x", "-s", users.url, "--user", "carol", "--password", h.BOB_PASSWORD, "--timeout", "2")
     assert code == 5
     assert err == 'natsctl: error: authorization violation: this user is not permitted to publish to "secret"\n'
+
+
+def test_cli_publish_not_permitted_to_a_channel_it_creates(cli, users):
+    """carol may create streams but not publish to secret.*: the stream is made, the message refused."""
+    code, err = failure(cli, "pub", "secret.new", "x", "-s", users.url, "--user", "carol", "--password", h.BOB_PASSWORD,
+                        "--timeout", "3")
+    assert code == 5
+    assert err == 'natsctl: error: authorization violation: this user is not permitted to publish to "secret.new"\n'

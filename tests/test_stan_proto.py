@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from natsctl.backends.stan import proto
+from natsctl.backends.stan.protocol import ack_head, varint
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "stan-protocol"
 EMPTY_TYPES = {"Heartbeat", "HeartbeatResponse"}
@@ -70,3 +71,19 @@ def test_empty_payloads_are_the_empty_types():
 def test_start_positions_match_the_schema():
     enum = proto.message_class("SubscriptionRequest").DESCRIPTOR.fields_by_name["startPosition"].enum_type
     assert {v.name: v.number for v in enum.values} == proto.START_POSITIONS
+
+
+@pytest.mark.parametrize("channel", ["orders", "ticket:created", "a" * 200, "é.ü"])
+@pytest.mark.parametrize("sequence", [1, 127, 128, 300, 2**32 + 5, 2**63 - 1, 2**64 - 1])
+def test_hand_encoded_acks_are_the_schemas_bytes(channel, sequence):
+    """The subscriber's fast path writes Acks without protobuf objects: the same bytes, always."""
+    assert ack_head(channel) + varint(sequence) == proto.encode("Ack", subject=channel, sequence=sequence)
+
+
+def test_recorded_acks_are_what_the_fast_path_writes():
+    acks = [r for _, r in TYPED if r["type"] == "Ack"]
+    assert len(acks) > 5, "the recordings hold Acks"
+    for record in acks:
+        fields = record["fields"]
+        raw = base64.b64decode(record["raw_b64"])
+        assert ack_head(fields["subject"]) + varint(int(fields["sequence"])) == raw

@@ -9,7 +9,6 @@ to the caller as they arrive, metadata read from the reply subject.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import time
 from collections import deque
@@ -21,7 +20,6 @@ from nats import errors as nats_errors
 from nats.aio.client import Client
 from nats.js import api
 from nats.js import errors as js_errors
-from nats.protocol.parser import AWAITING_CONTROL_LINE, MAX_CONTROL_LINE_SIZE as MAX_CONTROL_LINE
 
 from natsctl.backends.connection import (
     close_quietly,
@@ -31,7 +29,22 @@ from natsctl.backends.connection import (
     raise_permission_error,
     stderr_notify,
 )
-from natsctl.core.backend import AckCallback, Backend, ErrorCallback, Messages, Subscription, each_message
+from natsctl.backends.wire import (
+    pub_line,
+    route_raw,
+    send_raw,
+    spare_the_collector,
+    unroute,
+    wake_flusher,
+)
+from natsctl.core.backend import (
+    AckCallback,
+    Backend,
+    ErrorCallback,
+    Messages,
+    Subscription,
+    each_message,
+)
 from natsctl.core.errors import (
     ConnectionFailed,
     NatsctlError,
@@ -96,139 +109,6 @@ def jetstream_error(exc: BaseException, settings: Settings, doing: str, client: 
     if isinstance(exc, (nats_errors.ConnectionClosedError, nats_errors.StaleConnectionError)):
         return ConnectionFailed(f"connection to {where} lost while {doing}")
     return ServerError(f"{doing} failed: {exc}")
-
-
-# -- nats-py internals ------------------------------------------------------------------------------
-# nats-py is pinned (<2.17). The hot paths use a few of its internals, each guarded by
-# tests/test_jetstream_internals.py: its parser hands every MSG to ``Client._process_msg(sid, subject,
-# reply, payload, headers)`` (all bytes), ``Client._process_headers(raw)`` turns raw headers into a dict,
-# ``Subscription._id`` is the sid, ``Client._send_command(bytes)`` + ``Client._flush_pending()``
-# queue protocol bytes and wake the flusher (what ``Client.publish`` does after building its PUB line),
-# and ``Client._ps`` is the parser: ``parse(data)`` appends to its bytearray ``buf`` and works while
-# ``state`` is AWAITING_CONTROL_LINE between frames (``reset()`` replaces ``buf``).
-# Together they save a Msg object, a queue hop, a task switch and subject checks per message.
-
-RawHandler = Callable[[bytes, bytes, bytes, "dict[str, str] | None"], None]
-
-
-def route_raw(nc: Client, sub: Any, handler: RawHandler) -> None:
-    """Hand the MSGs of ``sub`` to ``handler(subject, reply, payload, headers)`` straight from the parser.
-
-    The handler runs synchronously, in arrival order, and must not raise.
-    """
-    routes: dict[int, RawHandler] | None = getattr(nc, "_natsctl_routes", None)
-    if routes is None:
-        routes = {}
-        original = nc._process_msg
-        process_headers = nc._process_headers
-        done = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-
-        async def with_headers(handler: RawHandler, subject: bytes, reply: bytes, payload: bytes, headers: bytes) -> None:
-            handler(subject, reply, payload, await process_headers(headers))
-
-        def process_msg(sid: int, subject: bytes, reply: bytes, payload: bytes, headers: bytes | None) -> Any:
-            # The parser awaits what this returns: a finished future costs less than a coroutine.
-            handler = routes.get(sid)
-            if handler is None:
-                return original(sid, subject, reply, payload, headers)
-            if headers:
-                return with_headers(handler, subject, reply, payload, headers)
-            handler(subject, reply, payload, None)
-            return done
-
-        nc._process_msg = process_msg  # type: ignore[method-assign]
-        nc._natsctl_routes = routes  # type: ignore[attr-defined]
-        _parse_routed_first(nc, routes)
-    routes[sub._id] = handler
-
-
-def _parse_routed_first(nc: Client, routes: dict[int, RawHandler]) -> None:
-    """Deliver the routed MSGs at the head of each read before nats-py's parser sees the rest.
-
-    nats-py's ``Parser.parse(data)`` appends to ``Parser.buf`` and, in state AWAITING_CONTROL_LINE,
-    matches a regex, fills a dict and awaits ``_process_msg`` per message; a replay spends a third of
-    its time there. Whole, header-less MSG frames of routed subscriptions are handed over here in one
-    loop; anything else (another subscription, HMSG, PING, a frame cut by the read) stops the loop and
-    nats-py parses it, in order.
-    """
-    parser = nc._ps
-    parse = parser.parse
-
-    async def parse_routed_first(data: bytes = b"") -> None:
-        buf = parser.buf  # replaced by Parser.reset() on reconnect: looked up every time
-        buf.extend(data)
-        if parser.state == AWAITING_CONTROL_LINE:
-            done, wait = deliver_routed(buf, routes)
-            if done:
-                del buf[:done]
-            if wait:
-                return  # a routed frame is cut by the read: the next read completes it
-        await parse(b"")
-
-    parser.parse = parse_routed_first  # type: ignore[method-assign]
-
-
-def deliver_routed(buf: bytearray, routes: dict[int, RawHandler]) -> tuple[int, bool]:
-    """Hand the leading complete ``MSG`` frames of routed sids to their handlers.
-
-    Returns the bytes consumed, and whether what follows is the start of a routed frame still being
-    received (then nothing is left for nats-py's parser to do yet).
-    """
-    pos = 0
-    size = len(buf)
-    try:
-        while buf.startswith(b"MSG ", pos):
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                return pos, size - pos < MAX_CONTROL_LINE
-            args = bytes(buf[pos + 4 : eol]).split(b" ")
-            if len(args) == 4:
-                subject, sid, reply, length = args
-            elif len(args) == 3:
-                (subject, sid, length), reply = args, b""
-            else:
-                break
-            handler = routes.get(int(sid))
-            if handler is None:
-                break
-            start = eol + 2
-            end = start + int(length)
-            if end + 2 > size:
-                return pos, True
-            handler(subject, reply, bytes(buf[start:end]), None)
-            pos = end + 2
-    except ValueError:
-        pass  # not a well-formed frame: nats-py's parser reports it
-    return pos, False
-
-
-def unroute(nc: Client, sub: Any) -> None:
-    routes = getattr(nc, "_natsctl_routes", None)
-    if routes is not None:
-        routes.pop(sub._id, None)
-
-
-async def send_raw(nc: Client, commands: bytes) -> None:
-    """Queue ready-made protocol bytes (PUB lines); ``wake_flusher`` then sends them."""
-    await nc._send_command(commands)
-
-
-async def wake_flusher(nc: Client) -> None:
-    await nc._flush_pending()
-
-
-def spare_the_collector() -> None:
-    """Move what exists now (modules, the connection) out of the cyclic collector's sight.
-
-    A bulk run allocates a few objects per message; each full collection would otherwise walk every
-    long-lived object again (~5% of a replay's CPU). They were going to live until exit anyway.
-    """
-    gc.freeze()
-
-
-def pub_line(subject: bytes, reply: bytes, data: bytes) -> bytes:
-    return b"PUB %s %s %d\r\n%s\r\n" % (subject, reply, len(data), data)
 
 
 class JetStreamBackend(Backend):
@@ -346,6 +226,27 @@ class JetStreamBackend(Backend):
             await asyncio.sleep(0.05)
         raise Timeout(f"stream {stream!r} elected no leader within {self.settings.timeout:g}s")
 
+    async def _until_stream_listens(self, ref: ChannelRef) -> None:
+        """Wait until a stream natsctl just created receives what is published to its channel.
+
+        On a cluster the stream leader's interest in the subject reaches the other nodes a moment after
+        the leader is elected; a publish through another node meanwhile gets "no responders". The probe
+        names a stream that cannot exist (a space), so the stream refuses it without storing anything.
+        Past --timeout the publish goes ahead and reports what happens.
+        """
+        deadline = time.monotonic() + self.settings.timeout
+        probe = {"Nats-Expected-Stream": "natsctl interest probe"}
+        while time.monotonic() < deadline:
+            try:
+                await self.nc.request(ref.channel, b"", timeout=max(0.1, min(1.0, deadline - time.monotonic())),
+                                      headers=probe)
+                return  # the stream answered (its refusal of the probe)
+            except (nats_errors.NoRespondersError, nats_errors.TimeoutError):
+                raise_permission_error(self.nc)  # the probe was refused: so would every message be
+                await asyncio.sleep(0.05)
+            except Exception:  # noqa: BLE001 - anything else: let the publish itself report it
+                return
+
     # -- publishing -----------------------------------------------------------------------------
 
     async def publish(
@@ -358,6 +259,8 @@ class JetStreamBackend(Backend):
         on_error: ErrorCallback | None = None,
     ) -> PublishSummary:
         ref = await self.resolve_channel(channel, create=create)
+        if ref.created:
+            await self._until_stream_listens(ref)
         pipeline = PublishPipeline(self, ref, on_ack, on_error)
         return await pipeline.run(messages)
 

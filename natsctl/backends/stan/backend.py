@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import ClassVar
@@ -263,7 +264,10 @@ class StanSubscription(Subscription):
         self.backend = backend
         self.client = backend.client
         self.spec = spec
-        self.queue: asyncio.Queue = asyncio.Queue()
+        # Filled straight from the parser (see _on_msg): decoded MsgProtos, a lost-connection error, STOP.
+        self.arrived: deque = deque()
+        self.wakeup = asyncio.Event()
+        self.to_auto_ack: list[int] = []
         self.handle: StanSubscriptionHandle | None = None
         self.end_sequence: int | None = None  # stop_at_end: the channel's last sequence when we started
         self.done = False
@@ -276,7 +280,7 @@ class StanSubscription(Subscription):
         fields = request_fields(self.spec)
         if self.spec.stop_at_end:
             self.end_sequence = await self._last_sequence()
-        self.client.on_lost(lambda error: self.queue.put_nowait(error))
+        self.client.on_lost(self._arrive)
         self.handle = await self.client.subscribe(fields, self._on_msg)
         if self.spec.stop_at_end and self._nothing_to_wait_for():
             self.done = True
@@ -285,8 +289,11 @@ class StanSubscription(Subscription):
         """The channel's last sequence, learnt with a short-lived LastReceived subscription (0: empty)."""
         seen: asyncio.Queue = asyncio.Queue()
 
-        async def on_msg(msg) -> None:
-            seen.put_nowait(proto.decode("MsgProto", msg.data))
+        def on_msg(payload: bytes) -> None:
+            try:
+                seen.put_nowait(proto.decode("MsgProto", payload))
+            except proto.DecodeError:
+                pass  # not a message: the probe goes on waiting
 
         probe = {"subject": self.spec.channel, "maxInFlight": 1, "ackWaitInSecs": 30}
         probe["startPosition"] = proto.START_POSITIONS["LastReceived"]
@@ -310,48 +317,59 @@ class StanSubscription(Subscription):
             return True
         return False
 
-    async def _on_msg(self, msg) -> None:
+    def _on_msg(self, payload: bytes) -> None:
         try:
-            decoded = proto.decode("MsgProto", msg.data)
+            decoded = proto.decode("MsgProto", payload)
         except proto.DecodeError:
             return
-        if self.auto_ack and self.handle is not None:
-            await self.handle.ack(decoded.sequence)
+        if self.auto_ack:
+            self.to_auto_ack.append(decoded.sequence)  # sent with the next batch taken (_take)
             if decoded.redelivered:
                 return  # already handed out once
-        self.queue.put_nowait(decoded)
+        self._arrive(decoded)
+
+    def _arrive(self, item) -> None:
+        self.arrived.append(item)
+        self.wakeup.set()
 
     async def batches(self) -> AsyncIterator[list[Message]]:
         while not self.done:
-            first = await self._next()
-            if first is STOP:
+            items = await self._take()
+            if items is STOP:
                 return
-            batch = self._accept([first, *self._drain()])
+            batch = self._accept(items)
             if batch:
                 yield batch
 
-    async def _next(self):
+    async def _take(self):
+        """What has arrived (at most BATCH_MAX), waiting for it; STOP once caught up."""
         quiet = CAUGHT_UP_QUIET if self.spec.stop_at_end and (self.spec.durable or self.spec.queue) else None
-        while True:
+        while not self.arrived:
+            await self._auto_ack()  # what arrived redelivered only, so nothing else would ack it
+            self.wakeup.clear()
             try:
-                item = await asyncio.wait_for(self.queue.get(), quiet) if quiet else await self.queue.get()
-                break
+                if quiet:
+                    await asyncio.wait_for(self.wakeup.wait(), quiet)
+                else:
+                    await self.wakeup.wait()
             except asyncio.TimeoutError:
                 if self._lone_durable_behind():
                     continue  # a gap in delivery, not the end: the channel's last message is still to come
                 return STOP  # nothing more is coming to this durable / queue member: caught up
-        if isinstance(item, NatsctlError):
-            raise item
-        return item
-
-    def _drain(self) -> list:
         items = []
-        while len(items) < BATCH_MAX and not self.queue.empty():
-            item = self.queue.get_nowait()
+        arrived = self.arrived
+        while arrived and len(items) < BATCH_MAX:
+            item = arrived.popleft()
             if isinstance(item, NatsctlError):
                 raise item
             items.append(item)
+        await self._auto_ack()
         return items
+
+    async def _auto_ack(self) -> None:
+        if self.to_auto_ack and self.handle is not None:
+            sequences, self.to_auto_ack = self.to_auto_ack, []
+            await self.handle.ack_many(sequences)
 
     def _accept(self, items: list) -> list[Message]:
         """Convert, and cut at the stop point (to_sequence, until, caught up, stop())."""
@@ -397,8 +415,7 @@ class StanSubscription(Subscription):
     async def ack(self, messages: list[Message]) -> None:
         if not self.spec.ack or self.auto_ack or self.handle is None:
             return
-        for message in messages:
-            await self.handle.ack(message.sequence)
+        await self.handle.ack_many([message.sequence for message in messages])
 
     async def nak(self, message: Message) -> None:
         # NATS Streaming has no negative ack: an unacked message comes back after the ack wait.
@@ -406,7 +423,7 @@ class StanSubscription(Subscription):
 
     def stop(self) -> None:
         self.done = True
-        self.queue.put_nowait(STOP)
+        self._arrive(STOP)
 
     async def close(self) -> None:
         if self.handle is not None:

@@ -18,6 +18,7 @@ from nats import errors as nats_errors
 from nats.aio.client import Client as NatsClient
 from nats.nuid import NUID
 
+from natsctl.backends.wire import route_raw, send_raw, unroute, wake_flusher
 from natsctl.core.errors import ConnectionFailed, NatsctlError, Timeout, UsageError
 
 from . import proto
@@ -278,20 +279,25 @@ class StanClient:
 
     # ---- subscribe
 
-    async def subscribe(self, request: dict, on_message: Callable) -> StanSubscriptionHandle:
-        """Open a subscription; ``request`` holds SubscriptionRequest fields other than clientID and inbox."""
+    async def subscribe(self, request: dict, on_message: Callable[[bytes], None]) -> StanSubscriptionHandle:
+        """Open a subscription; ``request`` holds SubscriptionRequest fields other than clientID and inbox.
+
+        ``on_message(payload)`` gets each MsgProto payload straight from the parser (synchronously, in
+        order; it must not raise): no nats-py Msg object or task switch per message.
+        """
         self.check()
         inbox = self.nc.new_inbox()
         # Ready to receive before the request goes out: messages may arrive right behind the response.
-        nats_sub = await self.nc.subscribe(inbox, cb=on_message, pending_msgs_limit=1_000_000)
+        nats_sub = await self.nc.subscribe(inbox, pending_msgs_limit=1_000_000)
+        route_raw(self.nc, nats_sub, lambda subject, reply, payload, headers: on_message(payload))
         payload = proto.encode("SubscriptionRequest", clientID=self.client_id, inbox=inbox, **request)
         try:
             response = await self._request(self.subjects.sub, payload, "SubscriptionResponse")
         except NatsctlError:
-            await nats_sub.unsubscribe()
+            await _drop(self.nc, nats_sub)
             raise
         if response.error:
-            await nats_sub.unsubscribe()
+            await _drop(self.nc, nats_sub)
             raise server_error(
                 response.error,
                 client_id=self.client_id,
@@ -312,9 +318,26 @@ class StanSubscriptionHandle:
         self.durable = durable
         self.closed = False
 
+        self._ack_pub = b"PUB " + ack_inbox.encode() + b" "
+        self._ack_head = ack_head(channel)
+
     async def ack(self, sequence: int) -> None:
-        payload = proto.encode("Ack", subject=self.channel, sequence=sequence)
-        await self.client.nc.publish(self.ack_inbox, payload)
+        await self.ack_many([sequence])
+
+    async def ack_many(self, sequences: list[int]) -> None:
+        """One Ack per sequence, written out together (one PUB each, as the protocol wants)."""
+        if not sequences:
+            return
+        pub, head = self._ack_pub, self._ack_head
+        frames = []
+        for sequence in sequences:
+            ack = head + varint(sequence)
+            frames.append(b"%s%d\r\n%s\r\n" % (pub, len(ack), ack))
+        nc = self.client.nc
+        if nc.is_closed:
+            raise nats_errors.ConnectionClosedError
+        await send_raw(nc, b"".join(frames))
+        await wake_flusher(nc)
 
     async def close(self, *, unsubscribe: bool) -> None:
         """``unsubscribe`` deletes a durable (unsubRequests); otherwise it stays (subCloseRequests)."""
@@ -336,7 +359,32 @@ class StanSubscriptionHandle:
                 if response.error:
                     raise server_error(response.error, client_id=client.client_id, channel=self.channel, durable=self.durable)
         finally:
-            try:
-                await self.nats_sub.unsubscribe()
-            except Exception:  # noqa: BLE001 - the connection may be gone
-                pass
+            await _drop(client.nc, self.nats_sub)
+
+
+async def _drop(nc: NatsClient, nats_sub) -> None:
+    unroute(nc, nats_sub)
+    try:
+        await nats_sub.unsubscribe()
+    except Exception:  # noqa: BLE001 - the connection may be gone
+        pass
+
+
+def varint(value: int) -> bytes:
+    """Protobuf's base-128 varint of a non-negative int."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def ack_head(channel: str) -> bytes:
+    """An Ack's bytes up to its sequence: field 1 (subject), then field 2's tag (varint).
+
+    What ``proto.encode("Ack", subject=channel, sequence=n)`` gives is this plus ``varint(n)`` (for
+    n > 0, the only sequences there are); tests/test_stan_proto.py holds them equal.
+    """
+    subject = channel.encode()
+    return (b"\x0a" + varint(len(subject)) + subject if subject else b"") + b"\x10"
