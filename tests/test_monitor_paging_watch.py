@@ -158,3 +158,51 @@ def test_watch_json_one_document_per_refresh(cli):
     documents = [json.loads(line) for line in b"".join(out.lines).decode().splitlines()]
     assert len(documents) >= 3
     assert {d["server_name"] for d in documents} == {"mon-watch-json"}
+
+
+def test_paging_survives_connections_closing_between_pages():
+    """Six connections of the first page close before the second is read: offsets shift by six, more
+    than the pages' overlap. Every connection open throughout is still listed, once."""
+    from natsctl.core.settings import merge
+    from natsctl.monitor import api
+    from natsctl.monitor.client import MonitorClient
+
+    server = NatsServer(name="mon-churn", jetstream=False).start()
+    socks = {f"churn-{i:02d}": open_raw_connection(server.port, f"churn-{i:02d}") for i in range(60)}
+    leaving = [f"churn-{i:02d}" for i in range(6)]
+
+    class ClosingAfterFirstPage(MonitorClient):
+        pages = 0
+
+        async def get(self, path, params=None, **kw):
+            reply = await super().get(path, params, **kw)
+            if path == "/connz":
+                self.pages += 1
+                if self.pages == 1:
+                    for name in leaving:
+                        socks.pop(name).close()
+                    await self.until_gone(leaving)
+            return reply
+
+        async def until_gone(self, names):
+            for _ in range(200):
+                conns = (await super().get("/connz", {"limit": 1024})).data["connections"] or []
+                if not {c.get("name") for c in conns} & set(names):
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError("the closed connections never left /connz")
+
+    async def listing():
+        async with ClosingAfterFirstPage(merge({"monitor_urls": [server.monitor_url]})) as client:
+            return await api.connections(client, page_size=8), client.pages
+
+    try:
+        found, pages = asyncio.run(listing())
+    finally:
+        for sock in socks.values():
+            sock.close()
+        server.cleanup()
+    names = [c.name for c in found]
+    assert len(names) == len(set(names))
+    assert set(names) >= {f"churn-{i:02d}" for i in range(6, 60)}, "a connection open throughout was skipped"
+    assert pages > 60 // 6  # the shifted page was noticed and read again

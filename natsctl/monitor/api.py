@@ -23,6 +23,8 @@ from natsctl.monitor.models import (
 )
 
 PAGE_SIZE = 1024  # the servers' own default and usual maximum page
+PAGE_OVERLAP = 16  # items each page re-reads of the one before, to notice a list that shifted meanwhile
+MAX_REREADS = 20  # pages read again for shifts, at most, in one listing (a list churning without end)
 STAN_HEALTHY_STATES = {"STANDALONE", "CLUSTERED", "FT_ACTIVE", "FT_STANDBY"}
 # The sort options nats-server 2.x accepts for /connz (anything else: 400 "invalid sorting option");
 # stop and reason only for closed connections, which the server itself checks.
@@ -90,22 +92,33 @@ async def paged(
 ) -> list[dict[str, Any]]:
     """Every item of a paged list endpoint, each once (by ``key``), following offset/limit pages.
 
-    The offset advances by what a page returned, so a server that caps the page size is still read
-    to the end; items seen twice (the list shifted between pages) are dropped.
+    Offsets shift when items before them go away between two reads (connections closing), which
+    would skip as many items. So consecutive pages overlap by a few items: a page sharing none of them
+    with the one before means the list shifted further, and it is read again from earlier. The offset
+    advances by what a page returned, so a server that caps the page size is still read to the end;
+    items read twice are kept once.
     """
     seen: set[Any] = set()
     found: list[dict[str, Any]] = []
-    offset = 0
+    overlap = min(PAGE_OVERLAP, page_size // 4)
+    offset, previous, rereads = 0, None, 0
     while limit is None or len(found) < limit:
         data = (await client.get(path, {**params, "offset": offset, "limit": page_size})).data
         page = [item for item in parse.items(data, list_key) if isinstance(item, dict)]
-        for item in page:
-            if key(item) not in seen:
-                seen.add(key(item))
+        keys = [key(item) for item in page]
+        if previous and page and previous.isdisjoint(keys) and offset and rereads < MAX_REREADS:
+            offset, previous, rereads = max(0, offset - page_size), None, rereads + 1
+            continue
+        for item_key, item in zip(keys, page):
+            if item_key not in seen:
+                seen.add(item_key)
                 found.append(item)
-        offset += len(page)
-        if not page or offset >= parse.num(data if isinstance(data, dict) else {}, "total"):
+        total = parse.num(data if isinstance(data, dict) else {}, "total")
+        if not page or offset + len(page) >= total:
             break
+        step = len(page) - overlap if len(page) > overlap else len(page)
+        previous = set(keys[step:])  # what the next page should start with
+        offset += step
     return found[:limit] if limit is not None else found
 
 
