@@ -172,3 +172,20 @@ def test_demo_on_an_external_nats_streaming_server(cli, stan_server):
     seqs = sorted(int(s) for line in members for s in line.split("[", 1)[1].rstrip("]").split(", ") if s)
     assert seqs == [1, 2, 3, 4, 5, 6]
     assert result.stderr.decode().startswith("natsctl: warning: no monitoring tables: cannot reach the monitoring port")
+
+
+def test_every_value_option_and_argument_names_its_value():
+    """Help shows `--seq N`, `--since DURATION|TIME`, never Typer's bare `<str>` / `<int range>`."""
+    import typer.main
+
+    from natsctl.cli.main import build_app
+
+    def walk(command, path):
+        for param in command.params:
+            is_value = "Argument" in type(param).__name__ or not getattr(param, "is_flag", True)
+            if is_value and param.metavar is None and param.name != "help":
+                yield f"{path} {param.opts[-1] if param.opts else param.name}"
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    assert list(walk(typer.main.get_command(build_app()), "natsctl")) == []

@@ -18,7 +18,7 @@ FORMATS = ("table", "json", "yaml")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output (same as -o json)")]
 OutputOpt = Annotated[
-    str | None, typer.Option("--output", "-o", help="Output format: table, json or yaml", show_default=False)
+    str | None, typer.Option("--output", "-o", metavar="table|json|yaml", help="Output format: table, json or yaml", show_default=False)
 ]
 
 
@@ -137,7 +137,7 @@ def context_ls(json_flag: JsonOpt = False, output: OutputOpt = None) -> None:
 
 
 def context_show(
-    name: Annotated[str | None, typer.Argument(help="Context name [default: the selected one]", show_default=False)] = None,
+    name: Annotated[str | None, typer.Argument(metavar="NAME", help="Context name [default: the selected one]", show_default=False)] = None,
     json_flag: JsonOpt = False,
     output: OutputOpt = None,
 ) -> None:
@@ -160,7 +160,7 @@ def context_show(
 
 
 def context_use(
-    name: Annotated[str, typer.Argument(help="Context to select (written to nats/context.txt, shared with natscli)")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Context to select (written to nats/context.txt, shared with natscli)")],
     json_flag: JsonOpt = False,
 ) -> None:
     """Select the context used when neither --context nor NATS_CONTEXT is given."""
@@ -176,21 +176,21 @@ def context_use(
 
 
 def context_add(
-    name: Annotated[str, typer.Argument(help="Context name")],
-    server: Annotated[str | None, typer.Option("--server", "-s", help="NATS server URL(s), comma-separated")] = None,
-    user: Annotated[str | None, typer.Option("--user", help="User name")] = None,
-    password: Annotated[str | None, typer.Option("--password", help="Password (stored in the 0600 context file)")] = None,
-    token: Annotated[str | None, typer.Option("--token", help="Token (stored in the 0600 context file)")] = None,
-    creds: Annotated[str | None, typer.Option("--creds", help="Credentials file (JWT + seed)")] = None,
-    nkey: Annotated[str | None, typer.Option("--nkey", help="NKey seed file")] = None,
-    tls_cert: Annotated[str | None, typer.Option("--tlscert", help="Client certificate file")] = None,
-    tls_key: Annotated[str | None, typer.Option("--tlskey", help="Client private key file")] = None,
-    tls_ca: Annotated[str | None, typer.Option("--tlsca", help="CA certificate file")] = None,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Context name")],
+    server: Annotated[str | None, typer.Option("--server", "-s", metavar="URL", help="NATS server URL(s), comma-separated")] = None,
+    user: Annotated[str | None, typer.Option("--user", metavar="USER", help="User name")] = None,
+    password: Annotated[str | None, typer.Option("--password", metavar="PASSWORD", help="Password (stored in the 0600 context file)")] = None,
+    token: Annotated[str | None, typer.Option("--token", metavar="TOKEN", help="Token (stored in the 0600 context file)")] = None,
+    creds: Annotated[str | None, typer.Option("--creds", metavar="FILE", help="Credentials file (JWT + seed)")] = None,
+    nkey: Annotated[str | None, typer.Option("--nkey", metavar="FILE", help="NKey seed file")] = None,
+    tls_cert: Annotated[str | None, typer.Option("--tlscert", metavar="FILE", help="Client certificate file")] = None,
+    tls_key: Annotated[str | None, typer.Option("--tlskey", metavar="FILE", help="Client private key file")] = None,
+    tls_ca: Annotated[str | None, typer.Option("--tlsca", metavar="FILE", help="CA certificate file")] = None,
     tls_first: Annotated[bool, typer.Option("--tlsfirst", help="TLS handshake before the NATS protocol")] = False,
-    inbox_prefix: Annotated[str | None, typer.Option("--inbox-prefix", help="Custom inbox prefix")] = None,
-    js_domain: Annotated[str | None, typer.Option("--js-domain", help="JetStream domain")] = None,
-    js_api_prefix: Annotated[str | None, typer.Option("--js-api-prefix", help="JetStream API prefix")] = None,
-    description: Annotated[str | None, typer.Option("--description", help="A description")] = None,
+    inbox_prefix: Annotated[str | None, typer.Option("--inbox-prefix", metavar="PREFIX", help="Custom inbox prefix")] = None,
+    js_domain: Annotated[str | None, typer.Option("--js-domain", metavar="DOMAIN", help="JetStream domain")] = None,
+    js_api_prefix: Annotated[str | None, typer.Option("--js-api-prefix", metavar="PREFIX", help="JetStream API prefix")] = None,
+    description: Annotated[str | None, typer.Option("--description", metavar="TEXT", help="A description")] = None,
     select: Annotated[bool, typer.Option("--select", help="Also select it")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing context of that name")] = False,
     json_flag: JsonOpt = False,
@@ -217,7 +217,7 @@ def context_add(
 
 
 def context_rm(
-    name: Annotated[str, typer.Argument(help="Context to remove")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Context to remove")],
     json_flag: JsonOpt = False,
 ) -> None:
     """Remove a context file (and its selection, if it was selected)."""

@@ -26,10 +26,10 @@ def register(app: typer.Typer) -> None:
 
 @monitor_options
 def demo(
-    events: Annotated[int, typer.Option("--events", min=1, max=10000, help="How many events to publish")] = 6,
+    events: Annotated[int, typer.Option("--events", metavar="N", min=1, max=10000, help="How many events to publish")] = 6,
     external: Annotated[bool, typer.Option("--external", help="Use the configured server instead of starting one")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print what happened as one JSON document")] = False,
-    cluster: Annotated[int, typer.Option("--cluster", min=1, max=5, help="Start this many clustered nodes; the channel gets up to 3 replicas")] = 1,
+    cluster: Annotated[int, typer.Option("--cluster", metavar="N", min=1, max=5, help="Start this many clustered nodes; the channel gets up to 3 replicas")] = 1,
     *,
     settings: Any,
 ) -> None:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 Output = Annotated[
     str | None,
-    typer.Option("--output", "-o", help="Output format: table, json, yaml or csv [default: table]", show_default=False),
+    typer.Option("--output", "-o", metavar="table|json|yaml|csv", help="Output format: table, json, yaml or csv [default: table]", show_default=False),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Short for -o json")]
 Watch = Annotated[
@@ -221,15 +221,15 @@ def clients_command(
     output: Output = None,
     json_: JsonFlag = False,
     watch: Watch = None,
-    sort: Annotated[str | None, typer.Option("--sort", help=(
+    sort: Annotated[str | None, typer.Option("--sort", metavar="KEY", help=(
         "Server-side sort (nats-server): cid, start, subs, pending, msgs_to, msgs_from, bytes_to, bytes_from, "
         "last, idle, uptime, rtt; stop and reason with --state closed"
     ))] = None,
-    state: Annotated[str, typer.Option("--state", help="open, closed or all")] = "open",
-    account: Annotated[str | None, typer.Option("--account", help="Only this account's connections")] = None,
-    user_filter: Annotated[str | None, typer.Option("--user-filter", help="Only connections of this user")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most N connections")] = None,
-    page_size: Annotated[int, typer.Option("--page-size", min=1, max=1024, hidden=True)] = 1024,
+    state: Annotated[str, typer.Option("--state", metavar="open|closed|all", help="open, closed or all")] = "open",
+    account: Annotated[str | None, typer.Option("--account", metavar="ACCOUNT", help="Only this account's connections")] = None,
+    user_filter: Annotated[str | None, typer.Option("--user-filter", metavar="USER", help="Only connections of this user")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", metavar="N", min=1, help="At most N connections")] = None,
+    page_size: Annotated[int, typer.Option("--page-size", metavar="N", min=1, max=1024, hidden=True)] = 1024,
     *,
     settings: Settings,
 ) -> None:
@@ -256,7 +256,7 @@ def channels_command(
     output: Output = None,
     json_: JsonFlag = False,
     watch: Watch = None,
-    account: Annotated[str | None, typer.Option("--account", help="JetStream: only this account's streams")] = None,
+    account: Annotated[str | None, typer.Option("--account", metavar="ACCOUNT", help="JetStream: only this account's streams")] = None,
     *,
     settings: Settings,
 ) -> None:
@@ -270,7 +270,7 @@ def channels_command(
 
 
 def channel_command(
-    name: Annotated[str, typer.Argument(help="Channel (stream) name")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Channel (stream) name")],
     output: Output = None,
     json_: JsonFlag = False,
     *,
@@ -305,11 +305,11 @@ def subs_command(
     output: Output = None,
     json_: JsonFlag = False,
     watch: Watch = None,
-    channel: Annotated[str | None, typer.Option("--channel", "-c", help="Only this channel")] = None,
-    min_lag: Annotated[int | None, typer.Option("--min-lag", min=0, help="Only those lagging N messages or more")] = None,
-    sort: Annotated[str, typer.Option("--sort", help="channel, lag, unacked or name")] = "channel",
+    channel: Annotated[str | None, typer.Option("--channel", "-c", metavar="CHANNEL", help="Only this channel")] = None,
+    min_lag: Annotated[int | None, typer.Option("--min-lag", metavar="N", min=0, help="Only those lagging N messages or more")] = None,
+    sort: Annotated[str, typer.Option("--sort", metavar="KEY", help="channel, lag, unacked or name")] = "channel",
     core: Annotated[bool, typer.Option("--core/--no-core", help="nats-server: include plain core subscriptions")] = True,
-    account: Annotated[str | None, typer.Option("--account", help="JetStream: only this account")] = None,
+    account: Annotated[str | None, typer.Option("--account", metavar="ACCOUNT", help="JetStream: only this account")] = None,
     *,
     settings: Settings,
 ) -> None:

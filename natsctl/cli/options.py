@@ -25,7 +25,7 @@ _CONNECTION_PARAMS: dict[str, tuple[Any, Any]] = {
             typer.Option(
                 "--server",
                 "-s",
-                help="NATS server URL(s), comma-separated [env NATS_URL; default nats://127.0.0.1:4222]",
+                metavar="URL", help="NATS server URL(s), comma-separated [env NATS_URL; default nats://127.0.0.1:4222]",
                 rich_help_panel=CONNECTION,
                 show_default=False,
             ),
@@ -37,7 +37,7 @@ _CONNECTION_PARAMS: dict[str, tuple[Any, Any]] = {
             float | None,
             typer.Option(
                 "--timeout",
-                help="Seconds to wait for the server (connect, requests) [default 5]",
+                metavar="SECONDS", help="Seconds to wait for the server (connect, requests) [default 5]",
                 rich_help_panel=CONNECTION,
                 show_default=False,
             ),
@@ -47,57 +47,57 @@ _CONNECTION_PARAMS: dict[str, tuple[Any, Any]] = {
     "context": (
         Annotated[
             str | None,
-            typer.Option("--context", help="natscli context to use [env NATS_CONTEXT]", rich_help_panel=CONNECTION),
+            typer.Option("--context", metavar="NAME", help="natscli context to use [env NATS_CONTEXT]", rich_help_panel=CONNECTION),
         ],
         None,
     ),
     "user": (
-        Annotated[str | None, typer.Option("--user", help="User name [env NATS_USER]", rich_help_panel=CONNECTION)],
+        Annotated[str | None, typer.Option("--user", metavar="USER", help="User name [env NATS_USER]", rich_help_panel=CONNECTION)],
         None,
     ),
     "password": (
         Annotated[
             str | None,
-            typer.Option("--password", help="Password [env NATS_PASSWORD]", rich_help_panel=CONNECTION),
+            typer.Option("--password", metavar="PASSWORD", help="Password [env NATS_PASSWORD]", rich_help_panel=CONNECTION),
         ],
         None,
     ),
     "token": (
-        Annotated[str | None, typer.Option("--token", help="Token [env NATS_TOKEN]", rich_help_panel=CONNECTION)],
+        Annotated[str | None, typer.Option("--token", metavar="TOKEN", help="Token [env NATS_TOKEN]", rich_help_panel=CONNECTION)],
         None,
     ),
     "creds": (
         Annotated[
             str | None,
-            typer.Option("--creds", help="Credentials file (JWT + seed) [env NATS_CREDS]", rich_help_panel=CONNECTION),
+            typer.Option("--creds", metavar="FILE", help="Credentials file (JWT + seed) [env NATS_CREDS]", rich_help_panel=CONNECTION),
         ],
         None,
     ),
     "nkey": (
         Annotated[
             str | None,
-            typer.Option("--nkey", help="NKey seed file [env NATS_NKEY]", rich_help_panel=CONNECTION),
+            typer.Option("--nkey", metavar="FILE", help="NKey seed file [env NATS_NKEY]", rich_help_panel=CONNECTION),
         ],
         None,
     ),
     "tls_ca": (
         Annotated[
             str | None,
-            typer.Option("--tlsca", help="CA certificate file [env NATS_CA]", rich_help_panel=CONNECTION),
+            typer.Option("--tlsca", metavar="FILE", help="CA certificate file [env NATS_CA]", rich_help_panel=CONNECTION),
         ],
         None,
     ),
     "tls_cert": (
         Annotated[
             str | None,
-            typer.Option("--tlscert", help="Client certificate file [env NATS_CERT]", rich_help_panel=CONNECTION),
+            typer.Option("--tlscert", metavar="FILE", help="Client certificate file [env NATS_CERT]", rich_help_panel=CONNECTION),
         ],
         None,
     ),
     "tls_key": (
         Annotated[
             str | None,
-            typer.Option("--tlskey", help="Client private key file [env NATS_KEY]", rich_help_panel=CONNECTION),
+            typer.Option("--tlskey", metavar="FILE", help="Client private key file [env NATS_KEY]", rich_help_panel=CONNECTION),
         ],
         None,
     ),
@@ -130,7 +130,7 @@ _CONNECTION_PARAMS: dict[str, tuple[Any, Any]] = {
             str | None,
             typer.Option(
                 "--cluster-id",
-                help="NATS Streaming cluster id: talk to a legacy NATS Streaming server [env NATS_CLUSTER_ID]",
+                metavar="ID", help="NATS Streaming cluster id: talk to a legacy NATS Streaming server [env NATS_CLUSTER_ID]",
                 rich_help_panel=CONNECTION,
             ),
         ],
@@ -141,7 +141,7 @@ _CONNECTION_PARAMS: dict[str, tuple[Any, Any]] = {
             str | None,
             typer.Option(
                 "--client-id",
-                help="NATS Streaming client id (resuming a durable needs the same one) [env NATS_CLIENT_ID]",
+                metavar="ID", help="NATS Streaming client id (resuming a durable needs the same one) [env NATS_CLIENT_ID]",
                 rich_help_panel=CONNECTION,
             ),
         ],
@@ -156,7 +156,7 @@ MONITOR_PARAMS: dict[str, tuple[Any, Any]] = {
             typer.Option(
                 "--monitor",
                 "-m",
-                help="Monitoring URL(s), comma-separated [env NATS_MONITOR_URL; default http://<server host>:8222]",
+                metavar="URL", help="Monitoring URL(s), comma-separated [env NATS_MONITOR_URL; default http://<server host>:8222]",
                 rich_help_panel=CONNECTION,
                 show_default=False,
             ),
@@ -166,7 +166,7 @@ MONITOR_PARAMS: dict[str, tuple[Any, Any]] = {
     "monitor_ca": (
         Annotated[
             str | None,
-            typer.Option("--monitor-ca", help="CA certificate for an https monitoring port", rich_help_panel=CONNECTION),
+            typer.Option("--monitor-ca", metavar="FILE", help="CA certificate for an https monitoring port", rich_help_panel=CONNECTION),
         ],
         None,
     ),
@@ -211,31 +211,31 @@ CREATION = "Channel creation (JetStream, when natsctl creates the stream)"
 
 _STREAM_PARAMS: dict[str, tuple[Any, Any]] = {
     "replicas": (
-        Annotated[int | None, typer.Option("--replicas", min=1, max=5, help="Stream replicas [default 1]", rich_help_panel=CREATION)],
+        Annotated[int | None, typer.Option("--replicas", metavar="N", min=1, max=5, help="Stream replicas [default 1]", rich_help_panel=CREATION)],
         None,
     ),
     "storage": (
-        Annotated[str | None, typer.Option("--storage", help="file or memory [default file]", rich_help_panel=CREATION)],
+        Annotated[str | None, typer.Option("--storage", metavar="file|memory", help="file or memory [default file]", rich_help_panel=CREATION)],
         None,
     ),
     "max_age": (
-        Annotated[str | None, typer.Option("--max-age", help="Drop messages older than this (e.g. 24h)", rich_help_panel=CREATION)],
+        Annotated[str | None, typer.Option("--max-age", metavar="DURATION", help="Drop messages older than this (e.g. 24h)", rich_help_panel=CREATION)],
         None,
     ),
     "max_msgs": (
-        Annotated[int | None, typer.Option("--max-msgs", min=1, help="Keep at most this many messages", rich_help_panel=CREATION)],
+        Annotated[int | None, typer.Option("--max-msgs", metavar="N", min=1, help="Keep at most this many messages", rich_help_panel=CREATION)],
         None,
     ),
     "max_bytes": (
-        Annotated[int | None, typer.Option("--max-bytes", min=1, help="Keep at most this many bytes", rich_help_panel=CREATION)],
+        Annotated[int | None, typer.Option("--max-bytes", metavar="BYTES", min=1, help="Keep at most this many bytes", rich_help_panel=CREATION)],
         None,
     ),
     "discard": (
-        Annotated[str | None, typer.Option("--discard", help="At a limit: drop old messages, or refuse new ones (old|new)", rich_help_panel=CREATION)],
+        Annotated[str | None, typer.Option("--discard", metavar="old|new", help="At a limit: drop old messages, or refuse new ones (old|new)", rich_help_panel=CREATION)],
         None,
     ),
     "dupe_window": (
-        Annotated[str | None, typer.Option("--dupe-window", help="De-duplication window for message ids (e.g. 2m)", rich_help_panel=CREATION)],
+        Annotated[str | None, typer.Option("--dupe-window", metavar="DURATION", help="De-duplication window for message ids (e.g. 2m)", rich_help_panel=CREATION)],
         None,
     ),
 }

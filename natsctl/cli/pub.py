@@ -36,16 +36,16 @@ def register(app: typer.Typer) -> None:
 @stream_options
 @connection_options
 def pub(
-    channel: Annotated[str, typer.Argument(help="Channel (subject) to publish to", show_default=False)],
-    data: Annotated[str | None, typer.Argument(help="Payload; read from stdin when absent", show_default=False)] = None,
+    channel: Annotated[str, typer.Argument(metavar="CHANNEL", help="Channel (subject) to publish to", show_default=False)],
+    data: Annotated[str | None, typer.Argument(metavar="DATA", help="Payload; read from stdin when absent", show_default=False)] = None,
     lines: Annotated[bool, typer.Option("--lines", help="One message per input line (stdin)")] = False,
-    file: Annotated[str | None, typer.Option("--file", "-f", help="Read messages from a file, one per line")] = None,
+    file: Annotated[str | None, typer.Option("--file", "-f", metavar="FILE", help="Read messages from a file, one per line")] = None,
     envelope: Annotated[bool, typer.Option("--envelope", help="Input lines are natsctl JSON envelopes")] = False,
     skip_bad_lines: Annotated[bool, typer.Option("--skip-bad-lines", help="Report bad envelope lines and go on")] = False,
-    count: Annotated[int, typer.Option("--count", "-c", min=1, help="Publish DATA this many times")] = 1,
-    header: Annotated[list[str] | None, typer.Option("--header", "-H", help="Header KEY:VALUE (repeatable; JetStream only)")] = None,
-    msg_id: Annotated[str | None, typer.Option("--msg-id", help="Message id template for de-duplication, e.g. '{{Count}}' (JetStream)")] = None,
-    record: Annotated[str | None, typer.Option("--record", help="Write every confirmation (line, sequence) as JSON lines to this file")] = None,
+    count: Annotated[int, typer.Option("--count", "-c", metavar="N", min=1, help="Publish DATA this many times")] = 1,
+    header: Annotated[list[str] | None, typer.Option("--header", "-H", metavar="KEY:VALUE", help="Header KEY:VALUE (repeatable; JetStream only)")] = None,
+    msg_id: Annotated[str | None, typer.Option("--msg-id", metavar="TEMPLATE", help="Message id template for de-duplication, e.g. '{{Count}}' (JetStream)")] = None,
+    record: Annotated[str | None, typer.Option("--record", metavar="FILE", help="Write every confirmation (line, sequence) as JSON lines to this file")] = None,
     no_create: Annotated[bool, typer.Option("--no-create", help="Fail instead of creating a missing stream")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success")] = False,

@@ -26,12 +26,12 @@ def register(group: typer.Typer) -> None:
 
 
 def run(
-    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="Client port")] = 4222,
-    monitor_port: Annotated[int, typer.Option("--monitor-port", min=1, max=65535, help="HTTP monitoring port")] = 8222,
-    store_dir: Annotated[str | None, typer.Option("--store-dir", help="JetStream store [default: <data dir>/natsctl/jetstream]", show_default=False)] = None,
-    name: Annotated[str, typer.Option("--name", help="Server name")] = "natsctl",
-    cluster: Annotated[int, typer.Option("--cluster", min=1, max=9, help="Run this many clustered nodes")] = 1,
-    cluster_port: Annotated[int, typer.Option("--cluster-port", min=1, max=65535, help="First route port with --cluster")] = 6222,
+    port: Annotated[int, typer.Option("--port", "-p", metavar="PORT", min=1, max=65535, help="Client port")] = 4222,
+    monitor_port: Annotated[int, typer.Option("--monitor-port", metavar="PORT", min=1, max=65535, help="HTTP monitoring port")] = 8222,
+    store_dir: Annotated[str | None, typer.Option("--store-dir", metavar="DIR", help="JetStream store [default: <data dir>/natsctl/jetstream]", show_default=False)] = None,
+    name: Annotated[str, typer.Option("--name", metavar="NAME", help="Server name")] = "natsctl",
+    cluster: Annotated[int, typer.Option("--cluster", metavar="N", min=1, max=9, help="Run this many clustered nodes")] = 1,
+    cluster_port: Annotated[int, typer.Option("--cluster-port", metavar="PORT", min=1, max=65535, help="First route port with --cluster")] = 6222,
 ) -> None:
     from natsctl import embedded
     from natsctl.cli.run import note

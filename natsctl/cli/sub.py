@@ -53,13 +53,13 @@ ChannelArg = Annotated[str, typer.Argument(metavar="CHANNEL", help="Channel (sub
 AllOpt = Annotated[bool, typer.Option("--all", help="From the first message stored", rich_help_panel=START)]
 NewOpt = Annotated[bool, typer.Option("--new", help="Only messages published from now on (default)", rich_help_panel=START)]
 LastOpt = Annotated[bool, typer.Option("--last", help="The last message, then new ones", rich_help_panel=START)]
-SeqOpt = Annotated[int | None, typer.Option("--seq", help="From this channel sequence", rich_help_panel=START, show_default=False)]
-SinceOpt = Annotated[str | None, typer.Option("--since", help="From a time: a duration ago (90s, 1h) or RFC 3339", rich_help_panel=START)]
+SeqOpt = Annotated[int | None, typer.Option("--seq", metavar="N", help="From this channel sequence", rich_help_panel=START, show_default=False)]
+SinceOpt = Annotated[str | None, typer.Option("--since", metavar="DURATION|TIME", help="From a time: a duration ago (90s, 1h) or RFC 3339", rich_help_panel=START)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON envelope per message (binary-safe)", rich_help_panel=OUTPUT)]
 RawOpt = Annotated[bool, typer.Option("--raw", help="Payloads only, one per line", rich_help_panel=OUTPUT)]
-CountOpt = Annotated[int | None, typer.Option("--count", "-c", min=1, help="Stop after this many messages", show_default=False)]
-UntilOpt = Annotated[str | None, typer.Option("--until", help="Stop before the first message after this time")]
-ToSeqOpt = Annotated[int | None, typer.Option("--to-seq", help="Stop after this sequence", show_default=False)]
+CountOpt = Annotated[int | None, typer.Option("--count", "-c", metavar="N", min=1, help="Stop after this many messages", show_default=False)]
+UntilOpt = Annotated[str | None, typer.Option("--until", metavar="TIME", help="Stop before the first message after this time")]
+ToSeqOpt = Annotated[int | None, typer.Option("--to-seq", metavar="N", help="Stop after this sequence", show_default=False)]
 NoCreateOpt = Annotated[bool, typer.Option("--no-create", help="Fail instead of creating a missing channel")]
 
 
@@ -72,11 +72,11 @@ def sub(
     last: LastOpt = False,
     seq: SeqOpt = None,
     since: SinceOpt = None,
-    durable: Annotated[str | None, typer.Option("--durable", "-d", help="Durable name: resume where the last run acked")] = None,
-    queue: Annotated[str | None, typer.Option("--queue", "-q", help="Queue group: share messages with its other members")] = None,
-    ack_wait: Annotated[str, typer.Option("--ack-wait", help="Redeliver a message not acked within this time (>= 1s)")] = "30s",
-    max_in_flight: Annotated[int, typer.Option("--max-in-flight", min=1, help="Messages delivered but not yet acked, at most")] = 1024,
-    exec_: Annotated[str | None, typer.Option("--exec", help="Run CMD per message (payload on stdin); ack when it exits 0")] = None,
+    durable: Annotated[str | None, typer.Option("--durable", "-d", metavar="NAME", help="Durable name: resume where the last run acked")] = None,
+    queue: Annotated[str | None, typer.Option("--queue", "-q", metavar="GROUP", help="Queue group: share messages with its other members")] = None,
+    ack_wait: Annotated[str, typer.Option("--ack-wait", metavar="DURATION", help="Redeliver a message not acked within this time (>= 1s)")] = "30s",
+    max_in_flight: Annotated[int, typer.Option("--max-in-flight", metavar="N", min=1, help="Messages delivered but not yet acked, at most")] = 1024,
+    exec_: Annotated[str | None, typer.Option("--exec", metavar="CMD", help="Run CMD per message (payload on stdin); ack when it exits 0")] = None,
     count: CountOpt = None,
     exit_at_end: Annotated[bool, typer.Option("--exit-at-end", "-e", help="Exit once the channel is caught up")] = False,
     until: UntilOpt = None,

@@ -31,8 +31,8 @@ def register(app: typer.Typer) -> None:
 
 @connection_options
 def verify(
-    channel: Annotated[str, typer.Argument(help="Channel the record was published to", show_default=False)],
-    against: Annotated[str, typer.Option("--against", help="Record file written by pub --record", show_default=False)],
+    channel: Annotated[str, typer.Argument(metavar="CHANNEL", help="Channel the record was published to", show_default=False)],
+    against: Annotated[str, typer.Option("--against", metavar="FILE", help="Record file written by pub --record", show_default=False)],
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
     *,
     settings: Any,
