@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import time
 
+import httpx
+
 from tests.test_monitor_support import as_json, error_line, ok, table_rows
+
+
+def full_route_pools(nodes, per_peer: int = 4, timeout: float = 30) -> None:
+    """The cluster fixture is ready once JetStream is; the route pools may still be connecting."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            counts = [httpx.get(n.monitor_url + "/routez", timeout=2).json().get("num_routes") for n in nodes]
+        except (httpx.HTTPError, ValueError):
+            counts = []
+        if counts == [per_peer * (len(nodes) - 1)] * len(nodes):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"route pools incomplete after {timeout}s: {counts}")
 
 
 def test_routes_server_and_health_in_a_cluster(cli, cluster):
     n1, n2, n3 = cluster
+    full_route_pools(cluster)
     report = as_json(cli.run("routes", "--json", "-m", n1.monitor_url))
     assert (report["server_name"], report["cluster_name"]) == ("n1", "natsctl-test-cluster")
     assert report["num_routes"] == len(report["routes"])
