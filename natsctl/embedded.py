@@ -76,13 +76,15 @@ class NodeConfig:
     routes: list[int] = field(default_factory=list)
     cluster_name: str = "natsctl"
 
-    def text(self) -> str:
+    def text(self, log_file: Path | None = None) -> str:
         lines = [
             f'server_name: "{self.name}"',
             f'listen: "{self.host}:{self.port}"',
             f'http: "{self.host}:{self.monitor_port}"',
             f'jetstream {{ store_dir: "{self.store_dir}" }}',
         ]
+        if log_file is not None:
+            lines.append(f'log_file: "{log_file}"')
         if self.cluster_port:
             routes = ", ".join(f'"nats-route://{self.host}:{p}"' for p in self.routes)
             lines.append(
@@ -171,6 +173,48 @@ def check_ports_free(nodes: list[NodeConfig]) -> None:
                 raise UsageError(f"{what} port {port} is already in use; pick others with --port / --monitor-port")
 
 
+def introduces_itself(node: NodeConfig) -> bool:
+    """The node's client port answers with an INFO naming it.
+
+    A bare connect is not enough: whoever took the port meanwhile would accept it too.
+    """
+    import json
+
+    try:
+        with socket.create_connection((node.host, node.port), timeout=0.5) as sock:
+            sock.settimeout(1.0)
+            data = b""
+            while b"\r\n" not in data and len(data) < 1 << 16:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return False
+                data += chunk
+    except OSError:
+        return False
+    line = data.split(b"\r\n", 1)[0]
+    if not line.startswith(b"INFO "):
+        return False
+    try:
+        return json.loads(line[5:]).get("server_name") == node.name
+    except (ValueError, AttributeError):
+        return False
+
+
+def make_store_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UsageError(f"cannot use {path} as the JetStream store: it is a file; pick a folder with --store-dir") from None
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create the JetStream store {path}: {(exc.strerror or str(exc)).lower()}; pick another with --store-dir"
+        ) from None
+
+
+class PortInUse(NatsctlError):
+    """A node could not listen: another process took one of its ports after they were picked."""
+
+
 class LocalServers:
     """Runs the planned nodes as child processes; stops them on exit."""
 
@@ -183,9 +227,9 @@ class LocalServers:
     def start(self, timeout: float = 20.0) -> LocalServers:
         binary = find_binary()
         for node in self.nodes:
-            node.store_dir.mkdir(parents=True, exist_ok=True)
+            make_store_dir(node.store_dir)
             conf = Path(self._tmp.name) / f"{node.name}.conf"
-            conf.write_text(node.text())
+            conf.write_text(node.text(log_file=self._log_path(node) if self.quiet else None))
             output = subprocess.DEVNULL if self.quiet else None
             self.procs.append(
                 subprocess.Popen([binary, "-c", str(conf)], stdout=output, stderr=output, start_new_session=self.quiet)
@@ -199,19 +243,35 @@ class LocalServers:
         while pending and time.monotonic() < deadline:
             node, proc = pending[0]
             if proc.poll() is not None:
+                reason = self._fatal_line(node)
                 self.stop()
-                raise NatsctlError(f"nats-server {node.name} exited at start (status {proc.returncode})")
-            try:
-                with socket.create_connection((node.host, node.port), timeout=0.5):
-                    pending.pop(0)
-                    continue
-            except OSError:
-                time.sleep(0.05)
+                if "address already in use" in reason:
+                    raise PortInUse(f"nats-server {node.name} could not listen: {reason}")
+                because = f": {reason}" if reason else ""
+                raise NatsctlError(f"nats-server {node.name} exited at start (status {proc.returncode}){because}")
+            if introduces_itself(node):
+                pending.pop(0)
+                continue
+            time.sleep(0.05)
         if pending:
             self.stop()
             raise NatsctlError(f"nats-server {pending[0][0].name} did not start within {timeout:g}s")
         if len(self.nodes) > 1:
             self.wait_meta_leader(deadline)
+
+    def _log_path(self, node: NodeConfig) -> Path:
+        return Path(self._tmp.name) / f"{node.name}.log"
+
+    def _fatal_line(self, node: NodeConfig) -> str:
+        """Why a quiet node exited, from its log (a loud one printed it already)."""
+        if not self.quiet:
+            return ""
+        try:
+            text = self._log_path(node).read_text(errors="replace")
+        except OSError:
+            return ""
+        fatal = [line.split("[FTL]", 1)[1].strip() for line in text.splitlines() if "[FTL]" in line]
+        return fatal[-1] if fatal else ""
 
     def wait_meta_leader(self, deadline: float) -> None:
         """A cluster places replicated channels only once JetStream has a meta leader and every peer is current.

@@ -167,8 +167,23 @@ class NatsServer:
             self._tmp = None
 
 
-def start_cluster(size: int = 3, config: str = "") -> list[NatsServer]:
-    """``size`` clustered nodes with JetStream, routes between all of them."""
+def start_cluster(size: int = 3, config: str = "", attempts: int = 3) -> list[NatsServer]:
+    """``size`` clustered nodes with JetStream, routes between all of them.
+
+    A port picked free can be taken before a node binds it (free ports and the ephemeral ports of
+    other tests' connections come from the same range): then the whole cluster starts again on
+    fresh ports, since the peers' routes name every node's cluster port.
+    """
+    for attempt in range(attempts):
+        try:
+            return _start_cluster(size, config)
+        except PortTaken:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_cluster(size: int, config: str) -> list[NatsServer]:
     cluster_ports = [free_port() for _ in range(size)]
     nodes = [
         NatsServer(
@@ -181,8 +196,13 @@ def start_cluster(size: int = 3, config: str = "") -> list[NatsServer]:
     ]
     for node in nodes:
         node.start(wait=False)
-    for node in nodes:
-        node.wait_ready()
+    try:
+        for node in nodes:
+            node.wait_ready()
+    except PortTaken:
+        for node in nodes:
+            node.cleanup()
+        raise
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # wait for a JetStream meta leader
         try:

@@ -20,3 +20,28 @@ def test_server_takes_fresh_ports_when_its_port_was_taken():
                 pass
         finally:
             srv.cleanup()
+
+
+def test_cluster_starts_again_on_fresh_ports_when_a_route_port_was_taken(monkeypatch):
+    import tests.servers as servers
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        real = servers.free_port
+        handed = []
+
+        def first_the_taken_one() -> int:
+            handed.append(taken if not handed else real())
+            return handed[-1]
+
+        monkeypatch.setattr(servers, "free_port", first_the_taken_one)
+        nodes = servers.start_cluster(3)
+        try:
+            assert handed[0] == taken
+            assert taken not in {n.cluster_port for n in nodes}
+            assert all(n.proc.poll() is None for n in nodes)
+        finally:
+            for node in nodes:
+                node.cleanup()

@@ -160,3 +160,57 @@ def test_terminal_output_is_coloured_and_pretty(cli, server):
     text = out.decode()
     assert "\x1b[" in text, "colour on a terminal"
     assert '"a": 1,' in text and '  "b": [' in text, "JSON bodies pretty-printed on a terminal"
+
+
+def test_demo_starts_again_on_fresh_ports_when_one_was_taken(monkeypatch, tmp_path, capsys):
+    from natsctl.cli import demo
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        real, handed = embedded.free_port, []
+
+        def first_the_taken_one() -> int:
+            handed.append(taken if not handed else real())
+            return handed[-1]
+
+        monkeypatch.setattr(embedded, "free_port", first_the_taken_one)
+        servers = demo._start_local(1, tmp_path, json_out=False)
+        try:
+            assert handed[0] == taken and servers.nodes[0].port != taken
+            with socket.create_connection(("127.0.0.1", servers.nodes[0].port), timeout=2):
+                pass
+        finally:
+            servers.stop()
+    said = capsys.readouterr().out.splitlines()
+    assert said[0] == f"starting nats-server natsctl-demo on nats://127.0.0.1:{taken} (monitoring http://127.0.0.1:{handed[1]})"
+    assert said[1] == "a port was taken meanwhile; starting again on other ports"
+    assert said[2].startswith("starting nats-server natsctl-demo on ")
+
+
+def test_a_quiet_node_that_cannot_start_says_why(tmp_path):
+    node = embedded.NodeConfig("broken", free_port(), free_port(), tmp_path / "store")
+    servers = embedded.LocalServers([node])
+    (tmp_path / "store" / "jetstream").mkdir(parents=True)
+    (tmp_path / "store" / "jetstream").chmod(0o500)  # root ignores this: break the config instead
+    node.monitor_port = node.port  # both listeners on one port: nats-server stops with a fatal error
+    with pytest.raises(NatsctlError) as caught:
+        servers.start()
+    line = caught.value.line()
+    assert line.startswith("nats-server broken "), line
+    assert "address already in use" in line, line  # the reason from the node's own log
+
+
+@pytest.mark.parametrize("kind", ["file", "unreachable"])
+def test_server_run_store_dir_that_cannot_be_a_folder(cli, tmp_path, kind):
+    path = tmp_path / "plain-file" if kind == "file" else tmp_path / "plain-file" / "below"
+    (tmp_path / "plain-file").write_text("")
+    result = cli.run("server", "run", "--port", str(free_port()), "--monitor-port", str(free_port()),
+                     "--store-dir", str(path))
+    expected = (
+        f"natsctl: error: cannot use {path} as the JetStream store: it is a file; pick a folder with --store-dir\n"
+        if kind == "file" else
+        f"natsctl: error: cannot create the JetStream store {path}: not a directory; pick another with --store-dir\n"
+    )
+    assert (result.returncode, result.stderr.decode()) == (2, expected)

@@ -43,19 +43,35 @@ async def demo_command(settings: Any, events: int, external: bool, json_out: boo
     import tempfile
     from pathlib import Path
 
-    from natsctl import embedded
-
     if external:
         return await _demo_on(settings, events, json_out, channel=f"{CHANNEL}")
     with tempfile.TemporaryDirectory(prefix="natsctl-demo-") as store:
-        nodes = embedded.free_nodes(cluster, Path(store), "natsctl-demo")
-        for node in nodes:
-            _say(json_out, f"starting nats-server {node.name} on {node.url} (monitoring {node.monitor_url})")
-        with embedded.LocalServers(nodes):
+        servers = _start_local(cluster, Path(store), json_out)
+        try:
+            nodes = servers.nodes
             local = dataclasses.replace(settings, servers=[n.url for n in nodes], monitor_urls=[n.monitor_url for n in nodes], cluster_id=None)
             code = await _demo_on(local, events, json_out, channel=CHANNEL, replicas=min(cluster, 3))
+        finally:
+            servers.stop()
         _say(json_out, "nats-server stopped")
     return code
+
+
+def _start_local(cluster: int, store: Any, json_out: bool, attempts: int = 3) -> Any:
+    """Start the demo's nodes on free ports; a port taken between picking and binding means new ones."""
+    from natsctl import embedded
+
+    for attempt in range(attempts):
+        nodes = embedded.free_nodes(cluster, store, "natsctl-demo")
+        for node in nodes:
+            _say(json_out, f"starting nats-server {node.name} on {node.url} (monitoring {node.monitor_url})")
+        try:
+            return embedded.LocalServers(nodes).start()
+        except embedded.PortInUse:
+            if attempt == attempts - 1:
+                raise
+            _say(json_out, "a port was taken meanwhile; starting again on other ports")
+    raise AssertionError("unreachable")
 
 
 def _say(json_out: bool, text: str) -> None:
