@@ -143,3 +143,32 @@ def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, float]:
 
 def record_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def start_server_run(cli, pick_ports: Callable[[], dict[str, int]], *args: str, attempts: int = 3,
+                     timeout: float = 30, **popen) -> tuple[subprocess.Popen, Collector, dict[str, int]]:
+    """`natsctl server run` with ports from ``pick_ports()`` ({"--port": n, ...}), once it says it serves.
+
+    A port picked free can be taken before natsctl binds it (another test's connection gets it as its
+    ephemeral port): natsctl then refuses or its node exits, and the run starts again on new ports.
+    stderr is collected (the nodes log there); the caller stops the process.
+    """
+    for attempt in range(attempts):
+        ports = pick_ports()
+        port_args = [str(item) for flag, port in ports.items() for item in (flag, port)]
+        proc = cli.popen("server", "run", *port_args, *args, **popen)
+        err = Collector(proc.stderr)
+        err.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            if b"Ctrl-C stops it" in b"".join(list(err.lines)):
+                return proc, err, ports
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        err.join(5)
+        said = b"".join(err.lines)
+        if b"in use" not in said or attempt == attempts - 1:
+            raise AssertionError(f"natsctl server run did not start (exit {proc.returncode}): {said.decode()[-2000:]}")
+    raise AssertionError("unreachable")

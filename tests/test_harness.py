@@ -45,3 +45,29 @@ def test_cluster_starts_again_on_fresh_ports_when_a_route_port_was_taken(monkeyp
         finally:
             for node in nodes:
                 node.cleanup()
+
+
+def test_server_run_helper_picks_ports_again_when_one_was_taken(cli, tmp_path):
+    import signal
+
+    from tests.reliability_helpers import start_server_run
+    from tests.servers import free_port
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        picks = []
+
+        def pick() -> dict[str, int]:
+            picks.append({"--port": taken if not picks else free_port(), "--monitor-port": free_port()})
+            return picks[-1]
+
+        proc, err, ports = start_server_run(cli, pick, "--store-dir", str(tmp_path))
+        try:
+            assert len(picks) == 2 and ports == picks[1]
+            with socket.create_connection(("127.0.0.1", ports["--port"]), timeout=2):
+                pass
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 143

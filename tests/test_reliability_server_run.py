@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import time
 
 import pytest
 
-from tests.reliability_helpers import Collector, finish, wait_for
+from tests.reliability_helpers import finish, start_server_run, wait_for
 
 
 def consecutive_free(count: int) -> int:
@@ -36,16 +35,13 @@ def _free(port: int) -> bool:
 
 @pytest.mark.slow
 def test_server_run_cluster_serves_replicated_channels(cli, tmp_path):
-    port, monitor, routes = consecutive_free(3), consecutive_free(3), consecutive_free(3)
-    proc = cli.popen("server", "run", "--cluster", "3", "--port", str(port), "--monitor-port", str(monitor),
-                     "--cluster-port", str(routes), "--store-dir", str(tmp_path / "store"))
+    def three_runs() -> dict[str, int]:
+        return {"--port": consecutive_free(3), "--monitor-port": consecutive_free(3), "--cluster-port": consecutive_free(3)}
+
+    # stderr is collected meanwhile: the nodes log to it, and that pipe must never fill
+    proc, _err, ports = start_server_run(cli, three_runs, "--cluster", "3", "--store-dir", str(tmp_path / "store"))
+    port, monitor = ports["--port"], ports["--monitor-port"]
     try:
-        stderr = b""
-        deadline = time.monotonic() + 30
-        while b"Ctrl-C stops it" not in stderr and time.monotonic() < deadline and proc.poll() is None:
-            stderr += proc.stderr.readline()
-        assert b"Ctrl-C stops it" in stderr, stderr.decode()
-        Collector(proc.stderr).start()  # the nodes log to natsctl's stderr: never let that pipe fill
         urls = ",".join(f"nats://127.0.0.1:{port + i}" for i in range(3))
         monitors = ",".join(f"http://127.0.0.1:{monitor + i}" for i in range(3))
         created = cli.run("pub", "orders.r3", "--count", "5", "o{{Count}}", "--server", urls, "--json",

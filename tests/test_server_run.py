@@ -14,18 +14,8 @@ import pytest
 
 from natsctl import embedded
 from natsctl.core.errors import NatsctlError
+from tests.reliability_helpers import Collector, start_server_run
 from tests.servers import free_port
-
-
-def wait_port(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"port {port} never opened")
 
 
 def ignoring_sigint() -> None:
@@ -33,29 +23,35 @@ def ignoring_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def server_run(cli, *args: str, inherited_sigint_ignored: bool = False) -> subprocess.Popen:
+def server_run(cli, pick_ports, *args: str, inherited_sigint_ignored: bool = False):
     """`natsctl server run` in a session of its own, so a failed test can kill it with its nodes."""
-    return cli.popen("server", "run", *args, start_new_session=True,
-                     preexec_fn=ignoring_sigint if inherited_sigint_ignored else None)
+    return start_server_run(cli, pick_ports, *args, start_new_session=True,
+                            preexec_fn=ignoring_sigint if inherited_sigint_ignored else None)
 
 
-def stop(proc: subprocess.Popen, signum: int) -> tuple[bytes, bytes]:
+def two_ports() -> dict[str, int]:
+    return {"--port": free_port(), "--monitor-port": free_port()}
+
+
+def stop(proc: subprocess.Popen, err: Collector, signum: int) -> bytes:
+    """Signal natsctl, wait for it; what it wrote on stderr."""
     proc.send_signal(signum)
     try:
-        return proc.communicate(timeout=20)
+        proc.wait(20)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # natsctl and the nodes it started
-        proc.communicate(timeout=10)
+        proc.wait(10)
         raise AssertionError(f"natsctl server run did not stop on signal {signum}") from None
+    err.join(10)
+    return b"".join(err.lines)
 
 
 @pytest.mark.parametrize("inherited_sigint_ignored", [False, True], ids=["default", "sigint-ignored-by-shell"])
 def test_server_run_serves_and_stops_on_ctrl_c(cli, tmp_path, inherited_sigint_ignored):
-    port, monitor = free_port(), free_port()
-    proc = server_run(cli, "--port", str(port), "--monitor-port", str(monitor), "--store-dir", str(tmp_path / "js"),
-                      "--name", "dev-1", inherited_sigint_ignored=inherited_sigint_ignored)
+    proc, err_lines, ports = server_run(cli, two_ports, "--store-dir", str(tmp_path / "js"), "--name", "dev-1",
+                                        inherited_sigint_ignored=inherited_sigint_ignored)
+    port, monitor = ports["--port"], ports["--monitor-port"]
     try:
-        wait_port(port)
         url = f"nats://127.0.0.1:{port}"
         result = cli.run("pub", "orders", "hello", "--server", url)
         assert result.stdout == b"published 1 message to orders (stream orders, sequence 1)\n"
@@ -63,7 +59,7 @@ def test_server_run_serves_and_stops_on_ctrl_c(cli, tmp_path, inherited_sigint_i
         assert server.returncode == 0, server.stderr
         assert b'"dev-1"' in server.stdout
     finally:
-        out, err = stop(proc, signal.SIGINT)
+        err = stop(proc, err_lines, signal.SIGINT)
     assert proc.returncode == 0, err
     assert f"natsctl: nats-server dev-1: nats://127.0.0.1:{port}  monitoring http://127.0.0.1:{monitor}".encode() in err
     assert (tmp_path / "js" / "jetstream").is_dir(), "the store is where --store-dir says"
@@ -79,12 +75,10 @@ def port_open(port: int) -> bool:
 
 
 def test_server_run_sigterm_exits_143(cli, tmp_path):
-    port = free_port()
-    proc = server_run(cli, "--port", str(port), "--monitor-port", str(free_port()), "--store-dir", str(tmp_path))
-    wait_port(port)
-    stop(proc, signal.SIGTERM)
+    proc, err, ports = server_run(cli, two_ports, "--store-dir", str(tmp_path))
+    stop(proc, err, signal.SIGTERM)
     assert proc.returncode == 143
-    assert not port_open(port)
+    assert not port_open(ports["--port"])
 
 
 @pytest.mark.parametrize(("args", "message"), [
