@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from tests.test_pubsub import datas, ok, read_lines_until
+from tests.test_pubsub import ok, read_lines_until
 
 
 def test_two_readers_of_one_durable_lose_nothing(cli, server):
