@@ -6,6 +6,7 @@ Independent from natsctl's own `server run` code on purpose, so the tests do not
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -108,16 +109,21 @@ class NatsServer:
         )
         log.close()
         if wait:
-            try:
-                self.wait_ready()
-            except PortTaken:
-                if self.cluster_port or self.started_once:
-                    raise  # peers and restarts need these very ports
-                # Another test took a port between free_port() and the bind: take fresh ones.
-                self.port, self.monitor_port = free_port(), free_port()
-                return self.start(wait)
-        self.started_once = True
+            self.wait_started()
         return self
+
+    def wait_started(self) -> None:
+        """``wait_ready``; on a first start, fresh ports when another process took one meanwhile."""
+        try:
+            self.wait_ready()
+        except PortTaken:
+            if self.cluster_port or self.started_once:
+                raise  # peers and restarts need these very ports
+            # Another test took a port between free_port() and the bind: take fresh ones.
+            self.port, self.monitor_port = free_port(), free_port()
+            self.start(wait=True)
+            return
+        self.started_once = True
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -131,7 +137,7 @@ class NatsServer:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     pass
                 if self.monitor_scheme == "http":
-                    r = httpx.get(self.monitor_url + "/healthz", timeout=1)
+                    r = httpx.get(self.monitor_url + self.base_path() + "/healthz", timeout=1)
                     if r.status_code == 200 or self.cluster_port:
                         return
                 else:
@@ -140,6 +146,11 @@ class NatsServer:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"nats-server did not become ready: {self.log()}")
+
+    def base_path(self) -> str:
+        """The http_base_path the config sets ('' when none), where /healthz answers."""
+        found = re.search(r'http_base_path:\s*"([^"]*)"', self.config)
+        return "/" + found.group(1).strip("/") if found and found.group(1).strip("/") else ""
 
     def log(self) -> str:
         try:
@@ -198,7 +209,7 @@ def _start_cluster(size: int, config: str) -> list[NatsServer]:
         node.start(wait=False)
     try:
         for node in nodes:
-            node.wait_ready()
+            node.wait_started()
     except PortTaken:
         for node in nodes:
             node.cleanup()

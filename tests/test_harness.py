@@ -71,3 +71,27 @@ def test_server_run_helper_picks_ports_again_when_one_was_taken(cli, tmp_path):
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(20) == 143
+
+
+def test_servers_started_together_take_fresh_ports_when_one_was_taken():
+    """Fixtures start many servers at once (start(wait=False), then wait_started())."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        servers = [NatsServer(jetstream=False).start(wait=False), NatsServer(jetstream=False, monitor_port=taken).start(wait=False)]
+        try:
+            for srv in servers:
+                srv.wait_started()
+            assert servers[1].monitor_port != taken and all(s.proc.poll() is None for s in servers)
+        finally:
+            for srv in servers:
+                srv.cleanup()
+
+
+def test_a_base_path_server_is_ready_under_its_prefix():
+    srv = NatsServer(jetstream=False, config='http_base_path: "/nats"').start()
+    try:
+        assert srv.base_path() == "/nats"
+    finally:
+        srv.cleanup()

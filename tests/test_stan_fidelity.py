@@ -43,7 +43,7 @@ def outcomes():
     servers = {case: NatsServer(jetstream=False).start(wait=False) for case in CASES}
     try:
         for server in servers.values():
-            server.wait_ready()
+            server.wait_started()
         yield asyncio.run(replay_all(servers))
     finally:
         for server in servers.values():
