@@ -203,3 +203,4 @@ def test_durable_resumes_while_its_own_leader_is_elected(cli, nodes):
     figure("durable-leader-election", waited_s=round(time.monotonic() - started, 2), exit=again.returncode)
     assert again.returncode == 0, again.stderr
     assert [e["seq"] for e in envelopes(again.stdout.splitlines())] == list(range(11, 101))
+

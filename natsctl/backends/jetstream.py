@@ -199,7 +199,7 @@ class JetStreamBackend(Backend):
     async def _create_stream(self, channel: str) -> ChannelRef:
         config = self._stream_config(channel)
         try:
-            await self.js.add_stream(config)
+            await self._add_stream_once_peers_are_online(config)
         except js_errors.BadRequestError as exc:
             # Another natsctl may have created it a moment ago: use what is there now.
             name = await self._stream_for_subject(channel)
@@ -211,6 +211,23 @@ class JetStreamBackend(Backend):
         if (config.num_replicas or 1) > 1:
             await self._wait_for_stream_leader(config.name)
         return ChannelRef(channel=channel, stream=config.name, created=True)
+
+    async def _add_stream_once_peers_are_online(self, config: api.StreamConfig) -> None:
+        """``add_stream``, tried again within --timeout while placement finds a peer "offline".
+
+        A cluster that has just started (or a node that is restarting) is placed on only once the
+        meta leader has heard from every peer; until then placement answers "no suitable peers for
+        placement, peer offline". Any other refusal (too few nodes, no resources) is final at once.
+        """
+        deadline = time.monotonic() + self.settings.timeout
+        while True:
+            try:
+                await self.js.add_stream(config)
+                return
+            except js_errors.BadRequestError as exc:
+                if "peer offline" not in (exc.description or "") or time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.25)
 
     async def _wait_for_stream_leader(self, stream: str) -> None:
         """A replicated stream answers publishes only once its replicas elected a leader."""
