@@ -37,14 +37,16 @@ def created(name: str, subject: str) -> dict:
     }
 
 
-async def create_with(url: str, errors: list[dict]) -> tuple[list[str], Exception | None]:
-    """Answer STREAM.CREATE with ``errors`` in turn, then success; natsctl creates a stream."""
+async def create_with(url: str, errors: list[dict | None]) -> tuple[list[str], Exception | None]:
+    """Answer STREAM.CREATE with ``errors`` in turn (None: no answer at all), then success."""
     responder = await nats.connect(url)
     calls: list[str] = []
 
     async def answer(msg) -> None:
         calls.append(msg.subject)
         name = msg.subject.rsplit(".", 1)[1]
+        if len(calls) <= len(errors) and errors[len(calls) - 1] is None:
+            return  # as a request meeting a leader election: dropped
         body = {"error": errors[len(calls) - 1]} if len(calls) <= len(errors) else created(name, "orders")
         await msg.respond(json.dumps(body).encode())
 
@@ -78,3 +80,10 @@ def test_a_peer_that_stays_offline_ends_within_the_timeout(plain):
     calls, failure = asyncio.run(create_with(plain.url, [PEER_OFFLINE] * 1000))
     assert isinstance(failure, js_errors.BadRequestError) and "peer offline" in failure.description
     assert 5 <= len(calls) <= 20  # every 0.25 s for the 3 s timeout
+
+
+def test_stream_creation_asked_again_when_a_request_goes_unanswered(plain):
+    """--timeout 3: the first request is given 2 s, then sent again; the second is answered."""
+    calls, failure = asyncio.run(create_with(plain.url, [None]))
+    assert failure is None
+    assert len(calls) == 2

@@ -61,7 +61,9 @@ def meta_leader_among(nodes) -> None:
 
 
 def make_channel(cli, nodes, channel: str) -> str:
-    created = cli.run("pub", channel, "seed", "--replicas", "3", "--dupe-window", "10m", "--server", servers(nodes), "--json")
+    # A generous --timeout: on a loaded machine a new replicated stream can take seconds to elect its leader.
+    created = cli.run("pub", channel, "seed", "--replicas", "3", "--dupe-window", "10m", "--server", servers(nodes), "--json",
+                      "--timeout", "30", timeout=90)
     assert created.returncode == 0, created.stderr
     return json.loads(created.stdout)["stream"]
 

@@ -24,7 +24,7 @@ def test_first_url_refused_second_serves(cli, server):
 @pytest.mark.slow
 def test_connected_node_killed_subscriber_fails_over(cli, nodes):  # noqa: F811
     urls = ",".join(n.url for n in nodes)
-    created = cli.run("pub", "failover.sub", "--lines", "--replicas", "3", "--server", urls, "--json",
+    created = cli.run("pub", "failover.sub", "--lines", "--replicas", "3", "--server", urls, "--json", "--timeout", "30",
                       input="".join(f"m{n}\n" for n in range(1, TOTAL + 1)), timeout=60)
     assert created.returncode == 0, created.stderr
     stream = json.loads(created.stdout)["stream"]

@@ -150,7 +150,7 @@ def test_audit_of_a_cluster_with_a_one_replica_channel(cli, cluster):
     monitors = ",".join(n.monitor_url for n in cluster)
     servers = ",".join(n.url for n in cluster)
     assert cli.run("pub", "single.copy", "x", "--server", servers).returncode == 0
-    assert cli.run("pub", "three.copies", "x", "--replicas", "3", "--server", servers).returncode == 0
+    assert cli.run("pub", "three.copies", "x", "--replicas", "3", "--timeout", "30", "--server", servers).returncode == 0
     report = json.loads(cli.run("cluster", "--json", "-m", monitors).stdout)
     one = [w for w in report["warnings"] if w["check"] == "one-replica"]
     assert len(one) == 1 and "channel single.copy" in one[0]["message"] and "cluster of 3" in one[0]["message"]

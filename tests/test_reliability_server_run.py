@@ -45,7 +45,7 @@ def test_server_run_cluster_serves_replicated_channels(cli, tmp_path):
         urls = ",".join(f"nats://127.0.0.1:{port + i}" for i in range(3))
         monitors = ",".join(f"http://127.0.0.1:{monitor + i}" for i in range(3))
         created = cli.run("pub", "orders.r3", "--count", "5", "o{{Count}}", "--server", urls, "--json",
-                          "--replicas", "3", "--storage", "memory", "--max-age", "1h", "--max-msgs", "1000",
+                          "--timeout", "30", "--replicas", "3", "--storage", "memory", "--max-age", "1h", "--max-msgs", "1000",
                           "--max-bytes", "1000000", "--discard", "new", "--dupe-window", "30s")
         assert created.returncode == 0, created.stderr  # no "insufficient resources": the meta leader was ready
         stream = json.loads(created.stdout)["stream"]

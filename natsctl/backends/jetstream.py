@@ -131,16 +131,17 @@ class JetStreamBackend(Backend):
     async def close(self) -> None:
         await close_quietly(self.nc)
 
-    async def while_electing(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def while_electing(self, call: Callable[[], Awaitable[T]], *, deadline: float | None = None) -> T:
         """``call()``, tried again while a JetStream leader election makes the API time out or answer 503.
 
         After a node of a cluster is lost, the meta, stream and consumer leaders are re-elected; the API
         is silent meanwhile. Within --timeout that is waited out; then the last error is raised.
         """
-        deadline = time.monotonic() + self.settings.timeout
+        if deadline is None:
+            deadline = time.monotonic() + self.settings.timeout
         # A request sent while no leader exists is dropped, not queued: waiting longer for its answer
         # is useless, sending it again once a leader is elected gets one. So each try gets a slice of
-        # the timeout. Only idempotent calls (lookups, creating a consumer that may exist) come here.
+        # the timeout. Only idempotent calls (lookups, creating a stream or consumer that may exist) come here.
         attempt = max(2.0, self.settings.timeout / 3)
         while True:
             remaining = deadline - time.monotonic()
@@ -213,21 +214,27 @@ class JetStreamBackend(Backend):
         return ChannelRef(channel=channel, stream=config.name, created=True)
 
     async def _add_stream_once_peers_are_online(self, config: api.StreamConfig) -> None:
-        """``add_stream``, tried again within --timeout while placement finds a peer "offline".
+        """``add_stream``, asked again within --timeout while a cluster cannot answer it yet.
 
-        A cluster that has just started (or a node that is restarting) is placed on only once the
-        meta leader has heard from every peer; until then placement answers "no suitable peers for
-        placement, peer offline". Any other refusal (too few nodes, no resources) is final at once.
+        A cluster that has just formed (or a node that is restarting) is placed on only once the meta
+        leader has heard from every peer; until then placement answers "no suitable peers for
+        placement, peer offline". A request that meets a leader election gets no answer at all. Both
+        are asked again (creating the same stream twice is harmless); any other refusal (too few
+        nodes, no resources) is final at once.
         """
         deadline = time.monotonic() + self.settings.timeout
-        while True:
-            try:
-                await self.js.add_stream(config)
-                return
-            except js_errors.BadRequestError as exc:
-                if "peer offline" not in (exc.description or "") or time.monotonic() >= deadline:
-                    raise
-                await asyncio.sleep(0.25)
+
+        async def create() -> None:
+            while True:
+                try:
+                    await self.js.add_stream(config)
+                    return
+                except js_errors.BadRequestError as exc:
+                    if "peer offline" not in (exc.description or "") or time.monotonic() + 0.35 >= deadline:
+                        raise  # the last answer, rather than our own timeout, says why
+                    await asyncio.sleep(0.25)
+
+        await self.while_electing(create, deadline=deadline)
 
     async def _wait_for_stream_leader(self, stream: str) -> None:
         """A replicated stream answers publishes only once its replicas elected a leader."""
