@@ -92,6 +92,11 @@ class NodeConfig:
             )
         return "\n".join(lines) + "\n"
 
+    def ports(self) -> list[tuple[str, int]]:
+        """(role, port) of each port the node listens on."""
+        found = [("client", self.port), ("monitoring", self.monitor_port)]
+        return found + [("cluster", self.cluster_port)] if self.cluster_port else found
+
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
@@ -152,9 +157,7 @@ def check_distinct_ports(nodes: list[NodeConfig]) -> None:
     spacing = f"at least {len(nodes)} apart" if len(nodes) > 1 else "different"
     owners: dict[int, str] = {}
     for node in nodes:
-        for what, port in (("client", node.port), ("monitoring", node.monitor_port), ("cluster", node.cluster_port)):
-            if not port:
-                continue
+        for what, port in node.ports():
             role = f"the {what} port of {node.name}"
             if port > 65535:
                 raise UsageError(f"{role} would be {port}, beyond 65535; pick lower ports")
@@ -168,8 +171,8 @@ def check_distinct_ports(nodes: list[NodeConfig]) -> None:
 
 def check_ports_free(nodes: list[NodeConfig]) -> None:
     for node in nodes:
-        for what, port in (("client", node.port), ("monitoring", node.monitor_port), ("cluster", node.cluster_port)):
-            if port and port_in_use(port, node.host):
+        for what, port in node.ports():
+            if port_in_use(port, node.host):
                 raise UsageError(f"{what} port {port} is already in use; pick others with --port / --monitor-port")
 
 

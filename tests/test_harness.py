@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import socket
 
-from tests.servers import NatsServer
+from tests.servers import NatsServer, TakenFirst, squatted_port
 
 
 def test_server_takes_fresh_ports_when_its_port_was_taken():
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        taken = squatter.getsockname()[1]
+    with squatted_port() as taken:
         srv = NatsServer(jetstream=False, port=taken)
         try:
             srv.start()
@@ -25,21 +22,12 @@ def test_server_takes_fresh_ports_when_its_port_was_taken():
 def test_cluster_starts_again_on_fresh_ports_when_a_route_port_was_taken(monkeypatch):
     import tests.servers as servers
 
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        taken = squatter.getsockname()[1]
-        real = servers.free_port
-        handed = []
-
-        def first_the_taken_one() -> int:
-            handed.append(taken if not handed else real())
-            return handed[-1]
-
-        monkeypatch.setattr(servers, "free_port", first_the_taken_one)
+    with squatted_port() as taken:
+        picker = TakenFirst(taken, servers.free_port)
+        monkeypatch.setattr(servers, "free_port", picker)
         nodes = servers.start_cluster(3)
         try:
-            assert handed[0] == taken
+            assert picker.handed[0] == taken
             assert taken not in {n.cluster_port for n in nodes}
             assert all(n.proc.poll() is None for n in nodes)
         finally:
@@ -53,10 +41,7 @@ def test_server_run_helper_picks_ports_again_when_one_was_taken(cli, tmp_path):
     from tests.reliability_helpers import start_server_run
     from tests.servers import free_port
 
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        taken = squatter.getsockname()[1]
+    with squatted_port() as taken:
         picks = []
 
         def pick() -> dict[str, int]:
@@ -75,10 +60,7 @@ def test_server_run_helper_picks_ports_again_when_one_was_taken(cli, tmp_path):
 
 def test_servers_started_together_take_fresh_ports_when_one_was_taken():
     """Fixtures start many servers at once (start(wait=False), then wait_started())."""
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        taken = squatter.getsockname()[1]
+    with squatted_port() as taken:
         servers = [NatsServer(jetstream=False).start(wait=False), NatsServer(jetstream=False, monitor_port=taken).start(wait=False)]
         try:
             for srv in servers:

@@ -55,7 +55,7 @@ async def create_with(url: str, errors: list[dict | None]) -> tuple[list[str], E
     backend = await open_backend(merge({"servers": [url], "timeout": 3}))
     failure = None
     try:
-        await backend._add_stream_once_peers_are_online(backend._stream_config("orders"))
+        await backend._add_stream_asking_again(backend._stream_config("orders"))
     except Exception as exc:  # noqa: BLE001 - returned for the test to inspect
         failure = exc
     finally:

@@ -15,7 +15,7 @@ import pytest
 from natsctl import embedded
 from natsctl.core.errors import NatsctlError
 from tests.reliability_helpers import Collector, start_server_run
-from tests.servers import free_port
+from tests.servers import TakenFirst, free_port, squatted_port
 
 
 def ignoring_sigint() -> None:
@@ -159,17 +159,10 @@ def test_terminal_output_is_coloured_and_pretty(cli, server):
 def test_demo_starts_again_on_fresh_ports_when_one_was_taken(monkeypatch, tmp_path, capsys):
     from natsctl.cli import demo
 
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        taken = squatter.getsockname()[1]
-        real, handed = embedded.free_port, []
-
-        def first_the_taken_one() -> int:
-            handed.append(taken if not handed else real())
-            return handed[-1]
-
-        monkeypatch.setattr(embedded, "free_port", first_the_taken_one)
+    with squatted_port() as taken:
+        picker = TakenFirst(taken, embedded.free_port)
+        handed = picker.handed
+        monkeypatch.setattr(embedded, "free_port", picker)
         servers = demo._start_local(1, tmp_path, json_out=False)
         try:
             assert handed[0] == taken and servers.nodes[0].port != taken

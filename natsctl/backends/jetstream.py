@@ -200,7 +200,7 @@ class JetStreamBackend(Backend):
     async def _create_stream(self, channel: str) -> ChannelRef:
         config = self._stream_config(channel)
         try:
-            await self._add_stream_once_peers_are_online(config)
+            await self._add_stream_asking_again(config)
         except js_errors.BadRequestError as exc:
             # Another natsctl may have created it a moment ago: use what is there now.
             name = await self._stream_for_subject(channel)
@@ -213,7 +213,7 @@ class JetStreamBackend(Backend):
             await self._wait_for_stream_leader(config.name)
         return ChannelRef(channel=channel, stream=config.name, created=True)
 
-    async def _add_stream_once_peers_are_online(self, config: api.StreamConfig) -> None:
+    async def _add_stream_asking_again(self, config: api.StreamConfig) -> None:
         """``add_stream``, asked again within --timeout while a cluster cannot answer it yet.
 
         A cluster that has just formed (or a node that is restarting) is placed on only once the meta
