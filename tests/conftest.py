@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import InProcessCLI
 from tests.servers import NatsServer, env_without_nats, start_cluster
 
 
@@ -42,6 +43,12 @@ def cluster() -> Iterator[list[NatsServer]]:
     finally:
         for node in nodes:
             node.cleanup()
+
+
+@pytest.fixture
+def nodes(cluster) -> list[NatsServer]:
+    """The same three-node cluster, under the name the reliability tests give it."""
+    return cluster
 
 
 class CLI:
@@ -88,6 +95,12 @@ def cli(isolated_home) -> CLI:
         COLUMNS="200",
     )
     return CLI(env)
+
+
+@pytest.fixture
+def cli_in_process(isolated_home) -> InProcessCLI:
+    """natsctl run inside the test process (help, usage and usage errors); results shaped like ``cli``'s."""
+    return InProcessCLI()
 
 
 from tests.stan_double.fixtures import StanServer, start_stan, stan_server, stan_server_any  # noqa: E402,F401

@@ -129,6 +129,34 @@ def stored_messages(monitor_url: str, stream: str) -> int:
     return int((stream_state(monitor_url, stream).get("state") or {}).get("messages") or 0)
 
 
+def leader_of(nodes, stream: str, replicas_current: int = 2):
+    """The node leading ``stream`` once ``replicas_current`` of its followers report they are current."""
+    def found():
+        for node in nodes:
+            cluster = stream_state(node.monitor_url, stream).get("cluster") or {}
+            current = [r for r in cluster.get("replicas") or [] if r.get("current")]
+            if cluster.get("leader") in {n.name for n in nodes} and len(current) >= replicas_current:
+                return cluster["leader"]
+        return None
+
+    wait_for(lambda: found() is not None, 30, f"a leader of {stream} with current replicas")
+    name = found()
+    return next(n for n in nodes if n.name == name)
+
+
+def meta_leader_among(nodes) -> None:
+    """Wait until the survivors agree on a JetStream meta leader (the API answers only then)."""
+
+    def elected() -> bool:
+        try:
+            meta = httpx.get(nodes[0].monitor_url + "/jsz", timeout=2).json().get("meta_cluster") or {}
+        except (httpx.HTTPError, ValueError):
+            return False
+        return meta.get("leader") in {n.name for n in nodes}
+
+    wait_for(elected, 30, "a JetStream meta leader among the surviving nodes")
+
+
 def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, float]:
     """Wait for natsctl to end; (exit status, seconds it took). A hang fails the test and is killed."""
     started = time.monotonic()

@@ -215,3 +215,24 @@ def round_trip(settings, subject: str = "security.check", purpose: str = "test")
             await close_quietly(client)
 
     return asyncio.run(main())
+
+
+# --- the CLI against a secured server ----------------------------------------------------------------
+
+
+def pub_sub(cli, channel: str, *conn: str, env: dict | None = None) -> None:
+    """Publish one event and read it back with the CLI; both must succeed with no stderr noise."""
+    data = f"event-{time.monotonic_ns()}"
+    published = cli.run("pub", channel, data, *conn, env=env)
+    assert published.returncode == 0, published.stderr.decode()
+    got = cli.run("sub", channel, "--last", "--count", "1", "--json", *conn, env=env)
+    assert got.returncode == 0, got.stderr.decode()
+    assert json.loads(got.stdout)["data"] == data
+    assert published.stderr == got.stderr == b""
+
+
+def failure(cli, *args: str, env: dict | None = None) -> tuple[int, str]:
+    """(exit code, stderr) of a run that must print nothing on stdout."""
+    result = cli.run(*args, env=env)
+    assert result.stdout == b""
+    return result.returncode, result.stderr.decode()

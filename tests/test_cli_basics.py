@@ -27,8 +27,8 @@ def all_commands():
 
 
 @pytest.mark.parametrize("path", [p for p, _ in all_commands()], ids=lambda p: " ".join(p) or "natsctl")
-def test_every_command_has_help(cli, path):
-    result = cli.run(*path, "--help")
+def test_every_command_has_help(cli_in_process, path):
+    result = cli_in_process.run(*path, "--help")
     assert result.returncode == 0, result.stderr
     text = result.stdout.decode()
     assert text.startswith("Usage: natsctl")
@@ -39,13 +39,13 @@ def test_every_command_has_help(cli, path):
             assert (param.help or "").strip(), f"option {param.opts} of {' '.join(path)} has no help"
 
 
-def test_version(cli):
-    result = cli.run("--version")
+def test_version(cli_in_process):
+    result = cli_in_process.run("--version")
     assert result.stdout == f"natsctl {__version__}\n".encode() and result.returncode == 0
 
 
-def test_unknown_command_is_one_line(cli):
-    result = cli.run("publish")
+def test_unknown_command_is_one_line(cli_in_process):
+    result = cli_in_process.run("publish")
     assert result.returncode == 2
     assert result.stderr.decode().startswith("natsctl: error: No such command 'publish'.")
     assert len(result.stderr.decode().splitlines()) == 1
@@ -59,11 +59,11 @@ def test_committed_completion_scripts_are_fresh(shell):
     )
 
 
-def test_completion_command_prints_the_script(cli):
-    result = cli.run("completion", "bash")
+def test_completion_command_prints_the_script(cli_in_process):
+    result = cli_in_process.run("completion", "bash")
     assert result.returncode == 0
     assert result.stdout.decode() == (ROOT / "completions" / FILES["bash"]).read_text()
-    bad = cli.run("completion", "tcsh")
+    bad = cli_in_process.run("completion", "tcsh")
     assert bad.returncode == 2
     assert bad.stderr == b"natsctl: error: unknown shell 'tcsh'; choose bash, zsh or fish\n"
 

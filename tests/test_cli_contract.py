@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from tests.test_pubsub import ok, read_lines_until
+from tests.helpers import ok, read_lines_until
 
 
 def test_two_readers_of_one_durable_lose_nothing(cli, server):
@@ -98,14 +98,14 @@ def test_jetstream_only_flags_are_refused_on_nats_streaming(cli, stan_server, ar
         (["pub", "x", "y", "-s", "nats://u:hunter2@[::1"], "invalid server URL <invalid url>: Invalid IPv6 URL; use nats://host:port"),
     ],
 )
-def test_out_of_range_values_are_usage_errors(cli, args, message):
-    result = cli.run(*args)
+def test_out_of_range_values_are_usage_errors(cli_in_process, args, message):
+    result = cli_in_process.run(*args)
     assert result.returncode == 2, result.stderr
     assert result.stderr.decode() == f"natsctl: error: {message}\n"
 
 
-def test_bare_command_prints_help_and_succeeds(cli):
-    result = cli.run()
+def test_bare_command_prints_help_and_succeeds(cli_in_process):
+    result = cli_in_process.run()
     assert result.returncode == 0
     assert result.stdout.decode().startswith("Usage: natsctl [OPTIONS] COMMAND [ARGS]...")
     assert result.stderr == b""

@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from tests.test_monitor_support import as_json, error_line, ok, table_rows
+from tests.helpers import as_json, error_line, ok, table_rows
 
 
 def full_route_pools(nodes, per_peer: int = 4, timeout: float = 30) -> None:

@@ -9,7 +9,7 @@ import pytest
 import trustme
 
 from tests.servers import NatsServer, free_port
-from tests.test_monitor_support import RecordedServer, as_json, failed, fixtures_dir, ok, send
+from tests.helpers import RecordedServer, as_json, failed, fixtures_dir, ok, send
 
 CONNECTION, USAGE, TLS, NOT_FOUND, SERVER, TIMEOUT = 3, 2, 6, 7, 8, 9
 
@@ -72,7 +72,7 @@ def faulty():
         request.close_connection = True
 
     def html(request, path, query):
-        send(request, 200, (fixtures_dir("nats-2.15.1") / "extra" / "root.txt").read_bytes(), "text/html; charset=utf-8")
+        send(request, 200, (fixtures_dir("monitoring", "nats-2.15.1") / "extra" / "root.txt").read_bytes(), "text/html; charset=utf-8")
 
     servers = {
         name: RecordedServer({"/streaming/serverz": handler, "/varz": handler, "/healthz": handler})
@@ -215,8 +215,8 @@ def test_https_against_http_port(cli, plain):
     assert line.endswith("); is it a plain http monitoring port? use http://")
 
 
-def test_bad_monitor_url(cli):
-    line = failed(cli.run("server", "-m", "ftp://127.0.0.1:8222"), USAGE)
+def test_bad_monitor_url(cli_in_process):
+    line = failed(cli_in_process.run("server", "-m", "ftp://127.0.0.1:8222"), USAGE)
     assert line.startswith("natsctl: error: bad monitoring URL ftp://127.0.0.1:8222")
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.servers import NatsServer
-from tests.test_monitor_support import ClientLoop, as_json, failed, ok, record, table_rows
+from tests.helpers import ClientLoop, as_json, failed, ok, record, table_rows
 
 PAYLOAD = b"job-payload"  # 11 bytes
 CORE_JOBS = 7

@@ -13,7 +13,7 @@ import nats
 import pytest
 
 from tests.servers import NatsServer, free_port
-from tests.test_monitor_support import (
+from tests.helpers import (
     RecordedServer,
     as_json,
     failed,
@@ -63,15 +63,15 @@ def streams():
     ("nats://127.0.0.1:8222", "the scheme must be http or https, not 'nats'"),
     ("127.0.0.1:8222", "the scheme must be http or https, not 'none'"),
 ])
-def test_invalid_monitor_url_is_a_usage_error_naming_it(cli, url, problem):
+def test_invalid_monitor_url_is_a_usage_error_naming_it(cli_in_process, url, problem):
     for command in ("server", "clients", "health", "cluster"):
-        line = failed(cli.run(command, "-m", url), USAGE)
+        line = failed(cli_in_process.run(command, "-m", url), USAGE)
         assert line == f"natsctl: error: bad monitoring URL {url}: {problem} {HINT}", command
 
 
-def test_invalid_url_among_several_is_named(cli):
+def test_invalid_url_among_several_is_named(cli_in_process):
     good = f"http://127.0.0.1:{free_port()}"
-    line = failed(cli.run("server", "-m", f"{good},http://127.0.0.1:70000"), USAGE)
+    line = failed(cli_in_process.run("server", "-m", f"{good},http://127.0.0.1:70000"), USAGE)
     assert line == f"natsctl: error: bad monitoring URL http://127.0.0.1:70000: the port must be a number from 1 to 65535, not '70000' {HINT}"
 
 
@@ -111,11 +111,11 @@ def test_exception_group_becomes_the_one_line_typed_error(cli, cause, code, line
 # --- clients --sort ---------------------------------------------------------------------------------
 
 
-def test_clients_sort_checked_locally(cli):
+def test_clients_sort_checked_locally(cli_in_process):
     """Nothing listens at the URL: the bad option is refused before any request (exit 2, not 8)."""
     url = f"http://127.0.0.1:{free_port()}"
     for bad in ("bogus", "CID", "in_msgs"):
-        line = failed(cli.run("clients", "--sort", bad, "-m", url), USAGE)
+        line = failed(cli_in_process.run("clients", "--sort", bad, "-m", url), USAGE)
         assert line == f"natsctl: error: --sort must be one of {CONNZ_SORTS}, not {bad!r}"
 
 
@@ -123,7 +123,7 @@ def test_every_listed_sort_is_accepted_by_the_server(cli, streams):
     for option in CONNZ_SORTS.split(", "):
         state = "closed" if option in ("stop", "reason") else "open"
         assert isinstance(as_json(cli.run("clients", "--sort", option, "--state", state, "--json", "-m", streams.monitor_url)), list)
-    assert "invalid sorting option: bogus" == (fixtures_dir("nats-2.15.1") / "extra" / "connz_bad_sort.txt").read_text()
+    assert "invalid sorting option: bogus" == (fixtures_dir("monitoring", "nats-2.15.1") / "extra" / "connz_bad_sort.txt").read_text()
 
 
 # --- one order, one set of columns --------------------------------------------------------------------
@@ -166,7 +166,7 @@ def test_channel_detail_lists_its_consumer(cli, streams):
 
 def test_server_cpu_is_the_varz_percentage_in_table_and_json(cli):
     """/varz ``cpu`` is a percentage of one core (the recorded server: "cpu": 2 with "cores": 2)."""
-    base = fixtures_dir("nats-2.15.1")
+    base = fixtures_dir("monitoring", "nats-2.15.1")
     recorded = RecordedServer({"/varz": serve_file(base / "varz.json"), "/jsz": serve_file(base / "extra" / "jsz_plain.json")})
     try:
         fields = record(ok(cli.run("server", "-m", recorded.url)))
@@ -178,8 +178,8 @@ def test_server_cpu_is_the_varz_percentage_in_table_and_json(cli):
     assert float(fields["CPU"].split("%")[0]) == data["cpu"]
 
 
-def test_subs_help_says_what_queue_means_on_each_server(cli):
-    text = " ".join(ok(cli.run("subs", "--help")).split())
+def test_subs_help_says_what_queue_means_on_each_server(cli_in_process):
+    text = " ".join(ok(cli_in_process.run("subs", "--help")).split())
     assert "QUEUE is the group" in text
     for server in ("Core NATS:", "JetStream:", "NATS Streaming:"):
         assert server in text

@@ -14,7 +14,7 @@ import pytest
 
 from tests.reliability_helpers import Collector
 from tests.servers import NatsServer
-from tests.test_monitor_support import ClientLoop, as_json, ok, table_rows
+from tests.helpers import ClientLoop, as_json, ok, table_rows
 
 BULK = 1030  # more than the server's 1024 connections per /connz page
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_monitor_support import RecordedServer, as_json, failed, fixtures_dir, ok, record, serve_file, table_rows
+from tests.helpers import RecordedServer, as_json, failed, fixtures_dir, ok, record, serve_file, table_rows
 
 VERSIONS = {"stan-0.23.2": ("0.23.2", "2.6.5"), "stan-0.17.0": ("0.17.0", "2.1.4")}
 
 
 def stan_routes(name: str, after_close: bool = False) -> dict:
-    base = fixtures_dir(name)
+    base = fixtures_dir("monitoring", name)
     return {
         "/streaming/serverz": serve_file(base / "serverz.json"),
         "/streaming/storez": serve_file(base / "storez.json"),

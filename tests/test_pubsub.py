@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
+from tests.helpers import ok, read_lines_until
 from tests.reliability_helpers import Collector
 
 
@@ -21,11 +22,6 @@ def envelopes(stdout: bytes) -> list[dict]:
 
 def datas(stdout: bytes) -> list[str]:
     return [e["data"] for e in envelopes(stdout)]
-
-
-def ok(result) -> None:
-    assert result.returncode == 0, (result.returncode, result.stderr.decode())
-    assert b"Traceback" not in result.stderr
 
 
 def test_pub_one_message_reports_its_sequence(cli, bus):
@@ -206,17 +202,6 @@ def big_messages(count: int, size: int = 2048) -> str:
     return "".join(f"{n:06d}{'x' * size}\n" for n in range(1, count + 1))
 
 
-def read_lines_until(proc, count: int, timeout: float = 30) -> list[bytes]:
-    lines = []
-    deadline = time.monotonic() + timeout
-    while len(lines) < count and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-    return lines
-
-
 @pytest.mark.parametrize("queue", [False, True], ids=["durable", "durable-queue"])
 def test_durable_resumes_after_sigkill(cli, bus, queue):
     total = 300
@@ -334,9 +319,9 @@ BAD_CHANNELS = ["foo..bar", "*", ">", "foo.>", "", " ", "a b", ".lead", "trail."
 
 
 @pytest.mark.parametrize("channel", BAD_CHANNELS)
-def test_bad_channel_names(cli, channel):
+def test_bad_channel_names(cli_in_process, channel):
     for command in (["pub", channel, "x"], ["sub", channel], ["replay", channel]):
-        result = cli.run(*command, "--server", "nats://127.0.0.1:1")
+        result = cli_in_process.run(*command, "--server", "nats://127.0.0.1:1")
         assert result.returncode == 2, result.stderr
         lines = result.stderr.decode().splitlines()
         assert len(lines) == 1 and lines[0].startswith("natsctl: error: ")
@@ -358,8 +343,8 @@ def test_bad_channel_names(cli, channel):
         (["--bogus"], "natsctl: error: No such option: --bogus (Possible options: --user) (see 'natsctl --help')"),
     ],
 )
-def test_bad_sub_flags(cli, args, message):
-    result = cli.run("sub", "orders", *args, "--server", "nats://127.0.0.1:1")
+def test_bad_sub_flags(cli_in_process, args, message):
+    result = cli_in_process.run("sub", "orders", *args, "--server", "nats://127.0.0.1:1")
     assert result.returncode == 2
     assert result.stderr.decode() == message + "\n"
 
@@ -400,9 +385,9 @@ def test_payload_over_max_payload(cli, bus, tmp_path):
     assert len(result.stderr.decode().splitlines()) == 1
 
 
-def test_unreadable_file(cli, tmp_path):
+def test_unreadable_file(cli_in_process, tmp_path):
     missing = tmp_path / "missing.jsonl"
-    result = cli.run("pub", "orders", "--file", str(missing), "--server", "nats://127.0.0.1:1")
+    result = cli_in_process.run("pub", "orders", "--file", str(missing), "--server", "nats://127.0.0.1:1")
     assert result.returncode == 2
     assert result.stderr.decode() == f"natsctl: error: cannot read --file {missing}: no such file\n"
 

@@ -11,53 +11,23 @@ import time
 
 import pytest
 
-from tests.reliability_helpers import Collector, Feeder, figure, finish, record_lines, stored_messages, stream_state, wait_for
-from tests.servers import start_cluster
+from tests.reliability_helpers import (
+    Collector,
+    Feeder,
+    figure,
+    finish,
+    leader_of,
+    meta_leader_among,
+    record_lines,
+    stored_messages,
+    wait_for,
+)
 
 TOTAL = 6_000
 
 
-@pytest.fixture
-def nodes():
-    cluster = start_cluster(3)
-    try:
-        yield cluster
-    finally:
-        for node in cluster:
-            node.cleanup()
-
-
 def servers(nodes) -> str:
     return ",".join(n.url for n in nodes)
-
-
-def leader_of(nodes, stream: str, replicas_current: int = 2):
-    """The node leading ``stream`` once ``replicas_current`` of its followers report they are current."""
-    def found():
-        for node in nodes:
-            cluster = stream_state(node.monitor_url, stream).get("cluster") or {}
-            current = [r for r in cluster.get("replicas") or [] if r.get("current")]
-            if cluster.get("leader") in {n.name for n in nodes} and len(current) >= replicas_current:
-                return cluster["leader"]
-        return None
-
-    wait_for(lambda: found() is not None, 30, f"a leader of {stream} with current replicas")
-    name = found()
-    return next(n for n in nodes if n.name == name)
-
-
-def meta_leader_among(nodes) -> None:
-    """Wait until the survivors agree on a JetStream meta leader (the API answers only then)."""
-    import httpx
-
-    def elected() -> bool:
-        try:
-            meta = httpx.get(nodes[0].monitor_url + "/jsz", timeout=2).json().get("meta_cluster") or {}
-        except (httpx.HTTPError, ValueError):
-            return False
-        return meta.get("leader") in {n.name for n in nodes}
-
-    wait_for(elected, 30, "a JetStream meta leader among the surviving nodes")
 
 
 def make_channel(cli, nodes, channel: str) -> str:

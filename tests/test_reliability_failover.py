@@ -8,9 +8,8 @@ import time
 
 import pytest
 
-from tests.reliability_helpers import Collector, figure, finish, wait_for
+from tests.reliability_helpers import Collector, figure, finish, leader_of, wait_for
 from tests.servers import free_port
-from tests.test_reliability_cluster import leader_of, meta_leader_among, nodes  # noqa: F401 - fixture
 
 TOTAL = 4_000
 
@@ -22,7 +21,7 @@ def test_first_url_refused_second_serves(cli, server):
 
 
 @pytest.mark.slow
-def test_connected_node_killed_subscriber_fails_over(cli, nodes):  # noqa: F811
+def test_connected_node_killed_subscriber_fails_over(cli, nodes):
     urls = ",".join(n.url for n in nodes)
     created = cli.run("pub", "failover.sub", "--lines", "--replicas", "3", "--server", urls, "--json", "--timeout", "30",
                       input="".join(f"m{n}\n" for n in range(1, TOTAL + 1)), timeout=60)

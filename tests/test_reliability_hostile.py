@@ -12,7 +12,6 @@ import json
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -21,11 +20,12 @@ from hypothesis import strategies as st
 from natsctl.cli.main import main
 from natsctl.core.errors import ExitCode, UsageError
 from natsctl.core.timeparse import parse_duration
+from tests.helpers import fixtures_dir
 from tests.reliability_helpers import figure
 from tests.servers import NatsServer
 
 DOCUMENTED = {int(code) for code in ExitCode}
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "monitoring" / "nats-2.15.1"
+FIXTURES = fixtures_dir("monitoring", "nats-2.15.1")
 RELAXED = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 TRIED: dict[str, int] = {}
 

@@ -9,16 +9,16 @@ import json
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from natsctl.monitor.audit import audit
 from natsctl.monitor.cluster import NodeReport
+from tests.helpers import fixtures_dir
 from tests.reliability_helpers import figure
 from tests.servers import NatsServer
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "monitoring" / "nats-2.15.1"
+FIXTURES = fixtures_dir("monitoring", "nats-2.15.1")
 
 
 class Hostile:

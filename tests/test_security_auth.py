@@ -11,6 +11,7 @@ import pytest
 from natsctl.core.errors import NatsctlError
 from natsctl.core.settings import merge
 from tests import security_helpers as h
+from tests.security_helpers import failure, pub_sub
 from tests.servers import NatsServer
 
 ALICE_PERMS = '{publish: {deny: ["secret", "secret.>"]}, subscribe: {deny: ["hidden", "hidden.>", "_INBOX.>"]}}'
@@ -54,23 +55,6 @@ def jwt_server(operator) -> Iterator[NatsServer]:
     srv = NatsServer(config=operator.config).start()
     yield srv
     srv.cleanup()
-
-
-def pub_sub(cli, channel: str, *conn: str, env: dict | None = None) -> None:
-    """Publish one event and read it back with the CLI; both must succeed with no stderr noise."""
-    data = f"event-{time.monotonic_ns()}"
-    published = cli.run("pub", channel, data, *conn, env=env)
-    assert published.returncode == 0, published.stderr.decode()
-    got = cli.run("sub", channel, "--last", "--count", "1", "--json", *conn, env=env)
-    assert got.returncode == 0, got.stderr.decode()
-    assert json.loads(got.stdout)["data"] == data
-    assert published.stderr == got.stderr == b""
-
-
-def failure(cli, *args: str, env: dict | None = None) -> tuple[int, str]:
-    result = cli.run(*args, env=env)
-    assert result.stdout == b""
-    return result.returncode, result.stderr.decode()
 
 
 # --- success paths ---------------------------------------------------------------------------------

@@ -107,7 +107,8 @@ def test_no_command_prints_the_password(cli, isolated_home, tmp_path):
     srv = NatsServer(config=h.users_block(h.password_user("admin", h.PASSWORD))).start()
     try:
         url = f"nats://admin:{h.PASSWORD}@127.0.0.1:{srv.port}"
-        configure(isolated_home, url, srv.monitor_url, {"user": "admin", "password": h.PASSWORD})
+        monitor = srv.monitor_url.replace("://", f"://mon:{h.PASSWORD}@", 1)  # a password in the monitor URL too
+        configure(isolated_home, url, monitor, {"user": "admin", "password": h.PASSWORD})
         env = {"NATS_PASSWORD": h.PASSWORD, "NATS_USER": "admin"}
         assert sweep(cli, tmp_path, url, h.PASSWORD, env) == []
     finally:

@@ -9,7 +9,7 @@ import pytest
 
 from tests import security_helpers as h
 from tests.servers import NatsServer
-from tests.test_security_auth import failure, pub_sub
+from tests.security_helpers import failure, pub_sub
 
 
 @pytest.fixture(scope="module")

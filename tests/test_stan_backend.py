@@ -615,3 +615,34 @@ def test_process_fixture_kill_and_restart(stan_server):
     stan_server.kill_double()
     with pytest.raises(errors.ConnectionFailed, match="no NATS Streaming server"):
         run(connect(stan_server.settings(timeout=1)))
+
+
+def test_since_start_survives_a_slow_probe(shared, monkeypatch):
+    """--since is sent as a delta from *now*: it must be computed after the end-of-channel probe,
+    however long that takes (a loaded machine once lost sequences 4-5 of the test above)."""
+    from natsctl.backends.stan.backend import StanSubscription
+
+    probe = StanSubscription._last_sequence
+
+    async def slow_probe(self):
+        found = await probe(self)
+        await asyncio.sleep(0.5)  # the probe's round trips on a loaded machine
+        return found
+
+    monkeypatch.setattr(StanSubscription, "_last_sequence", slow_probe)
+    name = channel()
+    settings = shared.settings()
+
+    async def main():
+        await publish(settings, name, "1", "2")
+        await asyncio.sleep(0.3)
+        middle = datetime.now(timezone.utc)
+        await publish(settings, name, "3")
+        backend = await connect(settings)
+        try:
+            spec = SubscribeSpec(name, start=StartPosition(StartKind.TIME, time=middle), stop_at_end=True)
+            return seqs(await collect(backend, spec))
+        finally:
+            await backend.close()
+
+    assert run(main()) == [3]

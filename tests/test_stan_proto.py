@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import pytest
 
 from natsctl.backends.stan import proto
 from natsctl.backends.stan.protocol import ack_head, varint
+from tests.helpers import fixtures_dir
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "stan-protocol"
+FIXTURES = fixtures_dir("stan-protocol")
 EMPTY_TYPES = {"Heartbeat", "HeartbeatResponse"}
 
 
@@ -22,6 +22,8 @@ def recorded() -> list[tuple[str, dict]]:
             record = json.loads(line)
             if record["raw_b64"] is not None:
                 found.append((f"{path.parent.name}/{path.stem}:{n}", record))
+    if not found:
+        raise FileNotFoundError(f"no recorded payloads in {FIXTURES}/*/*.jsonl")
     return found
 
 

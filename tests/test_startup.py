@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,8 @@ import textwrap
 import pytest
 import typer
 import typer.main
+
+from tests.servers import free_port
 
 HEAVY = ("pydantic", "pydantic_core", "rich", "nats", "httpx", "google.protobuf", "yaml")
 
@@ -52,12 +53,6 @@ def heavy_in(modules: set[str], names=HEAVY) -> list[str]:
     return sorted(n for n in names if n in modules or any(m.startswith(n + ".") for m in modules))
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize(
     "args",
     [
@@ -88,7 +83,7 @@ def test_version_imports_no_command_module(tmp_path):
 def test_a_command_run_never_imports_pydantic(tmp_path):
     # Every option of pub is parsed and converted, then the connection is refused.
     code, modules, stderr = probe(
-        tmp_path, "pub", "orders", "hello", "-s", f"nats://127.0.0.1:{closed_port()}", "--timeout", "1",
+        tmp_path, "pub", "orders", "hello", "-s", f"nats://127.0.0.1:{free_port()}", "--timeout", "1",
         "--count", "2", "-H", "k:v", "--replicas", "1", "--json",
     )
     assert code not in (0, 2), stderr

@@ -68,3 +68,11 @@ def test_raw_writer_is_one_write_per_batch():
     out = Counting()
     RawWriter(out).write_batch([Message("c", "c", n, None, b"%d" % n) for n in range(5)])
     assert Counting.writes == 1 and out.getvalue() == b"0\n1\n2\n3\n4\n"
+
+
+def test_readable_form_shows_json_nested_too_deep_to_pretty_print_as_it_is():
+    from natsctl.cli.render.messages import readable
+
+    deep = b"[" * 100_000 + b"]" * 100_000
+    _, _, body = readable(Message("c", "c", 1, None, deep), pretty=True)
+    assert body == deep.decode()

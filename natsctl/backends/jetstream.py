@@ -30,6 +30,8 @@ from natsctl.backends.connection import (
     stderr_notify,
 )
 from natsctl.backends.wire import (
+    header_block,
+    hpub_line,
     pub_line,
     route_raw,
     send_raw,
@@ -109,6 +111,10 @@ def jetstream_error(exc: BaseException, settings: Settings, doing: str, client: 
     if isinstance(exc, (nats_errors.ConnectionClosedError, nats_errors.StaleConnectionError)):
         return ConnectionFailed(f"connection to {where} lost while {doing}")
     return ServerError(f"{doing} failed: {exc}")
+
+
+# A missing channel met by a reader that never creates one (replay, verify).
+READER_MISSING_HINT = "check the name ('natsctl channels' lists the channels there); reading a channel never creates it"
 
 
 class JetStreamBackend(Backend):
@@ -291,7 +297,13 @@ class JetStreamBackend(Backend):
     # -- subscribing ----------------------------------------------------------------------------
 
     async def subscribe(self, spec: SubscribeSpec) -> Subscription:
-        ref = await self.resolve_channel(spec.channel, create=spec.create)
+        try:
+            ref = await self.resolve_channel(spec.channel, create=spec.create)
+        except NotFound as exc:
+            if spec.ack:
+                raise  # sub --no-create: the hint to drop it stands
+            # replay and verify never create a channel: no flag of theirs would help
+            raise NotFound(exc.message, hint=READER_MISSING_HINT) from None
         for name, what in ((spec.durable, "durable"), (spec.queue, "queue group")):
             if name is not None:
                 validate_durable(name, what)
@@ -345,13 +357,15 @@ class PublishPipeline:
         try:
             try:
                 await self._send_all(messages, inbox + ".")
-            except NatsctlError as exc:
-                # Bad input (or a refused message) mid-way: what was sent still gets confirmed and
-                # reported first, so the caller can say what is stored before the error.
+            except Exception:
+                # Bad input, a lost connection or anything else mid-way: what was sent still gets
+                # confirmed and reported first, so the caller can say what is stored before the error.
                 await self._wait_until_below(1)
-                exc.summary = self.summary  # type: ignore[attr-defined]
                 raise
             await self._wait_until_below(1)
+        except Exception as exc:
+            exc.summary = self.summary  # type: ignore[attr-defined]
+            raise
         finally:
             if events is not None:
                 events.on_lost.remove(self._on_lost)
@@ -361,11 +375,12 @@ class PublishPipeline:
                 await sub.unsubscribe()
             except Exception:  # noqa: BLE001 - the connection may be gone already
                 pass
-        if self.callback_error is not None:
-            raise self.callback_error
         if self.input_cut:
             after = f"after {self.last_source}" if self.last_source else "from the start"
             self.summary.failed.append(f"the input {after}: not read, publishing stopped ({self.halted})")
+        if self.callback_error is not None:
+            self.callback_error.summary = self.summary  # type: ignore[attr-defined]
+            raise self.callback_error
         return self.summary
 
     async def _read_ahead(self, messages: AsyncIterable[OutgoingMessage]) -> AsyncIterator[OutgoingMessage]:
@@ -450,23 +465,39 @@ class PublishPipeline:
             index += 1
 
     async def _send(self, index: int, message: OutgoingMessage, reply_prefix: str) -> None:
-        """The general path: headers, message ids, payloads over the limit."""
-        if len(message.data) > self.nc.max_payload:
-            self._report(index, message, None, (
-                f"payload of {len(message.data)} bytes is over the server's max_payload of {self.nc.max_payload} bytes"
-            ))
+        """The general path: headers, message ids, payloads over the limit, a connection not up.
+
+        Headers go out as an HPUB built here (one line per value: repeated keys keep every value).
+        The server's max_payload covers headers and payload together: a message over it is refused
+        here, alone; sent, the server would close the connection and every message in flight with it.
+        """
+        nc = self.nc
+        block = header_block(message.headers, message.msg_id)
+        size = len(block) + len(message.data)
+        if size > nc.max_payload:
+            self._report(index, message, None, _over_max_payload(len(block), len(message.data), nc.max_payload))
             self._flush_reports()
             return
         if self.in_flight >= self.window:
             await self._wait_until_below(self.window // 2)
-        headers = _flat_headers(message.headers)
-        if message.msg_id:
-            headers = {**(headers or {}), "Nats-Msg-Id": message.msg_id}
+        if block and not nc.is_connected and not nc.is_closed:
+            # Reconnecting: what is buffered now is dropped once the loss is reported; stop here.
+            self.halted = self.halted or "connection lost"
+            self.halt.set()
+            self._report(index, message, None, f"not sent: publishing stopped ({self.halted})")
+            self._flush_reports()
+            return
         self.outstanding[index] = message
         self.in_flight += 1
         self.summary.published += 1
         try:
-            await self.nc.publish(self.ref.channel, message.data, reply=reply_prefix + str(index), headers=headers)
+            if not block:
+                await nc.publish(self.ref.channel, message.data, reply=reply_prefix + str(index))
+            elif nc.is_closed:
+                raise nats_errors.ConnectionClosedError
+            else:
+                reply = (reply_prefix + str(index)).encode()
+                await send_raw(nc, hpub_line(self.ref.channel.encode(), reply, block, message.data))
         except Exception as exc:  # noqa: BLE001
             self._publish_failed(index, exc)
 
@@ -508,7 +539,7 @@ class PublishPipeline:
             finally:
                 self.wake_below = 0
 
-    def _on_reply(self, subject: bytes, _reply: bytes, data: bytes, headers: dict[str, str] | None) -> None:
+    def _on_reply(self, subject: bytes, _reply: bytes, data: bytes, headers: dict[str, list[str]] | None) -> None:
         try:
             index = int(subject[self.prefix_len :])
         except ValueError:
@@ -532,9 +563,9 @@ class PublishPipeline:
         if self.in_flight < self.wake_below:
             self.progress.set()
 
-    def _on_unusual_reply(self, index: int, data: bytes, headers: dict[str, str] | None) -> None:
+    def _on_unusual_reply(self, index: int, data: bytes, headers: dict[str, list[str]] | None) -> None:
         """A reply that is not a plain ack: an error, a duplicate, a 503 status, something unreadable."""
-        if not data and headers and headers.get("Status") == "503":
+        if not data and headers and headers.get("Status") == ["503"]:
             # Nothing stored: the stream was deleted or (on a cluster) is electing a leader. Stop here.
             self.halted = self.halted or "no stream"
             self.halt.set()
@@ -645,11 +676,13 @@ def _api_error_text(data: bytes) -> str:
         return f"refused by the server: {data[:120]!r}"
 
 
-def _flat_headers(headers: dict[str, list[str]] | None) -> dict[str, str] | None:
-    # nats-py sends one value per header key; repeated keys are joined as HTTP does.
+def _over_max_payload(headers: int, payload: int, max_payload: int) -> str:
     if not headers:
-        return None
-    return {key: ",".join(values) for key, values in headers.items()}
+        return f"payload of {payload} bytes is over the server's max_payload of {max_payload} bytes"
+    return (
+        f"headers ({headers} bytes) and payload ({payload} bytes) make {headers + payload} bytes, "
+        f"over the server's max_payload of {max_payload} bytes"
+    )
 
 
 def _text(token: bytes | str) -> str:
@@ -692,7 +725,8 @@ class PullSubscription(Subscription):
         self.consumer = ""
         self.ephemeral = False
         self.ack_policy = api.AckPolicy.EXPLICIT
-        self.batch = max(1, min(PULL_BATCH, spec.max_in_flight // 2 or 1))
+        self.batch = max(1, min(PULL_BATCH, spec.max_in_flight // 2 or 1, spec.hold or PULL_BATCH))
+        self.requests_in_flight = 1 if spec.hold else 2  # holding few: no request waits ahead of them
         self.buffer: list[Message] = []
         self.wake = asyncio.Event()
         self.requests: deque[list[float]] = deque()  # [messages still owed, deadline]
@@ -826,7 +860,7 @@ class PullSubscription(Subscription):
 
     # -- delivery -------------------------------------------------------------------------------
 
-    def _on_msg(self, subject: bytes, reply: bytes, data: bytes, headers: dict[str, str] | None) -> None:
+    def _on_msg(self, subject: bytes, reply: bytes, data: bytes, headers: dict[str, list[str]] | None) -> None:
         tokens = reply.split(b".")
         if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts ns>.<pending>, inlined
             try:
@@ -849,7 +883,7 @@ class PullSubscription(Subscription):
         # Positional: this runs once per message and keyword arguments cost more.
         buffer.append(Message(
             self.channel, self.subject_text, seq, _EPOCH + timedelta(microseconds=micros), data,
-            {k: [v] for k, v in headers.items()} if headers else None,
+            headers,  # parsed by wire.route_raw, a fresh dict per message: every value of a repeated key
             deliveries > 1, deliveries, pending, reply,
         ))
         requests = self.requests
@@ -861,9 +895,9 @@ class PullSubscription(Subscription):
         if len(buffer) == 1:
             self.wake.set()  # the reader empties the buffer before it waits: only the first one wakes it
 
-    def _on_status(self, headers: dict[str, str]) -> None:
-        status = headers.get("Status", "")
-        description = headers.get("Description", "")
+    def _on_status(self, headers: dict[str, list[str]]) -> None:
+        status = headers.get("Status", [""])[0]
+        description = headers.get("Description", [""])[0]
         if status == "100":
             return  # idle heartbeat: the request is alive
         if status in ("404", "408"):
@@ -879,14 +913,14 @@ class PullSubscription(Subscription):
         self.wake.set()
 
     async def _refill(self) -> None:
-        """Keep two next-requests in flight while the local buffer has room."""
+        """Keep two next-requests in flight (one when holding few) while the local buffer has room."""
         now = time.monotonic()
         while self.requests and self.requests[0][1] < now:
             self.requests.popleft()  # expired on the server (or lost in a reconnect)
         if self.last_seen < now - 2 * IDLE_HEARTBEAT - 1 and self.requests:
             self.requests.clear()  # no heartbeat: the server no longer holds our requests
             self.last_seen = now
-        while len(self.requests) < 2 and len(self.buffer) < 2 * self.batch and not self.stopped:
+        while len(self.requests) < self.requests_in_flight and len(self.buffer) < 2 * self.batch and not self.stopped:
             want = self.batch
             if self.spec.max_messages is not None:
                 owed = sum(int(r[0]) for r in self.requests)
@@ -1005,6 +1039,10 @@ class PullSubscription(Subscription):
     async def nak(self, message: Message) -> None:
         if self.ack_policy != api.AckPolicy.NONE:
             await self.nc.publish(_text(message.ack_token), b"-NAK")
+
+    async def in_progress(self, message: Message) -> None:
+        if self.ack_policy != api.AckPolicy.NONE:
+            await self.nc.publish(_text(message.ack_token), b"+WPI")
 
     def stop(self) -> None:
         self.stopped = True

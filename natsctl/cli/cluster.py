@@ -36,14 +36,17 @@ def cluster_command(
 ) -> None:
     from natsctl.cli.run import run
 
-    run(lambda stop: _cluster(settings, json_out))
+    run(lambda stop: _cluster(settings, json_out, stop))
 
 
-async def _cluster(settings: Any, json_out: bool) -> int:
+async def _cluster(settings: Any, json_out: bool, stop: Any) -> int:
+    from natsctl.cli.monitor import STOPPED, unless_stopped
     from natsctl.monitor.audit import audit
     from natsctl.monitor.cluster import read_nodes, replica_rows
 
-    nodes = await read_nodes(settings)
+    nodes = await unless_stopped(read_nodes(settings), stop)
+    if nodes is STOPPED:
+        return 0  # the runner exits 130 (Ctrl-C) or 143 (SIGTERM)
     _fail_if_none_answered(nodes)
     rows, findings = replica_rows(nodes), audit(nodes)
     if json_out:

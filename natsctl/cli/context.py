@@ -104,7 +104,7 @@ def mask_config(section: Any) -> Any:
     for key, value in section.items():
         if key in SECRET_KEYS and value:
             value = MASK
-        elif key in ("server", "servers") and value:
+        elif key in ("server", "servers", "monitor", "monitor_url", "monitor_urls") and value:
             value = [redact_url(u) for u in split_list(value)]
         elif isinstance(value, dict):
             value = {k: mask_config(v) for k, v in value.items()}
@@ -199,7 +199,9 @@ def context_add(
     from natsctl.cli.run import note
     from natsctl.core import contexts
     from natsctl.core.errors import UsageError
+    from natsctl.core.settings import check_flags
 
+    check_flags({"servers": server})  # -s "" or -s , would write a context that names no server
     path = contexts.context_path(name)
     if path.exists() and not force:
         raise UsageError(f"a context named {name!r} exists ({path})", hint="pass --force to replace it")

@@ -108,7 +108,7 @@ async def _demo_on(settings: Any, events: int, json_out: bool, channel: str, rep
 
         spec = SubscribeSpec(
             channel=channel, start=StartPosition(StartKind.ALL), durable=GROUP, queue=GROUP,
-            ack_wait=5, max_in_flight=2, create=False,
+            ack_wait=5, max_in_flight=2, create=True,  # it exists: the events were just published to it
         )
         members = {
             name: await open_backend(dataclasses.replace(settings, connection_name=f"natsctl demo {GROUP} {name}"))
@@ -170,7 +170,8 @@ async def _share(members: dict[str, Any], spec: Any, total: int) -> dict[str, li
 async def _replay(backend: Any, channel: str, json_out: bool, to_dict: Any) -> list[dict[str, Any]]:
     from natsctl.core.model import StartKind, StartPosition, SubscribeSpec
 
-    spec = SubscribeSpec(channel=channel, start=StartPosition(StartKind.ALL), ack=False, stop_at_end=True, create=False)
+    # create=True: the channel exists (the events were just published), so it is not looked up again
+    spec = SubscribeSpec(channel=channel, start=StartPosition(StartKind.ALL), ack=False, stop_at_end=True, create=True)
     subscription = await backend.subscribe(spec)
     replayed = []
     try:

@@ -49,20 +49,66 @@ def _fmt(output: str | None, json_flag: bool) -> str:
 def _run(settings: Settings, fetch: Fetch, fmt: str, table: TableOf | None = None,
          watch: float | None = None, after: Callable[[Any], None] | None = None) -> None:
     from natsctl.cli import run
+    from natsctl.core.timeparse import check_timeout
+
+    if watch is not None:
+        check_timeout(watch, what="--watch")  # nan, inf, 1e308: a refresh that never comes
 
     async def command(stop: "Stop") -> int:
         from natsctl.monitor.client import MonitorClient
 
+        stop.handle()  # every fetch races the stop (unless_stopped); a watch ends with 0 on Ctrl-C
         async with MonitorClient(settings) as client:
             if watch:
                 return await _watch(client, fetch, fmt, table, watch, stop)
-            data = await fetch(client)
+            try:
+                data = await unless_stopped(fetch(client), stop)
+            finally:
+                _tell(client, set())
+            if data is STOPPED:
+                return 0  # the runner exits 130 (Ctrl-C) or 143 (SIGTERM)
             _emit(data, fmt, table)
             if after is not None:
                 after(data)
             return 0
 
     run.run(command)
+
+
+STOPPED = object()  # what ``unless_stopped`` gives when Ctrl-C or SIGTERM came first
+UNWIND_SECONDS = 1.0  # how long an abandoned request may take to close its socket
+
+
+async def unless_stopped(work: Awaitable[Any], stop: "Stop") -> Any:
+    """``await work``, or abandon it (cancelled) as soon as Ctrl-C or SIGTERM asks to stop and give
+    ``STOPPED``: a monitoring request is bounded by --timeout, but a signal must not wait for it."""
+    import asyncio
+
+    task = asyncio.ensure_future(work)
+    halt = asyncio.ensure_future(stop.event.wait())
+    finished = False
+    try:
+        await asyncio.wait((task, halt), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        halt.cancel()
+        finished = task.done()
+        if not finished:
+            task.cancel()
+            await asyncio.wait((task,), timeout=UNWIND_SECONDS)
+            if task.done() and not task.cancelled():
+                task.exception()  # what an abandoned request raised on its way out is moot: retrieved, not shown
+    return task.result() if finished else STOPPED
+
+
+def _tell(client: "MonitorClient", told: set[str]) -> None:
+    """The monitoring layer's notes for the operator (a listing cut short, and why), each once, on stderr."""
+    from natsctl.cli.run import warn
+
+    for line in client.notes:
+        if line not in told:
+            told.add(line)
+            warn(line)
+    client.notes.clear()
 
 
 def _emit(data: Any, fmt: str, table: TableOf | None) -> None:
@@ -85,10 +131,16 @@ async def _watch(client: "MonitorClient", fetch: Fetch, fmt: str, table: TableOf
     from natsctl.core.errors import ExitCode
 
     previous: list[Any] = []
+    told: set[str] = set()
     before = time.monotonic()
     with LiveView(fmt) as view:
         while not stop.requested:
-            data = await fetch(client)
+            try:
+                data = await unless_stopped(fetch(client), stop)
+            finally:
+                _tell(client, told)
+            if data is STOPPED:
+                break
             now = time.monotonic()
             rows = data if isinstance(data, list) else [data]
             extra = _rate_cells(previous, rows, now - before if previous else 0.0)
@@ -401,6 +453,7 @@ async def print_overview(settings: Settings, reports: tuple[str, ...] = ("channe
         for name in reports:
             title, fetch = fetchers[name]
             rows = await fetch(client)
+            _tell(client, set())
             if name == "subs":
                 rows = sort_subscriptions(rows, "channel")
             if rows:

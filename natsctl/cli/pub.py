@@ -152,7 +152,7 @@ def with_msg_ids(messages: Any, template: str, render: Any):
 
 async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any, stop: Any) -> int:
     from natsctl.cli.run import error_line, warn
-    from natsctl.core.errors import ExitCode, NatsctlError, Unsupported
+    from natsctl.core.errors import ExitCode, Unsupported
     from natsctl.opener import open_backend
 
     messages, handle = build_messages(plan, warn)  # bad input fails before any connection is made
@@ -162,6 +162,7 @@ async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any,
     except BaseException:
         _close_all(handle, record)
         raise
+    stop.handle()  # connected: a signal now ends the input and lets what was sent be confirmed
     progress = _progress_for(plan)
     try:
         if (plan.headers or plan.msg_id) and not backend.supports_headers:
@@ -178,15 +179,24 @@ async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any,
 
         def on_ack(ack: Any) -> None:
             if recorder is not None:
-                recorder.on_ack(ack)
+                try:
+                    recorder.on_ack(ack)
+                except OSError as exc:
+                    raise _record_error(plan.record, exc) from None
             progress.advance()
 
         try:
             summary = await backend.publish(plan.channel, source, create=plan.create, on_ack=on_ack)
-        except NatsctlError as exc:
-            partial = getattr(exc, "summary", None)
-            if partial is not None and partial.confirmed:
-                _print_summary(plan, partial)  # what is stored before the bad line
+            if record is not None:
+                try:
+                    record.close()  # the last entries are written now: a full disk shows here
+                except OSError as exc:
+                    error = _record_error(plan.record, exc)
+                    error.summary = summary  # type: ignore[attr-defined]
+                    raise error from None
+        except Exception as exc:
+            # Whatever stopped the publish: say first what the server confirmed before it.
+            _report_partial(plan, getattr(exc, "summary", None), exc, backend.supports_headers)
             raise
     finally:
         progress.close()
@@ -195,7 +205,7 @@ async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any,
     _print_summary(plan, summary)
     if summary.failed:
         more = f" (and {len(summary.failed) - 1} more)" if len(summary.failed) > 1 else ""
-        error_line(f"{len(summary.failed)} of {summary.published + _unsent(summary)} messages not confirmed; first: {summary.failed[0]}{more}{_rerun_hint(plan, summary.failed)}")
+        error_line(f"{len(summary.failed)} of {summary.published + _unsent(summary)} messages not confirmed; first: {summary.failed[0]}{more}{_rerun_hint(plan, summary.failed, backend.supports_headers)}")
         return ExitCode.UNCONFIRMED
     return ExitCode.OK
 
@@ -214,7 +224,34 @@ def _open_record(path: str | None) -> Any:
 def _close_all(*handles: Any) -> None:
     for handle in handles:
         if handle is not None:
-            handle.close()
+            try:
+                handle.close()
+            except OSError:
+                pass  # the record's last write is checked on success; here it must not hide the error
+
+
+def _record_error(path: str, exc: OSError) -> Any:
+    from natsctl.core.errors import NatsctlError
+
+    return NatsctlError(f"cannot write --record {path}: {exc.strerror or exc}")
+
+
+def _report_partial(plan: PublishPlan, partial: Any, error: Exception, msg_ids: bool) -> None:
+    """A publish that failed after the server confirmed messages: what is stored, and where it stopped."""
+    from natsctl.cli.run import warn
+    from natsctl.core.errors import ConnectionFailed, Timeout, UsageError
+
+    if partial is None or not partial.confirmed:
+        return
+    _print_summary(plan, partial)
+    if isinstance(error, UsageError) and not partial.failed:
+        return  # the error names the bad input line; every message before it is confirmed
+    first = ""
+    if partial.failed:
+        in_doubt = isinstance(error, (ConnectionFailed, Timeout))
+        first = f"; first unconfirmed: {partial.failed[0]}{_rerun_hint(plan, partial.failed, msg_ids) if in_doubt else ''}"
+    many = "messages" if partial.confirmed != 1 else "message"
+    warn(f"{partial.confirmed} {many} confirmed before the error{first}")
 
 
 def _unsent(summary: Any) -> int:
@@ -223,12 +260,17 @@ def _unsent(summary: Any) -> int:
 
 
 # Failures after which the server may hold messages natsctl could not confirm, and publishing stopped.
-_IN_DOUBT = ("connection lost", "no confirmation", "publishing stopped", "no stream answered")
+_IN_DOUBT = (
+    "connection lost", "no confirmation", "publishing stopped", "no stream answered",
+    "was lost", "is gone", "lost the NATS Streaming server",  # NATS Streaming
+)
 
 
-def _rerun_hint(plan: PublishPlan, failed: list[str]) -> str:
+def _rerun_hint(plan: PublishPlan, failed: list[str], msg_ids: bool = True) -> str:
     if not any(marker in reason for reason in failed for marker in _IN_DOUBT):
         return ""  # refused messages (too large, over a limit) are simply not stored
+    if not msg_ids:
+        return "; an unconfirmed message may still be stored (NATS Streaming cannot drop a copy on a rerun)"
     if plan.msg_id:
         return "; rerun the same command: the server drops the copies its --msg-id window already holds"
     return "; an unconfirmed message may still be stored: publish with --msg-id to make a rerun safe"

@@ -3,6 +3,9 @@
 Ctrl-C (SIGINT) and SIGTERM first ask the command to stop gracefully (``Stop.requested``; callbacks
 registered with ``Stop.on_stop`` run, e.g. a subscription stops taking new messages, acks what was
 written and drains), then the process exits 130 or 143. A second signal cancels the command outright.
+Until a command says it handles a stop (``Stop.on_stop`` or ``Stop.handle``), there is nothing to
+finish gracefully, so the first signal cancels it at once: connecting to a server that never answers
+must not outlast Ctrl-C.
 """
 
 from __future__ import annotations
@@ -41,12 +44,18 @@ class Stop:
         self.exit_code: ExitCode | None = None
         self._callbacks: list[Callable[[], None]] = []
         self.event = asyncio.Event()
+        self.handled = False  # the command has work in hand that a stop should let it finish
+
+    def handle(self) -> None:
+        """From now on the command watches ``requested`` / ``event`` and ends by itself."""
+        self.handled = True
 
     @property
     def requested(self) -> bool:
         return self.exit_code is not None
 
     def on_stop(self, callback: Callable[[], None]) -> None:
+        self.handled = True
         self._callbacks.append(callback)
         if self.requested:
             callback()
@@ -75,8 +84,9 @@ async def _main(command: Callable[[Stop], Awaitable[int | None]]) -> int:
     signals = {signal.SIGINT: ExitCode.INTERRUPTED, signal.SIGTERM: ExitCode.TERMINATED}
 
     def on_signal(code: ExitCode) -> None:
-        if stop.requested:
-            task.cancel()  # second signal: stop waiting for a graceful end
+        if stop.requested or not stop.handled:
+            stop.request(code)
+            task.cancel()  # a second signal, or nothing in hand to finish: stop now
         else:
             stop.request(code)
 

@@ -11,8 +11,8 @@ import stat
 from collections.abc import Mapping
 from pathlib import Path
 
-from natsctl.core.errors import UsageError
 from natsctl.core.settings import Resolution, Settings, resolve_full
+from natsctl.core.timeparse import check_timeout
 
 
 _LAST: list[Resolution] = []
@@ -27,8 +27,8 @@ def load_settings(flags: Mapping[str, object]) -> Settings:
     resolution = resolve_full(flags)
     _LAST[:] = [resolution]
     settings = resolution.settings
-    if settings.timeout <= 0:
-        raise UsageError(f"--timeout must be more than 0 seconds, not {settings.timeout:g}")
+    source = resolution.source_of("timeout")
+    check_timeout(settings.timeout, what="--timeout" if source in ("flag", "default") else f"'timeout' ({source})")
     warn_about(resolution)
     return settings
 

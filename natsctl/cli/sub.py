@@ -22,7 +22,10 @@ to one of them; with --durable too it is a durable queue group.
 
 --exec CMD runs CMD (through sh) once per message with the payload on stdin and acks only when it
 exits 0; otherwise the message comes again (at once on JetStream, after --ack-wait on NATS
-Streaming). CMD sees NATSCTL_CHANNEL, NATSCTL_SUBJECT, NATSCTL_SEQ, NATSCTL_REDELIVERED.
+Streaming). CMD sees NATSCTL_CHANNEL, NATSCTL_SUBJECT, NATSCTL_SEQ, NATSCTL_REDELIVERED,
+NATSCTL_DELIVERIES. natsctl takes one message at a time for --exec, so none waits for the handler
+past --ack-wait; on JetStream a handler running longer than --ack-wait is kept alive with
+in-progress acks, on NATS Streaming such a message is delivered again after --ack-wait.
 
 Ctrl-C stops cleanly (what was written is acked) and exits 130; SIGTERM exits 143.
 
@@ -200,7 +203,9 @@ class ReadRequest:
     unsubscribe: bool = False
 
     def spec(self) -> Any:
+        from natsctl.cli.settings import last_resolution
         from natsctl.core.errors import UsageError
+        from natsctl.core.limits import check_subscription
         from natsctl.core.model import SubscribeSpec
         from natsctl.core.names import validate_channel, validate_durable
         from natsctl.core.timeparse import parse_duration, parse_time
@@ -212,6 +217,11 @@ class ReadRequest:
         ack_wait = parse_duration(self.ack_wait, what="--ack-wait")
         if ack_wait < 1:
             raise UsageError(f"--ack-wait must be at least 1s, not {self.ack_wait}")
+        # The server kind is known from the settings (resolved before this runs): its wire limits
+        # are checked now, before connecting.
+        resolution = last_resolution()
+        kind = resolution.settings.backend_kind if resolution is not None else "jetstream"
+        check_subscription(kind, ack_wait=ack_wait, max_in_flight=self.max_in_flight, ack_wait_text=self.ack_wait)
         if self.to_seq is not None and not 1 <= self.to_seq <= MAX_SEQUENCE:
             raise UsageError(f"--to-seq must be between 1 and {MAX_SEQUENCE}, not {self.to_seq}")
         if self.exec_cmd is not None and self.output != "text":
@@ -235,6 +245,7 @@ class ReadRequest:
             unsubscribe=self.unsubscribe,
             max_messages=None if self.exec_cmd else self.count,
             exclusive_acks=self.exec_cmd is not None,
+            hold=1 if self.exec_cmd else None,
         )
 
 
@@ -257,7 +268,7 @@ async def read_command(request: ReadRequest, spec: Any, settings: Any, stream_op
             if request.exec_cmd:
                 await _consume_with_exec(subscription, request, stop)
             else:
-                await _consume_to_stdout(subscription, request.output)
+                await _consume_to_stdout(subscription, request.output, stop)
         finally:
             await subscription.close()
     finally:
@@ -265,13 +276,82 @@ async def read_command(request: ReadRequest, spec: Any, settings: Any, stream_op
     return 0
 
 
-async def _consume_to_stdout(subscription: Any, output: str) -> None:
-    from natsctl.cli.render.messages import writer_for
+async def _consume_to_stdout(subscription: Any, output: str, stop: Any, outlet: Any = None) -> None:
+    """Write each batch out, and ack exactly the messages the reader has taken (nothing more)."""
+    import asyncio
+
+    from natsctl.cli.outlet import AckLedger, open_outlet
+    from natsctl.cli.render.messages import TerminalWriter, writer_for
 
     writer = writer_for(output)
+    if isinstance(writer, TerminalWriter):  # a terminal shows what it is given
+        async for batch in subscription.batches():
+            writer.write_batch(batch)
+            await subscription.ack(batch)
+        return
+    outlet = outlet or open_outlet()
+    ledger = AckLedger(writer.sizes)
+    follower = asyncio.ensure_future(_ack_as_read(subscription, outlet, ledger))
+    try:
+        ended = await _write_batches(subscription, writer, outlet, ledger, stop.event)
+        if ended:
+            await _wait_for_reader(outlet, stop.event)
+        follower.cancel()
+        await subscription.ack(ledger.settle(outlet.consumed()))
+        _tell_what_was_not_taken(subscription, outlet, ledger)
+        outlet.raise_if_failed()
+    finally:
+        follower.cancel()
+        outlet.close()
+
+
+async def _write_batches(subscription: Any, writer: Any, outlet: Any, ledger: Any, stop: Any) -> bool:
+    """True when the subscription ended by itself; False when the reader, an error or a signal cut it."""
     async for batch in subscription.batches():
-        writer.write_batch(batch)  # written and flushed before the ack: nothing acked is lost
-        await subscription.ack(batch)
+        data = writer.encode(batch)
+        ledger.add(batch, len(data))
+        await outlet.write(data, stop)
+        await subscription.ack(ledger.settle(outlet.consumed(), whole_batches=True))
+        if outlet.broken or outlet.error or stop.is_set():
+            subscription.stop()
+            return False
+    return True
+
+
+async def _ack_as_read(subscription: Any, outlet: Any, ledger: Any) -> None:
+    """While written messages wait in the pipe, ack them as the reader takes them.
+
+    Without it they would stay unacked while the subscription waits for more, and a reader that is
+    caught up would see them again after the ack wait.
+    """
+    import asyncio
+
+    from natsctl.cli.outlet import DRAIN_POLL
+
+    while True:
+        await ledger.grown.wait()
+        await asyncio.sleep(DRAIN_POLL)
+        taken = ledger.settle(outlet.consumed(), whole_batches=True)
+        if not ledger.pending:
+            ledger.grown.clear()
+        if taken:
+            await subscription.ack(taken)
+
+
+async def _wait_for_reader(outlet: Any, stop: Any) -> None:
+    """At the end, let the reader empty the pipe, unless it leaves or a signal comes."""
+    from natsctl.cli.outlet import wait_while_unread
+
+    while outlet.unread() and not outlet.reader_gone() and not stop.is_set():
+        await wait_while_unread(outlet, stop)
+
+
+def _tell_what_was_not_taken(subscription: Any, outlet: Any, ledger: Any) -> None:
+    from natsctl.cli.run import note
+
+    left = ledger.unsettled()
+    if left and subscription.spec.durable and (outlet.broken or outlet.error):
+        note(f"stdout stopped taking messages (its reader went away): {left} messages it did not read stay unacked and will be delivered again")
 
 
 async def _consume_with_exec(subscription: Any, request: ReadRequest, stop: Any) -> None:
@@ -282,7 +362,7 @@ async def _consume_with_exec(subscription: Any, request: ReadRequest, stop: Any)
         for message in batch:
             if stop.requested:
                 return
-            code = await _run_exec(request.exec_cmd, message)
+            code = await _handle(subscription, request.exec_cmd, message)
             if code == 0:
                 await subscription.ack([message])
                 done += 1
@@ -292,6 +372,18 @@ async def _consume_with_exec(subscription: Any, request: ReadRequest, stop: Any)
             else:
                 warn(f"--exec exited {code} for sequence {message.sequence}; it will be redelivered")
                 await subscription.nak(message)
+
+
+async def _handle(subscription: Any, command: str, message: Any) -> int:
+    """Run the handler; while it runs past half the ack wait, tell the server it is still at work."""
+    import asyncio
+
+    handler = asyncio.ensure_future(_run_exec(command, message))
+    while not handler.done():
+        await asyncio.wait({handler}, timeout=subscription.spec.ack_wait / 2)
+        if not handler.done():
+            await subscription.in_progress(message)
+    return handler.result()
 
 
 async def _run_exec(command: str, message: Any) -> int:

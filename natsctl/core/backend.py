@@ -47,6 +47,14 @@ class Subscription(abc.ABC):
     async def nak(self, message: Message) -> None:
         """Ask for ``message`` again. Where the server has no negative ack it comes back after the ack wait."""
 
+    async def in_progress(self, message: Message) -> None:
+        """Tell the server ``message`` is still being worked on, so its ack wait starts again.
+
+        Only JetStream has this (``+WPI``); elsewhere it does nothing and a message still unacked
+        after the ack wait is delivered again.
+        """
+        return None
+
     @abc.abstractmethod
     def stop(self) -> None:
         """Stop delivering: ``batches()`` finishes after the batch in hand. Safe from a signal handler."""

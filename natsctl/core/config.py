@@ -24,6 +24,8 @@ from pathlib import Path
 
 from natsctl.core.contexts import config_home
 from natsctl.core.errors import UsageError
+from natsctl.core.settings import LIST_FIELDS, split_list
+from natsctl.core.timeparse import check_timeout
 
 # config key -> Settings field; the field names themselves are accepted as well.
 KEYS = {
@@ -98,6 +100,11 @@ def parse(raw: bytes, where: Path) -> dict[str, object]:
         data = yaml.safe_load(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigFileError(f"the config file {where} is not UTF-8 text") from None
+    except RecursionError:
+        raise ConfigFileError(
+            f"the config file {where} nests too deeply to be natsctl's config",
+            hint="it maps keys (server, timeout, monitor, cluster_id...) to plain values, and 'contexts' to such mappings",
+        ) from None
     except yaml.YAMLError as exc:
         # Never the parser's own text: it quotes the offending line, which may hold a password.
         mark = getattr(exc, "problem_mark", None)
@@ -136,10 +143,57 @@ def _validate_key(key: str, value: object, where: Path, prefix: str) -> None:
     field_name = KEYS[key]
     expected = _TYPES.get(field_name, (str,))
     if value is not None and (not isinstance(value, expected) or (bool in expected) != isinstance(value, bool)):
-        kind = " or ".join("a list" if t is list else "a " + t.__name__ for t in expected)
-        raise ConfigFileError(f"the config file {where}: '{prefix}{key}' must be {kind}")
+        raise ConfigFileError(f"the config file {where}: '{prefix}{key}' must be {_kinds(expected)}, not {_kind_of(value)}")
+    if value is None:
+        return
+    if field_name in LIST_FIELDS:
+        _validate_urls(key, value, where, prefix)
+    if field_name == "timeout":
+        try:
+            check_timeout(value, what=f"the config file {where}: '{prefix}{key}'")  # type: ignore[arg-type]
+        except UsageError as exc:
+            raise ConfigFileError(exc.message) from None
     if field_name == "output" and value not in (None, *OUTPUT_FORMATS):
         raise ConfigFileError(f"the config file {where}: '{prefix}output' must be one of {', '.join(OUTPUT_FORMATS)}")
+
+
+def _validate_urls(key: str, value: object, where: Path, prefix: str) -> None:
+    """A string or a list of strings naming at least one URL ("" alone means "not set")."""
+    if isinstance(value, list):
+        wrong = next((item for item in value if not isinstance(item, str)), None)
+        if wrong is not None:
+            raise ConfigFileError(
+                f"the config file {where}: '{prefix}{key}' must list URLs as strings, not {_kind_of(wrong)}"
+            )
+    elif value == "":
+        return
+    if not split_list(value):  # type: ignore[arg-type]
+        example = "http://host:8222" if KEYS[key] == "monitor_urls" else "nats://host:4222"
+        raise ConfigFileError(
+            f"the config file {where}: '{prefix}{key}' names no URL", hint=f"give one such as {example}, or remove the key"
+        )
+
+
+def _kinds(expected: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "a number", float: "a number", bool: "true or false", list: "a list of strings"}
+    return " or ".join(dict.fromkeys(names[t] for t in expected))
+
+
+def _kind_of(value: object) -> str:
+    """What a YAML value is, in the words of its type (never the value: it may be a secret)."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if value is None:
+        return "empty"
+    return f"a {type(value).__name__}"
 
 
 def to_layer(section: Mapping[str, object]) -> dict[str, object]:

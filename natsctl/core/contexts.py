@@ -126,12 +126,41 @@ def parse(raw: bytes, path: Path) -> dict[str, object]:
         raise ContextFileError(
             f"the context file {path} is not valid JSON (line {exc.lineno}, column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise ContextFileError(
+            f"the context file {path} nests too deeply to be a natscli context",
+            hint="a context is one JSON object of strings and true/false; rewrite it with 'natsctl context add --force'",
+        ) from None
     if not isinstance(data, dict):
         raise ContextFileError(f"the context file {path} does not hold a JSON object")
     for key, value in data.items():
-        if key in FIELDS and value is not None and not isinstance(value, (str, bool)):
-            raise ContextFileError(f"the context file {path} has a {type(value).__name__} for {key!r}")
+        if key not in FIELDS or value is None:
+            continue
+        expected = bool if FIELDS[key] == "tls_first" else str
+        if not isinstance(value, expected):
+            kind = "true or false" if expected is bool else "a string"
+            raise ContextFileError(f"the context file {path}: {key!r} must be {kind}, not {_json_kind(value)}")
+        if FIELDS[key] == "servers" and value != "" and not any(part.strip() for part in value.split(",")):
+            raise ContextFileError(
+                f"the context file {path}: 'url' is {value!r}, which names no server",
+                hint="set it to a URL such as nats://host:4222, or to \"\" for none",
+            )
     return data
+
+
+def _json_kind(value: object) -> str:
+    """What a JSON value is (never the value itself: it may be a secret)."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
 
 
 def to_layer(data: Mapping[str, object]) -> dict[str, object]:

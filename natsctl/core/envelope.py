@@ -86,6 +86,8 @@ def outgoing_from_envelope(line: bytes | str, source: str) -> OutgoingMessage:
         envelope = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"{source}: not a JSON envelope ({exc.__class__.__name__})") from None
+    except RecursionError:
+        raise UsageError(f"{source}: not a JSON envelope (nested too deeply)") from None
     if not isinstance(envelope, dict):
         raise UsageError(f"{source}: a JSON envelope must be an object")
     return OutgoingMessage(

@@ -8,6 +8,10 @@ must say what is wrong and what to do, in one line, and never contain a secret.
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .model import PublishSummary
 
 
 class ExitCode(enum.IntEnum):
@@ -97,3 +101,16 @@ class Unsupported(NatsctlError):
     """A feature that exists on one server kind only (e.g. headers on NATS Streaming)."""
 
     exit_code = ExitCode.USAGE
+
+
+class PublishInterrupted(Exception):
+    """A publish that ``cause`` stopped after the server had confirmed ``summary``.
+
+    Not an error of its own: the CLI reports the summary (what is stored), then handles ``cause`` as
+    it would have without a publish in progress (its message and exit code).
+    """
+
+    def __init__(self, cause: BaseException, summary: PublishSummary) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.summary = summary

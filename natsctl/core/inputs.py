@@ -161,18 +161,26 @@ async def pipe_lines(handle: BinaryIO, make: LineMaker) -> AsyncIterator[Outgoin
     fd = handle.fileno()
 
     def reader() -> None:
-        rest = b""
+        # The pieces of a line not ended yet: kept as they came and joined once, at its newline, so a
+        # long line costs linear time (re-joining a leftover with each chunk made it quadratic).
+        rest: list[bytes] = []
         try:
             while True:
                 chunk = os.read(fd, CHUNK)
                 if not chunk:
                     break
-                lines = (rest + chunk).split(b"\n")
-                rest = lines.pop()
-                if lines:
-                    asyncio.run_coroutine_threadsafe(queue.put(lines), loop).result()
+                if b"\n" not in chunk:
+                    rest.append(chunk)
+                    continue
+                lines = chunk.split(b"\n")
+                if rest:
+                    rest.append(lines[0])
+                    lines[0] = b"".join(rest)
+                tail = lines.pop()
+                rest = [tail] if tail else []
+                asyncio.run_coroutine_threadsafe(queue.put(lines), loop).result()
             if rest:
-                asyncio.run_coroutine_threadsafe(queue.put([rest]), loop).result()
+                asyncio.run_coroutine_threadsafe(queue.put([b"".join(rest)]), loop).result()
             asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
         except BaseException as exc:  # noqa: BLE001 - handed to the event loop to report
             try:

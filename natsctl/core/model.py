@@ -97,6 +97,9 @@ class SubscribeSpec:
     unsubscribe: bool = False  # on leaving, delete the durable instead of keeping it
     max_messages: int | None = None  # deliver at most this many (sub --count): nothing more is fetched
     exclusive_acks: bool = False  # every message is acked or nacked on its own (sub --exec)
+    # Messages this reader takes from the server at once (sub --exec: 1, so that none waits for the
+    # handler past the ack wait); None: as many as --max-in-flight allows.
+    hold: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

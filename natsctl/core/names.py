@@ -7,6 +7,7 @@ import re
 
 from .errors import UsageError
 
+MAX_STREAM_NAME = 255  # nats-server refuses longer stream names (JSMaxNameLen)
 _STREAM_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _NAME_UNSAFE = re.compile(r"[\s.*>/\\]")
 # An HTTP token (RFC 9110), which is what nats-py accepts as a header name; anything else it refuses
@@ -59,7 +60,13 @@ def stream_name_for(channel: str) -> str:
     names distinct when the replacement made two channels alike (``a.b`` and ``a_b``).
     """
     safe = _STREAM_UNSAFE.sub("_", channel)
-    if safe == channel:
-        return channel
-    digest = hashlib.sha1(channel.encode()).hexdigest()[:6]
-    return f"{safe}_{digest}"
+    name = channel if safe == channel else f"{safe}_{hashlib.sha1(channel.encode()).hexdigest()[:6]}"
+    if len(name) > MAX_STREAM_NAME:
+        shown = channel if len(channel) <= 40 else channel[:40] + "..."
+        raise UsageError(
+            f"channel {shown!r} is too long for a stream of its own: its stream name would have {len(name)} "
+            f"characters, JetStream allows {MAX_STREAM_NAME}",
+            hint=f"use a channel name of at most {MAX_STREAM_NAME - (0 if safe == channel else 7)} characters, "
+            "or create a stream that covers this subject yourself",
+        )
+    return name

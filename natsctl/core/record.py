@@ -78,7 +78,8 @@ def read_record(lines: Iterable[str], name: str) -> list[Entry]:
         try:
             item = json.loads(text)
             entry = Entry(int(item["line"]), int(item["seq"]), str(item.get("sha256") or ""), bool(item.get("duplicate")))
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
+            # OverflowError: a number such as 1e999 (infinite); RecursionError: arrays nested thousands deep
             raise UsageError(f"{name} line {number} is not a natsctl pub --record entry") from None
         if entry.seq == 0:
             # NATS Streaming confirms a publish without its sequence, so there is nothing to look up.

@@ -77,7 +77,7 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every secret value these settings hold, so output can be checked or scrubbed for them."""
         found = [s for s in (self.password, self.token) if s]
-        for url in self.servers:
+        for url in [*self.servers, *self.monitor_urls]:
             parts = urlsplit(url)
             if parts.password:
                 found.append(parts.password)
@@ -150,18 +150,44 @@ def redact_url(url: str) -> str:
 
 
 def split_list(value: str | list[str]) -> list[str]:
-    if isinstance(value, list):
-        return value
-    return [item.strip() for item in value.split(",") if item.strip()]
+    """``"a, b"`` or ``["a", "b,c"]`` -> the non-blank items, stripped."""
+    items = value if isinstance(value, list) else [value]
+    return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+
+
+# The flag that sets each list field, to name in errors.
+LIST_FLAGS = {"servers": "--server", "monitor_urls": "--monitor"}
+
+
+def names_nothing(name: str, key: str, value: object) -> UsageError:
+    """A list setting that was given but holds only blanks and commas (a typo, or an unset variable)."""
+    example = "http://host:8222" if key == "monitor_urls" else "nats://host:4222"
+    what = "monitoring URL" if key == "monitor_urls" else "server"
+    if name.startswith("-"):
+        return UsageError(f"{name} {value!r} names no {what}", hint=f"give a URL such as {example}")
+    return UsageError(f"{name} is {value!r}, which names no {what}", hint=f"set it to a URL such as {example}, or unset it")
 
 
 def from_environment(env: Mapping[str, str]) -> dict[str, object]:
+    """Variables that are set and not empty (an empty one is unset, as natscli treats NATS_URL)."""
     layer: dict[str, object] = {}
     for name, key in ENVIRONMENT.items():
         value = env.get(name)
         if value:
-            layer[key] = split_list(value) if key in LIST_FIELDS else value
+            if key in LIST_FIELDS:
+                value = split_list(value)
+                if not value:
+                    raise names_nothing(name, key, env[name])
+            layer[key] = value
     return layer
+
+
+def check_flags(flags: Mapping[str, object]) -> None:
+    """A list flag given with nothing in it (``--server ""``, ``-s ,``) is a mistake, not the default."""
+    for key, flag in LIST_FLAGS.items():
+        value = flags.get(key)
+        if value is not None and not split_list(value):  # type: ignore[arg-type]
+            raise names_nothing(flag, key, value)
 
 
 def merge(*layers: Mapping[str, object]) -> Settings:
@@ -209,6 +235,7 @@ def resolve_full(flags: Mapping[str, object], env: Mapping[str, str] | None = No
     from natsctl.core import config, contexts
 
     env = os.environ if env is None else env
+    check_flags(flags)
     name = selected_context(flags, env)
     context_layer: dict[str, object] = {}
     context_file = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -34,6 +35,24 @@ def parse_duration(text: str, *, what: str = "duration") -> float:
     if seconds > MAX_SECONDS:
         raise UsageError(f"invalid {what} {text!r}: at most {MAX_SECONDS // 86400 // 365} years")
     return seconds
+
+
+# --timeout bounds one wait (connect, a request, riding out a lost server): a day is far past any
+# useful wait, and keeps every deadline computed from it finite.
+MAX_TIMEOUT = 86400.0
+
+
+def check_timeout(seconds: float, *, what: str = "--timeout") -> float:
+    """``seconds`` when it is a usable timeout: finite, more than 0 and at most :data:`MAX_TIMEOUT`."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise UsageError(f"{what} must be a number of seconds, such as 5 or 0.5")
+    if isinstance(seconds, float) and not math.isfinite(seconds):
+        raise UsageError(f"{what} must be a finite number of seconds, not {seconds}")
+    if seconds <= 0:
+        raise UsageError(f"{what} must be more than 0 seconds, not {seconds:g}")
+    if seconds > MAX_TIMEOUT:
+        raise UsageError(f"{what} must be at most {MAX_TIMEOUT:g} seconds (a day), not {seconds:g}")
+    return float(seconds)
 
 
 def parse_time(text: str, *, what: str = "time", now: datetime | None = None) -> datetime:

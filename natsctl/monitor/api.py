@@ -25,6 +25,8 @@ from natsctl.monitor.models import (
 PAGE_SIZE = 1024  # the servers' own default and usual maximum page
 PAGE_OVERLAP = 16  # items each page re-reads of the one before, to notice a list that shifted meanwhile
 MAX_REREADS = 20  # pages read again for shifts, at most, in one listing (a list churning without end)
+MAX_ITEMS = 100_000  # items one listing reads at most (README); nats-server allows 64K connections by default
+MAX_PAGES = 1_000  # pages one listing reads at most (more when a small --page-size needs them for MAX_ITEMS)
 STAN_HEALTHY_STATES = {"STANDALONE", "CLUSTERED", "FT_ACTIVE", "FT_STANDBY"}
 # The sort options nats-server 2.x accepts for /connz (anything else: 400 "invalid sorting option");
 # stop and reason only for closed connections, which the server itself checks.
@@ -73,8 +75,8 @@ async def server(client: MonitorClient) -> ServerInfo:
     target = await detect(client)
     if target.kind == KIND_STAN:
         storez = await _optional(client, "/streaming/storez")
-        return parse.stan_server_info(client.base, target.serverz, storez, target.varz)
-    info = parse.server_info(client.base, target.varz)
+        return parse.stan_server_info(client.where(), target.serverz, storez, target.varz)
+    info = parse.server_info(client.where(), target.varz)
     if info.jetstream is not None:
         parse.add_jsz_totals(info.jetstream, (await client.get("/jsz")).data or {})
     return info
@@ -89,37 +91,71 @@ async def paged(
     *,
     page_size: int = PAGE_SIZE,
     limit: int | None = None,
-) -> list[dict[str, Any]]:
-    """Every item of a paged list endpoint, each once (by ``key``), following offset/limit pages.
+    convert: Callable[[dict[str, Any]], Any] = lambda item: item,
+) -> list[Any]:
+    """Every item of a paged list endpoint, each once (by ``key``), following offset/limit pages,
+    as ``convert`` makes it.
 
     Offsets shift when items before them go away between two reads (connections closing), which
     would skip as many items. So consecutive pages overlap by a few items: a page sharing none of them
     with the one before means the list shifted further, and it is read again from earlier. The offset
     advances by what a page returned, so a server that caps the page size is still read to the end;
     items read twice are kept once.
+
+    Bounded whatever the server claims: at most ``MAX_ITEMS`` items and ``max_pages`` pages, and a page
+    adding nothing new (the server repeats itself) ends the listing. A listing cut short leaves a
+    note in ``client.notes`` saying why.
     """
     seen: set[Any] = set()
-    found: list[dict[str, Any]] = []
+    found: list[Any] = []
     overlap = min(PAGE_OVERLAP, page_size // 4)
-    offset, previous, rereads = 0, None, 0
-    while limit is None or len(found) < limit:
+    wanted = MAX_ITEMS if limit is None else min(limit, MAX_ITEMS)
+    max_pages = max(MAX_PAGES, -(-MAX_ITEMS // max(1, page_size - overlap)) + MAX_REREADS)
+    offset, previous, rereads, pages, reread = 0, None, 0, 0, False
+    total = 0
+    while len(found) < wanted:
+        if pages >= max_pages:
+            _cut(client, path, list_key, len(found), total, f"after {pages:,} pages, natsctl's limit for one listing")
+            break
         data = (await client.get(path, {**params, "offset": offset, "limit": page_size})).data
+        pages += 1
         page = [item for item in parse.items(data, list_key) if isinstance(item, dict)]
         keys = [key(item) for item in page]
         if previous and page and previous.isdisjoint(keys) and offset and rereads < MAX_REREADS:
-            offset, previous, rereads = max(0, offset - page_size), None, rereads + 1
+            offset, previous, rereads, reread = max(0, offset - page_size), None, rereads + 1, True
             continue
+        added, left_out = 0, False
         for item_key, item in zip(keys, page):
-            if item_key not in seen:
-                seen.add(item_key)
-                found.append(item)
+            if item_key in seen:
+                continue
+            if len(found) >= wanted:
+                left_out = True
+                break
+            seen.add(item_key)
+            found.append(convert(item))
+            added += 1
         total = parse.num(data if isinstance(data, dict) else {}, "total")
-        if not page or offset + len(page) >= total:
+        ended = not page or offset + len(page) >= total
+        if len(found) >= wanted and (left_out or not ended):
+            if wanted == MAX_ITEMS:
+                _cut(client, path, list_key, len(found), total, f"{MAX_ITEMS:,} is natsctl's limit for one listing")
             break
+        if ended:
+            break
+        if not added and not reread:
+            _cut(client, path, list_key, len(found), total, f"page {pages:,} (offset {offset:,}) repeated only what was read already")
+            break
+        reread = False
         step = len(page) - overlap if len(page) > overlap else len(page)
         previous = set(keys[step:])  # what the next page should start with
         offset += step
-    return found[:limit] if limit is not None else found
+    return found
+
+
+def _cut(client: MonitorClient, path: str, what: str, got: int, total: int, why: str) -> None:
+    client.notes.append(
+        f"listing of {client.where(path)} cut short at {got:,} {what} (the server reports {total:,}): {why}"
+    )
 
 
 async def connections(
@@ -136,19 +172,25 @@ async def connections(
     params = {"state": state, "sort": sort, "acc": account, "user": user, "subs": "detail" if subs else None}
     if account or user:
         params["auth"] = "true"  # the account and user fields are only filled with auth=true
-    raw = await paged(client, "/connz", params, "connections", lambda c: c.get("cid"), page_size=page_size, limit=limit)
-    return [parse.connection(c) for c in raw]
+    return await paged(
+        client, "/connz", params, "connections", lambda c: c.get("cid"),
+        page_size=page_size, limit=limit, convert=parse.connection,
+    )
 
 
 async def stan_channels(client: MonitorClient, page_size: int = PAGE_SIZE) -> list[Channel]:
-    raw = await paged(client, "/streaming/channelsz", {"subs": 1}, "channels", lambda c: c.get("name"), page_size=page_size)
-    return [parse.stan_channel(c) for c in raw]
+    return await paged(
+        client, "/streaming/channelsz", {"subs": 1}, "channels", lambda c: c.get("name"),
+        page_size=page_size, convert=parse.stan_channel,
+    )
 
 
 async def stan_clients(client: MonitorClient, page_size: int = PAGE_SIZE) -> list[StreamingClient]:
     last_seqs = {c.name: c.last_seq for c in await stan_channels(client, page_size)}
-    raw = await paged(client, "/streaming/clientsz", {"subs": 1}, "clients", lambda c: c.get("id"), page_size=page_size)
-    return [parse.stan_client(c, last_seqs) for c in raw]
+    return await paged(
+        client, "/streaming/clientsz", {"subs": 1}, "clients", lambda c: c.get("id"),
+        page_size=page_size, convert=lambda c: parse.stan_client(c, last_seqs),
+    )
 
 
 async def jetstream_channels(client: MonitorClient, target: Target, account: str | None = None) -> list[Channel]:
@@ -251,7 +293,7 @@ async def health(client: MonitorClient) -> Health:
     data = reply.data if isinstance(reply.data, dict) else {}
     status = parse.text(data, "status") or ("ok" if reply.status == 200 else "")
     result = Health(
-        monitor_url=client.base,
+        monitor_url=client.where(),  # any password masked
         healthy=reply.status == 200 and status == "ok",
         status=status or f"HTTP {reply.status}",
         error=parse.text(data, "error"),

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -43,9 +44,11 @@ class MonitorClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.urls = [check_url(u).rstrip("/") for u in settings.derived_monitor_urls()]
+        self._secrets = url_secrets(self.urls)
         self.base = self.urls[0]
         self.timeout = settings.timeout
         self.kind = ""  # set by natsctl.monitor.api.detect
+        self.notes: list[str] = []  # for the operator (stderr): e.g. a listing cut short, and why
         self._http: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> MonitorClient:
@@ -85,31 +88,95 @@ class MonitorClient:
         raise last
 
     async def get(self, path: str, params: dict[str, Any] | None = None, *, ok: tuple[int, ...] = ()) -> Reply:
-        """GET a monitoring endpoint and parse its JSON. Statuses in ``ok`` are returned, not raised."""
+        """GET a monitoring endpoint and parse its JSON. Statuses in ``ok`` are returned, not raised.
+
+        Bounded: the whole request (connect, headers, every byte of the body) must finish within
+        ``--timeout`` (httpx's own timeouts bound each socket operation only, so a server trickling a
+        byte at a time would never trip them), and at most ``MAX_BODY_BYTES`` of body are read.
+        Cancelling the calling task (Ctrl-C, SIGTERM) abandons the request at once.
+        """
         assert self._http is not None, "use 'async with MonitorClient(...)'"
         query = {k: v for k, v in (params or {}).items() if v is not None}
         shown = self.where(path)
+        deadline = asyncio.timeout(self.timeout)
         try:
-            # httpx's timeout bounds each socket operation; this bounds a slowly trickled body too
-            response = await asyncio.wait_for(self._http.get(self.base + path, params=query), self.timeout * 2)
-        except (httpx.TimeoutException, asyncio.TimeoutError):
-            raise Timeout(
-                f"no answer from {self.where()} within {self.timeout:g}s",
-                hint="is it the monitoring port? raise --timeout if the server is busy",
-            ) from None
-        except httpx.HTTPError as exc:
-            # a transport fault concerns the port, not the endpoint: name the URL the user gave
-            raise transport_error(exc, self.where()) from None
-        except BaseExceptionGroup as group:
-            # anyio's connect runs in a TaskGroup: its failures arrive wrapped in an exception group
-            raise unwrapped(group, self.where(), self.timeout) from None
-        return self._reply(response, shown, ok)
+            try:
+                async with deadline:
+                    status, body = await self._read(self.base + path, query, shown, ok)
+            except (httpx.TimeoutException, TimeoutError):
+                raise no_answer(self.where(), self.timeout) from None
+            except httpx.HTTPError as exc:
+                # a transport fault concerns the port, not the endpoint: name the URL the user gave
+                raise transport_error(exc, self.where()) from None
+            except BaseExceptionGroup as group:
+                # anyio's connect runs in a TaskGroup: its failures arrive wrapped in an exception group
+                if deadline.expired():
+                    raise no_answer(self.where(), self.timeout) from None
+                raise unwrapped(group, self.where(), self.timeout) from None
+            return self._reply(status, body, shown, ok)
+        except NatsctlError as exc:
+            raise self._scrubbed(exc) from None
 
-    def _reply(self, response: httpx.Response, shown: str, ok: tuple[int, ...]) -> Reply:
-        body = response.text
-        if response.status_code == 200 or response.status_code in ok:
-            return Reply(response.status_code, parse_json(body, shown, strict=response.status_code == 200), body)
-        raise status_error(response.status_code, body, shown)
+    async def _read(self, url: str, query: dict[str, Any], shown: str, ok: tuple[int, ...]) -> tuple[int, str]:
+        """Status and body text, streamed: a body over the limit is refused before it is all in memory."""
+        assert self._http is not None
+        async with self._http.stream("GET", url, params=query) as response:
+            wanted = response.status_code == 200 or response.status_code in ok
+            # an error answer is only read for its first line; a wanted one in full, up to the limit
+            limit = MAX_BODY_BYTES if wanted else MAX_ERROR_BODY_BYTES
+            declared = response.headers.get("content-length", "")
+            if wanted and declared.isdigit() and int(declared) > limit:
+                raise too_large(shown, f"it announces {int(declared):,} bytes")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    if not wanted:
+                        break
+                    raise too_large(shown, f"more than {limit:,} bytes arrived")
+            text = body[:limit].decode(response.encoding or "utf-8", errors="replace")
+            return response.status_code, text
+
+    def _reply(self, status: int, body: str, shown: str, ok: tuple[int, ...]) -> Reply:
+        if status == 200 or status in ok:
+            return Reply(status, parse_json(body, shown, strict=status == 200), body)
+        raise status_error(status, body, shown)
+
+    def _scrubbed(self, exc: NatsctlError) -> NatsctlError:
+        """``exc`` with any password or token of the monitoring URLs masked: its message quotes what
+        httpx or the server said, which could echo the URL."""
+        for secret in self._secrets:
+            exc.message = exc.message.replace(secret, "***")
+            exc.hint = exc.hint.replace(secret, "***") if exc.hint else exc.hint
+        exc.args = (exc.message,)
+        return exc
+
+
+MAX_BODY_BYTES = 32 * 1024 * 1024  # README "Inspecting the bus": the most natsctl reads of one answer
+MAX_ERROR_BODY_BYTES = 64 * 1024  # of an error answer, only the start is shown
+
+
+def too_large(shown: str, detail: str) -> ServerError:
+    return ServerError(
+        f"the answer of {shown} is too large ({detail}): natsctl reads at most "
+        f"{MAX_BODY_BYTES // (1024 * 1024)} MiB of one monitoring answer"
+    )
+
+
+def url_secrets(urls: list[str]) -> list[str]:
+    """The passwords (or tokens: a bare user part) in ``urls``, as written and percent-decoded."""
+    found: set[str] = set()
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            continue
+        secret = parts.password if parts.password is not None else parts.username
+        if secret:
+            found |= {secret, unquote(secret)}
+    # (a secret of one or two characters is not searched for: masking it would garble every message;
+    # the URLs themselves are always shown through redact_url)
+    return sorted((s for s in found if len(s) >= 3), key=len, reverse=True)
 
 
 MONITOR_SCHEMES = ("http", "https")
@@ -155,10 +222,7 @@ def unwrapped(group: BaseExceptionGroup, shown: str, timeout: float) -> BaseExce
             return exc
     for exc in causes:
         if isinstance(exc, httpx.TimeoutException | asyncio.TimeoutError | TimeoutError):
-            return Timeout(
-                f"no answer from {shown} within {timeout:g}s",
-                hint="is it the monitoring port? raise --timeout if the server is busy",
-            )
+            return no_answer(shown, timeout)
         if isinstance(exc, httpx.HTTPError):
             return transport_error(exc, shown)
         if isinstance(exc, ssl.SSLError):
@@ -175,16 +239,55 @@ def unwrapped(group: BaseExceptionGroup, shown: str, timeout: float) -> BaseExce
     return ConnectionFailed(f"request to {shown} failed: {_said(causes[0] if causes else group)}")
 
 
+def no_answer(shown: str, timeout: float) -> Timeout:
+    return Timeout(
+        f"no answer from {shown} within {timeout:g}s",
+        hint="is it the monitoring port? raise --timeout if the server is busy",
+    )
+
+
 def _said(exc: BaseException) -> str:
     return first_line(str(exc)) or type(exc).__name__
 
 
+class BadNumber(ValueError):
+    """A number the monitoring JSON must not hold: NaN, Infinity, or one too large for a float."""
+
+
+def _no_constant(name: str) -> Any:
+    raise BadNumber(name)
+
+
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise BadNumber(literal)
+    return value
+
+
+def loads(body: str) -> Any:
+    """Strict JSON: NaN, Infinity and numbers that overflow a float are refused (``BadNumber``), so no
+    reader meets a float it cannot turn into an int and no ``--json`` output carries them."""
+    return json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+
+
 def parse_json(body: str, shown: str, *, strict: bool) -> Any:
     try:
-        return json.loads(body)
+        return loads(body)
+    except RecursionError:
+        if not strict:
+            return None
+        raise ServerError(f"the answer of {shown} is nested too deeply to read: not a NATS monitoring answer?") from None
+    except BadNumber as exc:
+        if not strict:
+            return None
+        number = first_line(str(exc), 40)
+        raise ServerError(f"the answer of {shown} holds the number {number}, which natsctl cannot read: not a NATS monitoring answer?") from None
     except ValueError as exc:
         if not strict:
             return None
+        if not isinstance(exc, json.JSONDecodeError):  # e.g. an integer of more than 4300 digits
+            raise ServerError(f"the answer of {shown} holds a number too long to read: not a NATS monitoring answer?") from None
         if _cut_off(exc, body):
             raise ServerError(f"the answer of {shown} was cut off after {len(body.encode())} bytes (invalid JSON)") from None
         raise ServerError(f"{shown} did not answer JSON (it starts with {first_line(body)!r}): not a NATS monitoring endpoint?") from None
@@ -206,7 +309,7 @@ def error_text(body: str) -> str:
     """Monitoring errors come as plain text, or as JSON with an ``error`` field (``/healthz``)."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return first_line(body)
     if isinstance(data, dict) and isinstance(data.get("error"), str):
         return first_line(data["error"])

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from natsctl.core.errors import NatsctlError
-from natsctl.core.settings import Settings
+from natsctl.core.settings import Settings, redact_url
 from natsctl.monitor.client import MonitorClient, check_url
 
 JSZ_DETAIL = {"streams": "true", "consumers": "true", "config": "true"}
@@ -23,7 +23,7 @@ JSZ_DETAIL = {"streams": "true", "consumers": "true", "config": "true"}
 class NodeReport:
     """What one monitoring URL said: /varz and /jsz (with streams, consumers, config), or why not."""
 
-    url: str
+    url: str  # as shown: any password masked
     name: str = ""
     error: str = ""
     varz: dict[str, Any] = field(default_factory=dict)
@@ -51,7 +51,7 @@ class ReplicaRow:
 
 async def read_node(settings: Settings, url: str) -> NodeReport:
     one = dataclasses.replace(settings, monitor_urls=[url])
-    report = NodeReport(url=url)
+    report = NodeReport(url=redact_url(url))  # shown in tables, --json and warnings: no password
     try:
         async with MonitorClient(one) as client:
             report.varz = _dict((await client.get("/varz")).data)

@@ -53,7 +53,7 @@ class StreamingInfo:
 
 @dataclass(slots=True)
 class ServerInfo:
-    monitor_url: str
+    monitor_url: str  # any password or token in it masked (***)
     kind: str  # "nats", "jetstream" or "stan"
     server_id: str = ""
     server_name: str = ""
@@ -207,7 +207,7 @@ class RouteReport:
 
 @dataclass(slots=True)
 class Health:
-    monitor_url: str
+    monitor_url: str  # any password or token in it masked (***)
     healthy: bool
     status: str
     error: str = ""

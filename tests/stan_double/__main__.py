@@ -10,6 +10,7 @@ import asyncio
 import signal
 import sys
 
+from tests.stan_double.monitor import MonitorPort
 from tests.stan_double.server import VERSIONS, Config, StanDouble
 
 
@@ -21,6 +22,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--hb-interval", type=float, default=30.0, help="seconds, like -hbi")
     parser.add_argument("--hb-timeout", type=float, default=10.0, help="seconds, like -hbt")
     parser.add_argument("--hb-fail-count", type=int, default=10, help="like -hbf")
+    parser.add_argument("--monitor-port", type=int, default=None, help="serve a monitoring port (0: a free one), like -m")
     return parser.parse_args(argv)
 
 
@@ -33,12 +35,19 @@ async def serve(args: argparse.Namespace) -> None:
         hb_fail_count=args.hb_fail_count,
     )
     double = await StanDouble(config).start(args.nats_url)
+    monitor = None
+    ready = f"stan-double ready cluster_id={config.cluster_id} version={config.version} url={args.nats_url}"
+    if args.monitor_port is not None:
+        monitor = MonitorPort(double)
+        ready += f" monitor={await monitor.start(args.monitor_port)}"
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
-    print(f"stan-double ready cluster_id={config.cluster_id} version={config.version} url={args.nats_url}", flush=True)
+    print(ready, flush=True)
     await done.wait()
+    if monitor is not None:
+        await monitor.stop()
     await double.stop()
 
 

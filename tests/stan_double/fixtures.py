@@ -34,6 +34,8 @@ class StanServer:
     version: str = "0.23.2"
     heartbeats: dict = field(default_factory=lambda: dict(TEST_HEARTBEATS))
     proc: subprocess.Popen | None = None
+    monitoring: bool = False  # serve a monitoring port (tests/stan_double/monitor.py)
+    monitor_url: str | None = None  # its URL once started
 
     @property
     def url(self) -> str:
@@ -56,12 +58,15 @@ class StanServer:
         args += ["--version", self.version]
         for key, value in self.heartbeats.items():
             args += [f"--{key.replace('_', '-')}", str(value)]
+        if self.monitoring:
+            args += ["--monitor-port", "0"]
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if "ready" not in line:
             self.proc.kill()
             raise RuntimeError(f"the NATS Streaming double did not start: {line!r}")
+        self.monitor_url = next((w.split("=", 1)[1] for w in line.split() if w.startswith("monitor=")), None)
 
     def kill_double(self) -> None:
         """SIGKILL the double (its state is lost, as with a memory store); the nats-server stays up."""
@@ -81,8 +86,8 @@ class StanServer:
         self.nats.cleanup()
 
 
-def start_stan(version: str = "0.23.2", **heartbeats) -> StanServer:
-    server = StanServer(NatsServer(jetstream=False).start(), version=version)
+def start_stan(version: str = "0.23.2", *, monitoring: bool = False, **heartbeats) -> StanServer:
+    server = StanServer(NatsServer(jetstream=False).start(), version=version, monitoring=monitoring)
     server.heartbeats.update(heartbeats)
     try:
         server.start_double()

@@ -16,13 +16,13 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import nats
 
 from natsctl.backends.stan import proto
+from tests.helpers import fixtures_dir
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "stan-protocol"
+FIXTURES = fixtures_dir("stan-protocol")  # recordings of real 0.17.0 and 0.23.2 servers
 NUID = re.compile(r"[A-Za-z0-9]{22}")
 HB_REPLY = re.compile(r"^_INBOX\.[A-Za-z0-9]{22}\.[A-Za-z0-9]{8}$")
 EMPTY_TYPES = {"Heartbeat", "HeartbeatResponse"}
@@ -36,7 +36,10 @@ def load(version: str, scenario: str) -> list[dict]:
 
 
 def scenarios() -> list[str]:
-    return sorted(p.stem for p in (FIXTURES / "0.23.2").glob("*.jsonl"))
+    found = sorted(p.stem for p in (FIXTURES / "0.23.2").glob("*.jsonl"))
+    if not found:
+        raise FileNotFoundError(f"no recorded scenarios in {FIXTURES / '0.23.2'}")
+    return found
 
 
 def has_empty_token(subject: str) -> bool:

@@ -1,8 +1,9 @@
 """A test double of the NATS Streaming server: its side of the protocol, in Python, over a real nats-server.
 
-Faithful to what ../shared/fixtures/stan-protocol recorded from nats-streaming-server 0.17.0 and 0.23.2
+Faithful to what tests/fixtures/stan-protocol recorded from nats-streaming-server 0.17.0 and 0.23.2
 (request subjects, error strings, durable and queue semantics, redelivery, max in flight, heartbeats,
-duplicate client ids, pings). The store is in memory; there is no monitoring endpoint.
+duplicate client ids, pings). The store is in memory; a monitoring port (serverz and one channel's
+channelsz only) is opt-in, see monitor.py.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 from typing import ClassVar
 
 from natsctl.core.backend import AckCallback, Backend, ErrorCallback, Messages, Subscription, each_message
-from natsctl.core.errors import ConnectionFailed, NatsctlError, Unsupported, UsageError
+from natsctl.core.errors import ConnectionFailed, NatsctlError, NotFound, Unsupported, UsageError
+from natsctl.core.limits import INT64_MAX, check_subscription
 from natsctl.core.model import (
     ChannelRef,
     Message,
@@ -43,9 +44,10 @@ class StanBackend(Backend):
     kind: ClassVar[str] = "stan"
     supports_headers: ClassVar[bool] = False
 
-    def __init__(self, nc, client: StanClient, *, client_id_generated: bool) -> None:
+    def __init__(self, nc, client: StanClient, *, client_id_generated: bool, settings: Settings | None = None) -> None:
         self.nc = nc
         self.client = client
+        self.settings = settings  # for the monitoring port (replay and verify ask it whether a channel exists)
         self.client_id = client.client_id
         self.client_id_generated = client_id_generated
         self.pub_window = DEFAULT_PUB_WINDOW
@@ -70,12 +72,35 @@ class StanBackend(Backend):
         except BaseException:
             await close_quietly(nc)
             raise
-        return cls(nc, client, client_id_generated=not settings.client_id)
+        return cls(nc, client, client_id_generated=not settings.client_id, settings=settings)
 
     async def resolve_channel(self, channel: str, *, create: bool) -> ChannelRef:
-        # A STAN channel exists once something is published to it; the protocol cannot list channels.
+        # A STAN channel exists once something is published to it or subscribed to; the protocol
+        # cannot list channels. Without ``create`` the monitoring port is asked (see .lookup).
         check_channel(channel)
+        if not create and self.settings is not None:
+            await self._require_channel(channel)
         return ChannelRef(channel=channel)
+
+    async def _require_channel(self, channel: str) -> None:
+        from natsctl.backends.connection import stderr_notify
+
+        from .lookup import channel_exists
+
+        settings = self.settings
+        assert settings is not None
+        found = await asyncio.to_thread(channel_exists, settings, channel)
+        if found.exists is False:
+            raise NotFound(
+                f"no channel {channel!r} on NATS Streaming cluster {settings.cluster_id!r} "
+                f"(its monitoring port {found.where} does not list it)",
+                hint="check the name ('natsctl channels' lists the channels there); reading a channel never creates it",
+            )
+        if found.exists is None:
+            stderr_notify(
+                f"warning: cannot check that channel {channel!r} exists ({found.reason}), so reading it creates "
+                "it if it is missing; point NATS_MONITOR_URL or 'monitor' in the config at the server's monitoring port"
+            )
 
     async def publish(
         self,
@@ -90,11 +115,12 @@ class StanBackend(Backend):
         run = _PublishRun(self, channel, on_ack, on_error)
         try:
             await run.send_all(messages)
-        except NatsctlError as exc:
-            if not isinstance(exc, ConnectionFailed):
-                # Bad input mid-way: what was sent is still confirmed and reported first.
+        except Exception as exc:
+            if not isinstance(exc, ConnectionFailed) and self.client.lost is None:
+                # Bad input (or a failing callback) mid-way: what was sent is still confirmed and
+                # reported first. After a loss every awaited confirmation was given up already.
                 await run._wait_all()
-                exc.summary = run.summary  # type: ignore[attr-defined]
+            exc.summary = run.summary  # type: ignore[attr-defined]  # what is stored before the error
             raise
         return run.summary
 
@@ -135,18 +161,32 @@ class _PublishRun:
         self.room = asyncio.Semaphore(backend.pub_window)
         self.progress = asyncio.Event()
         self.last_ack = time.monotonic()
+        self.callback_error: Exception | None = None  # raised by on_ack / on_error, re-raised by send_all
 
     async def send_all(self, messages: Messages) -> None:
         index = -1
         async for message in each_message(messages):
             index += 1
             check_outgoing(message)
-            await self._wait_for_room()
-            self.client.check()
-            await self.client.publish(self.channel, message.data, self._done_callback(index, message))
+            if self.callback_error is not None:
+                self._not_sent(index, message, "publishing stopped (a confirmation could not be reported)")
+                break
+            try:
+                await self._wait_for_room()
+                self.client.check()
+                await self.client.publish(self.channel, message.data, self._done_callback(index, message))
+            except ConnectionFailed as exc:
+                self._not_sent(index, message, exc.message)  # the first unconfirmed message is named
+                raise
             self.summary.published += 1
         await self._wait_all()
         self.client.check()
+        if self.callback_error is not None:
+            raise self.callback_error
+
+    def _not_sent(self, index: int, message: OutgoingMessage, reason: str) -> None:
+        self.results[index] = (message, f"not sent: {reason}")
+        self._report()
 
     def _done_callback(self, index: int, message: OutgoingMessage):
         def done(error: str) -> None:
@@ -193,15 +233,27 @@ class _PublishRun:
             index = self.next_report
             message, error = self.results.pop(index)
             self.next_report += 1
+            # The callbacks run inside nats-py's subscription task, which would swallow an exception
+            # (e.g. --record's disk is full): it is kept, publishing stops, send_all raises it.
             if not error:
                 self.summary.confirmed += 1
                 if self.on_ack:
-                    self.on_ack(PublishAck(index=index, channel=self.channel, sequence=0))
+                    try:
+                        self.on_ack(PublishAck(index=index, channel=self.channel, sequence=0))
+                    except Exception as exc:  # noqa: BLE001 - re-raised by send_all
+                        self._callback_failed(exc)
                 continue
             reason = error.removeprefix("stan: ")
             self.summary.failed.append(f"{message.source or f'message {index + 1}'}: {reason}")
             if self.on_error:
-                self.on_error(index, message, reason)
+                try:
+                    self.on_error(index, message, reason)
+                except Exception as exc:  # noqa: BLE001 - re-raised by send_all
+                    self._callback_failed(exc)
+
+    def _callback_failed(self, exc: Exception) -> None:
+        self.callback_error = self.callback_error or exc
+        self.on_ack = self.on_error = None
 
 
 def start_fields(spec: SubscribeSpec) -> dict:
@@ -220,6 +272,8 @@ def start_fields(spec: SubscribeSpec) -> dict:
         if start.time is None:
             raise UsageError("a start time is required")
         delta_ns = max(0, time.time_ns() - int(start.time.timestamp() * 1e9))
+        # An int64 on the wire: a start further back than ~292 years is every message, as that is.
+        delta_ns = min(delta_ns, INT64_MAX)
         return {"startPosition": positions["TimeDeltaStart"], "startTimeDelta": delta_ns}
     return {"startPosition": positions["NewOnly"]}
 
@@ -230,6 +284,7 @@ def request_fields(spec: SubscribeSpec) -> dict:
         raise UsageError(f"--ack-wait must be at least 1s on NATS Streaming (got {spec.ack_wait:g}s)")
     if spec.max_in_flight < 1:
         raise UsageError("--max-in-flight must be at least 1")
+    check_subscription("stan", ack_wait=spec.ack_wait, max_in_flight=spec.max_in_flight)
     for label, name in (("durable", spec.durable), ("queue", spec.queue)):
         if name is not None and (not name or any(c.isspace() for c in name)):
             raise UsageError(f"invalid {label} name {name!r}: it must be non-empty, without spaces")
@@ -239,7 +294,7 @@ def request_fields(spec: SubscribeSpec) -> dict:
         subject=spec.channel,
         qGroup=spec.queue or None,
         durableName=spec.durable or None,
-        maxInFlight=spec.max_in_flight,
+        maxInFlight=min(spec.max_in_flight, spec.hold or spec.max_in_flight),
         ackWaitInSecs=math.ceil(spec.ack_wait),  # whole seconds on the wire
     )
     fields.update(start_fields(spec))
@@ -277,11 +332,14 @@ class StanSubscription(Subscription):
         self.auto_ack = not spec.ack and not spec.durable
 
     async def start(self) -> None:
-        fields = request_fields(self.spec)
+        request_fields(self.spec)  # a bad spec fails before the probe
+        # Subscribing creates a missing channel: without ``create`` (replay, verify) it must exist already.
+        await self.backend.resolve_channel(self.spec.channel, create=self.spec.create)
         if self.spec.stop_at_end:
             self.end_sequence = await self._last_sequence()
         self.client.on_lost(self._arrive)
-        self.handle = await self.client.subscribe(fields, self._on_msg)
+        # Built only now: a --since start is a delta from *now*, and the probe above takes time.
+        self.handle = await self.client.subscribe(request_fields(self.spec), self._on_msg)
         if self.spec.stop_at_end and self._nothing_to_wait_for():
             self.done = True
 
@@ -309,7 +367,11 @@ class StanSubscription(Subscription):
 
     def _nothing_to_wait_for(self) -> bool:
         start = self.spec.start
-        if self.end_sequence == 0 or start.kind is StartKind.NEW:
+        if self.end_sequence == 0:
+            return True
+        if self.spec.durable:
+            return False  # a resumed durable ignores the start position: what it has not acked comes
+        if start.kind is StartKind.NEW:
             return True
         if start.kind is StartKind.SEQUENCE and (start.sequence or 0) > self.end_sequence:
             return True

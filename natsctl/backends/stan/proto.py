@@ -15,7 +15,7 @@ from typing import Any
 SCHEMA = """\
 // NATS Streaming (STAN) client <-> server messages, written for natsctl.
 // Field numbers are those of the published protocol; names follow it so the
-// recorded transcripts in ../shared/fixtures/stan-protocol decode field by field.
+// recorded transcripts in tests/fixtures/stan-protocol decode field by field.
 // natsctl does not run protoc: natsctl/backends/stan/proto.py reads this file
 // at runtime and builds the message classes with descriptor_pb2.
 syntax = "proto3";

@@ -1,6 +1,6 @@
 """The client side of the NATS Streaming protocol over a nats-py connection.
 
-Protocol facts this relies on (see ../shared/fixtures/stan-protocol/README.md): discovery on
+Protocol facts this relies on (see tests/fixtures/stan-protocol/README.md): discovery on
 ``_STAN.discover.<cluster-id>``; every other request subject comes from the ConnectResponse; success
 responses are often empty payloads; PubAcks come back on the reply subject of each PubMsg; MsgProto
 arrives on our inbox with no reply and is acked by a plain publish to the subscription's ackInbox.
@@ -253,7 +253,13 @@ class StanClient:
             )
             return
         self._acks[guid] = on_done
-        await self.nc.publish(f"{self.subjects.pub}.{channel}", payload, reply=f"{self._ack_prefix}.{guid}")
+        try:
+            await self.nc.publish(f"{self.subjects.pub}.{channel}", payload, reply=f"{self._ack_prefix}.{guid}")
+        except (nats_errors.ConnectionClosedError, nats_errors.OutboundBufferLimitError) as exc:
+            # Not sent: this message is not awaited; every one that is fails with the loss.
+            self._acks.pop(guid, None)
+            self._lose(ConnectionFailed(f"the connection to {self.where} was lost while publishing ({exc})"))
+            self.check()
 
     def forget(self, reason: str) -> None:
         """Give up on every PubAck still awaited (timed out)."""

@@ -1,7 +1,8 @@
 """How delivered messages are written to stdout: readable, ``--json`` envelopes, or ``--raw`` payloads.
 
-Each writer takes a whole batch and makes one ``write()`` of it, then flushes, so that what is acked
-afterwards has really left the process.
+Each writer encodes a whole batch into one bytes object; ``sub`` hands it to an outlet
+(``natsctl.cli.outlet``) that counts what the reader really took, and acks only that. On a terminal
+the readable form is printed with rich instead (a terminal takes what it is given).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ class MessageWriter:
 
     def encode(self, batch: list[Message]) -> bytes:
         raise NotImplementedError
+
+    def sizes(self, batch: list[Message]) -> list[int]:
+        """The encoded size of each message (what a short write is cut against)."""
+        return [len(self.encode([message])) for message in batch]
 
 
 _ZERO = timedelta(0)
@@ -94,6 +99,9 @@ class RawWriter(MessageWriter):
     def encode(self, batch: list[Message]) -> bytes:
         return b"".join(m.data + b"\n" for m in batch)
 
+    def sizes(self, batch: list[Message]) -> list[int]:
+        return [len(m.data) + 1 for m in batch]
+
 
 def _marker(message: Message) -> str:
     if not message.redelivered:
@@ -106,7 +114,7 @@ def _body_text(data: bytes, pretty: bool) -> str:
     if pretty and text[:1] in "{[":
         try:
             return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to pretty-print: as it is
             pass
     return text
 
