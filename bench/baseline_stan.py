@@ -30,8 +30,15 @@ async def connect(url: str, cluster: str):
             await nc.publish(msg.reply, b"")
 
     await nc.subscribe(hb, cb=heartbeat)
-    request = proto.encode("ConnectRequest", clientID=client_id, heartbeatInbox=hb, protocol=1, connID=conn_id,
-                           pingInterval=5, pingMaxOut=3)
+    request = proto.encode(
+        "ConnectRequest",
+        clientID=client_id,
+        heartbeatInbox=hb,
+        protocol=1,
+        connID=conn_id,
+        pingInterval=5,
+        pingMaxOut=3,
+    )
     reply = await nc.request(f"_STAN.discover.{cluster}", request, timeout=5)
     response = proto.decode("ConnectResponse", reply.data)
     if response.error:
@@ -51,8 +58,9 @@ async def publish(url: str, cluster: str, channel: str, path: str) -> int:
     with open(path, "rb") as handle:
         for line in handle:
             guid = uuid.uuid4().hex
-            payload = proto.encode("PubMsg", clientID=client_id, guid=guid, subject=channel,
-                                   data=line.rstrip(b"\n"), connID=conn_id)
+            payload = proto.encode(
+                "PubMsg", clientID=client_id, guid=guid, subject=channel, data=line.rstrip(b"\n"), connID=conn_id
+            )
             sent += 1
             ack = proto.decode("PubAck", (await nc.request(subject, payload, timeout=5)).data)
             confirmed += not ack.error
@@ -83,14 +91,23 @@ async def replay(url: str, cluster: str, channel: str, count: int, out: str) -> 
             done.set()
 
     sub = await nc.subscribe(inbox, cb=on_msg)
-    request = proto.encode("SubscriptionRequest", clientID=client_id, subject=channel, inbox=inbox, maxInFlight=1024,
-                           ackWaitInSecs=30, startPosition=4)
-    sub_response = proto.decode("SubscriptionResponse", (await nc.request(response.subRequests, request, timeout=5)).data)
+    request = proto.encode(
+        "SubscriptionRequest",
+        clientID=client_id,
+        subject=channel,
+        inbox=inbox,
+        maxInFlight=1024,
+        ackWaitInSecs=30,
+        startPosition=4,
+    )
+    sub_response = proto.decode(
+        "SubscriptionResponse", (await nc.request(response.subRequests, request, timeout=5)).data
+    )
     ack_inbox = sub_response.ackInbox
     ready.set()
     try:
         await asyncio.wait_for(done.wait(), 60)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     await sub.unsubscribe()
     handle.close()

@@ -48,8 +48,8 @@ def natsctl() -> list[str]:
 
 def run(cmd: list[str], *, out: Path | None = None, env: dict | None = None, check: bool = True) -> Run:
     """Run ``cmd`` to the end; wall time and the child's own peak RSS (wait4, not the harness's)."""
-    stdout = open(out, "wb") if out else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    errors = tempfile.TemporaryFile()
+    stdout = open(out, "wb") if out else subprocess.DEVNULL  # noqa: SIM115 - closed below, after the run
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 - read and closed below, after the run
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=stdout, stderr=errors, stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -92,7 +92,8 @@ class Servers:
         self.log = open(tmp / "nats-server.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(tmp / "store")],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         wait_port(port, self.proc, "nats-server")
         self.version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.strip()
@@ -102,7 +103,10 @@ class Servers:
     def start_stan(self) -> None:
         self.stan = subprocess.Popen(
             [PY, "-m", "tests.stan_double", "--nats-url", self.url, "--cluster-id", self.cluster_id],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            text=True,
         )
         line = self.stan.stdout.readline() if self.stan.stdout else ""
         if "ready" not in line:
@@ -204,8 +208,10 @@ class Pair:
                 end_to_end_ratio=round(self.median(self.b) / self.median(self.a), 3),
             )
         if self.cpu_row:
-            data.update(a_cpu_us_per_msg=round(self.cpu_per_message_us("a"), 2),
-                        b_cpu_us_per_msg=round(self.cpu_per_message_us("b"), 2))
+            data.update(
+                a_cpu_us_per_msg=round(self.cpu_per_message_us("a"), 2),
+                b_cpu_us_per_msg=round(self.cpu_per_message_us("b"), 2),
+            )
         return data
 
 
@@ -309,8 +315,22 @@ class Bench:
         queue = lambda ch, name: (*durable(ch, name), "--queue", name)  # noqa: E731
         no_ack = lambda ch, name: ("replay", ch, "--json")  # noqa: E731
         cases = [
-            ("replay, acks (one durable)", "natsctl sub --durable --json", "fetch(500) + ack each", ">= 4x", durable, ("--ack",)),
-            ("replay, acks (queue member)", "natsctl sub --queue --json", "fetch(500) + ack each", ">= 3.5x", queue, ("--ack",)),
+            (
+                "replay, acks (one durable)",
+                "natsctl sub --durable --json",
+                "fetch(500) + ack each",
+                ">= 4x",
+                durable,
+                ("--ack",),
+            ),
+            (
+                "replay, acks (queue member)",
+                "natsctl sub --queue --json",
+                "fetch(500) + ack each",
+                ">= 3.5x",
+                queue,
+                ("--ack",),
+            ),
             ("replay, no acks", "natsctl replay --json", "fetch(500), no ack", ">= 4.5x", no_ack, ()),
         ]
         for number, (name, a_label, b_label, target, args_for, flags) in enumerate(cases):
@@ -353,12 +373,16 @@ class Bench:
 
     def completion_command(self) -> tuple[list[str], str]:
         """The static bash script from completions/ when it exists (no Python), else Typer's request."""
-        script = next((p for p in (ROOT / "completions").glob("*bash*") if p.is_file()), None) if (ROOT / "completions").is_dir() else None
+        script = (
+            next((p for p in (ROOT / "completions").glob("*bash*") if p.is_file()), None)
+            if (ROOT / "completions").is_dir()
+            else None
+        )
         if script is not None:
             probe = (
                 f"source {script}; spec=$(complete -p natsctl); fn=${{spec##*-F }}; fn=${{fn%% *}}; "
                 "COMP_WORDS=(natsctl pub --); COMP_CWORD=2; COMP_LINE='natsctl pub --'; COMP_POINT=${#COMP_LINE}; "
-                "$fn natsctl -- pub; echo \"${COMPREPLY[@]}\""
+                '$fn natsctl -- pub; echo "${COMPREPLY[@]}"'
             )
             return ["bash", "--norc", "-c", probe], "static bash script"
         env_cmd = ["env", "_NATSCTL_COMPLETE=complete_bash", "COMP_WORDS=natsctl pub --", "COMP_CWORD=2", *natsctl()]
@@ -375,13 +399,17 @@ class Bench:
             replay = run(self.ctl("replay", f"mem{count}", "--json"), out=out)
             expect_lines(out, count, "natsctl replay")
             out.unlink()
-            rows[count] = {"publish_rss_mb": round(pub.rss_mb, 1), "replay_rss_mb": round(replay.rss_mb, 1),
-                           "publish_seconds": round(pub.seconds, 2), "replay_seconds": round(replay.seconds, 2)}
+            rows[count] = {
+                "publish_rss_mb": round(pub.rss_mb, 1),
+                "replay_rss_mb": round(replay.rss_mb, 1),
+                "publish_seconds": round(pub.seconds, 2),
+                "replay_seconds": round(replay.seconds, 2),
+            }
             delete_streams(self.url, f"mem{count}")
             print(f"  memory at {count}: {rows[count]}", file=sys.stderr)
         publish_pair = next((p for p in self.pairs if p.name == "bulk publish"), None)
         if publish_pair:
-            rows["baseline_publish_rss_mb_at_%d" % self.n] = round(max(publish_pair.b_rss), 1)
+            rows[f"baseline_publish_rss_mb_at_{self.n}"] = round(max(publish_pair.b_rss), 1)
         small, large = rows[self.n], rows[big]
         worst = max(large["publish_rss_mb"], large["replay_rss_mb"], small["publish_rss_mb"], small["replay_rss_mb"])
         growth = max(large["publish_rss_mb"] - small["publish_rss_mb"], large["replay_rss_mb"] - small["replay_rss_mb"])
@@ -398,9 +426,12 @@ class Bench:
         cluster = self.servers.cluster_id
         base = lambda *a: [PY, str(BENCH / "baseline_stan.py"), a[0], self.url, cluster, *a[1:]]  # noqa: E731
         ctl = lambda *a: self.ctl(*a, "--cluster-id", cluster)  # noqa: E731
-        pub = Pair("NATS Streaming bulk publish", "natsctl pub --cluster-id", "one PubAck at a time", ">= 5x", messages=n)
+        pub = Pair(
+            "NATS Streaming bulk publish", "natsctl pub --cluster-id", "one PubAck at a time", ">= 5x", messages=n
+        )
         interleave(
-            pub, reps,
+            pub,
+            reps,
             lambda i: run(ctl("pub", f"spa{i}", "--file", str(events), "--quiet")),
             lambda i: run(base("publish", f"spb{i}", str(events))),
             zero_a=lambda i: run(ctl("pub", f"sza{i}", "--file", str(self.empty), "--quiet")),
@@ -429,8 +460,9 @@ class Bench:
         zero_a, zero_b = reader("stan-one", 1)
         # Both sides read as fast as the test double (a Python server) delivers: the wall-clock ratio
         # says little, so the clients' own CPU per message is reported too.
-        replay = Pair("NATS Streaming replay", "natsctl replay --cluster-id", "subscribe, ack each", "", messages=n,
-                      cpu_row=True)
+        replay = Pair(
+            "NATS Streaming replay", "natsctl replay --cluster-id", "subscribe, ack each", "", messages=n, cpu_row=True
+        )
         self.pairs.append(interleave(replay, reps, a, b, zero_a=zero_a, zero_b=zero_b))
 
 
@@ -454,7 +486,9 @@ def table(bench: Bench) -> str:
         if pair.cpu_row:
             a_us, b_us = pair.cpu_per_message_us("a"), pair.cpu_per_message_us("b")
             ratio = f"{b_us / a_us:.2f}x" if a_us else "-"
-            lines.append(f"| {pair.name}: client CPU per message | {a_us:.1f} us | {b_us:.1f} us | {ratio} | - | (no target) |")
+            lines.append(
+                f"| {pair.name}: client CPU per message | {a_us:.1f} us | {b_us:.1f} us | {ratio} | - | (no target) |"
+            )
     memory = bench.memory
     if memory:
         n, big = bench.n, bench.args.big
@@ -501,8 +535,14 @@ def main() -> int:
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "seconds": round(time.time() - started, 1),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "nats_server": servers.version, "load_before": load_before, "load_after": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "nats_server": servers.version,
+            "load_before": load_before,
+            "load_after": os.getloadavg(),
+        },
         "messages": args.messages,
         "pairs": [pair.summary() for pair in bench.pairs],
         "startup_ms": getattr(bench, "startup_times", {}),
@@ -511,7 +551,10 @@ def main() -> int:
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nbench: {result['seconds']}s, load {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}; wrote {args.json}", file=sys.stderr)
+    print(
+        f"\nbench: {result['seconds']}s, load {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}; wrote {args.json}",
+        file=sys.stderr,
+    )
     return 0
 
 

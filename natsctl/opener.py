@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from natsctl.backends.connection import Notify, stderr_notify
 from natsctl.core.backend import Backend
 from natsctl.core.settings import Settings
+from natsctl.transport.connect import Notify, stderr_notify
 
 
 async def open_backend(settings: Settings, *, notify: Notify = stderr_notify) -> Backend:

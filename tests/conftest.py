@@ -103,7 +103,7 @@ def cli_in_process(isolated_home) -> InProcessCLI:
     return InProcessCLI()
 
 
-from tests.stan_double.fixtures import StanServer, start_stan, stan_server, stan_server_any  # noqa: E402,F401
+from tests.stan_double.fixtures import StanServer, stan_server, stan_server_any, start_stan  # noqa: E402,F401
 
 
 class Bus:

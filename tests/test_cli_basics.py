@@ -103,10 +103,14 @@ def test_bash_completes_context_names(tmp_path):
 def test_fish_completion():
     fish = shutil.which("fish")
     assert fish, "fish is installed by .ci/run (apt-get install fish)"
-    script = f"source {ROOT / 'completions' / FILES['fish']}; complete -C 'natsctl pub --fi'; complete -C 'natsctl server r'"
+    script = (
+        f"source {ROOT / 'completions' / FILES['fish']}; complete -C 'natsctl pub --fi'; complete -C 'natsctl server r'"
+    )
     out = subprocess.run([fish, "-c", script], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["--file\tRead messages from a file, one per line", 
-                                "run\tRun a local nats-server with JetStream and monitoring on, in the foreground; Ctrl-C stops it."]
+    assert out.splitlines() == [
+        "--file\tRead messages from a file, one per line",
+        "run\tRun a local nats-server with JetStream and monitoring on, in the foreground; Ctrl-C stops it.",
+    ]
 
 
 def test_zsh_completion_parses():

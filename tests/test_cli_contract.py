@@ -38,8 +38,9 @@ def test_durable_queue_groups_are_told_apart_by_both_names(cli, bus, names):
     ok(cli.run("pub", "qq", "--lines", *bus.args, input="1\n2\n3\n"))
     ident = [] if bus.jetstream else ["--client-id", "dq"]
     for group in (first, second):
-        got = cli.run("sub", "qq", "--all", "--durable", durable, "--queue", group, "--exit-at-end", "--raw",
-                      *ident, *bus.args)
+        got = cli.run(
+            "sub", "qq", "--all", "--durable", durable, "--queue", group, "--exit-at-end", "--raw", *ident, *bus.args
+        )
         ok(got)
         assert got.stdout == b"1\n2\n3\n", f"group {group} is its own durable queue group"
 
@@ -48,7 +49,9 @@ def test_bad_line_after_good_ones_reports_what_was_stored(cli, server, tmp_path)
     source = tmp_path / "dump.jsonl"
     source.write_text('{"data": "a"}\n{"data": "b"}\nnot json\n{"data": "c"}\n')
     record = tmp_path / "record.jsonl"
-    result = cli.run("pub", "envy", "--file", str(source), "--envelope", "--record", str(record), "--server", server.url)
+    result = cli.run(
+        "pub", "envy", "--file", str(source), "--envelope", "--record", str(record), "--server", server.url
+    )
     assert result.returncode == 2
     assert result.stdout == b"published 2 messages to envy (stream envy, sequences 1-2)\n"
     assert result.stderr.decode() == (
@@ -74,9 +77,18 @@ def test_envelope_header_with_a_line_break_is_a_bad_line(cli, server, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["pub", "c", "x", "--no-create"], "--no-create exists on JetStream only: NATS Streaming creates a channel on first use"),
-        (["pub", "c", "x", "--replicas", "3"], "--replicas, --storage, --max-age, --max-msgs, --max-bytes, --discard and --dupe-window shape JetStream streams only; NATS Streaming channel limits are set on its server"),
-        (["sub", "c", "--no-create", "-e"], "--no-create exists on JetStream only: NATS Streaming creates a channel on first use"),
+        (
+            ["pub", "c", "x", "--no-create"],
+            "--no-create exists on JetStream only: NATS Streaming creates a channel on first use",
+        ),
+        (
+            ["pub", "c", "x", "--replicas", "3"],
+            "--replicas, --storage, --max-age, --max-msgs, --max-bytes, --discard and --dupe-window shape JetStream streams only; NATS Streaming channel limits are set on its server",
+        ),
+        (
+            ["sub", "c", "--no-create", "-e"],
+            "--no-create exists on JetStream only: NATS Streaming creates a channel on first use",
+        ),
     ],
 )
 def test_jetstream_only_flags_are_refused_on_nats_streaming(cli, stan_server, args, message):
@@ -88,14 +100,32 @@ def test_jetstream_only_flags_are_refused_on_nats_streaming(cli, stan_server, ar
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["sub", "x", "--since", "9999-12-31T23:59:59-05:00"], "invalid --since '9999-12-31T23:59:59-05:00': out of the range of dates"),
+        (
+            ["sub", "x", "--since", "9999-12-31T23:59:59-05:00"],
+            "invalid --since '9999-12-31T23:59:59-05:00': out of the range of dates",
+        ),
         (["sub", "x", "--ack-wait", "1e20"], "invalid --ack-wait '1e20': at most 100 years"),
-        (["sub", "x", "--seq", "99999999999999999999999"], "--seq 99999999999999999999999 is past the largest sequence"),
+        (
+            ["sub", "x", "--seq", "99999999999999999999999"],
+            "--seq 99999999999999999999999 is past the largest sequence",
+        ),
         (["pub", "x", "y", "--max-age", "1e20"], "invalid --max-age '1e20': at most 100 years"),
-        (["sub", "x", "--exec", "cat", "--json"], "--exec hands each payload to the command; it does not go with --json or --raw"),
-        (["pub", "x", "y", "-s", "nats://127.0.0.1:99999"], "invalid server URL nats://127.0.0.1:99999: Port out of range 0-65535; use nats://host:port"),
-        (["pub", "x", "y", "-s", "http://127.0.0.1:4222"], "invalid server URL http://127.0.0.1:4222: the scheme must be one of nats, tls, ws, wss"),
-        (["pub", "x", "y", "-s", "nats://u:hunter2@[::1"], "invalid server URL <invalid url>: Invalid IPv6 URL; use nats://host:port"),
+        (
+            ["sub", "x", "--exec", "cat", "--json"],
+            "--exec hands each payload to the command; it does not go with --json or --raw",
+        ),
+        (
+            ["pub", "x", "y", "-s", "nats://127.0.0.1:99999"],
+            "invalid server URL nats://127.0.0.1:99999: Port out of range 0-65535; use nats://host:port",
+        ),
+        (
+            ["pub", "x", "y", "-s", "http://127.0.0.1:4222"],
+            "invalid server URL http://127.0.0.1:4222: the scheme must be one of nats, tls, ws, wss",
+        ),
+        (
+            ["pub", "x", "y", "-s", "nats://u:hunter2@[::1"],
+            "invalid server URL <invalid url>: Invalid IPv6 URL; use nats://host:port",
+        ),
     ],
 )
 def test_out_of_range_values_are_usage_errors(cli_in_process, args, message):

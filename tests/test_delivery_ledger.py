@@ -105,7 +105,7 @@ def test_acked_messages_were_all_taken_by_the_reader(batch_payloads, script, out
         outlet = ScriptedOutlet(script, stop.event)
         try:
             await _consume_to_stdout(subscription, output, stop, outlet)
-        except Exception as exc:  # an I/O error is reported after the acks, as a NatsctlError
+        except Exception as exc:  # noqa: BLE001 - an I/O error is reported after the acks, as a NatsctlError
             assert outlet.error is not None and "cannot write to stdout" in str(exc)
         return outlet
 
@@ -113,7 +113,7 @@ def test_acked_messages_were_all_taken_by_the_reader(batch_payloads, script, out
     writer = RawWriter() if output == "raw" else JsonWriter()
     ends, offset = {}, 0
     for batch in batches:
-        for message, size in zip(batch, writer.sizes(batch)):
+        for message, size in zip(batch, writer.sizes(batch), strict=True):
             offset += size
             ends[message.sequence] = offset
     taken = max(outlet.reported, default=0)

@@ -27,7 +27,9 @@ def payload(n: int) -> str:
 
 
 def publish(cli, bus, channel: str) -> None:
-    result = cli.run("pub", channel, "--lines", *bus.args, input="".join(payload(n) + "\n" for n in range(1, TOTAL + 1)))
+    result = cli.run(
+        "pub", channel, "--lines", *bus.args, input="".join(payload(n) + "\n" for n in range(1, TOTAL + 1))
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -79,8 +81,20 @@ def start_reader_blocked(cli, bus, channel: str, ident: list[str]) -> tuple[subp
 
 
 def resume(cli, bus, channel: str, ident: list[str]) -> list[int]:
-    again = cli.run("sub", channel, "--durable", "di", "--all", "--raw", "--exit-at-end", "--ack-wait", "2s",
-                    *ident, *bus.args, timeout=90)
+    again = cli.run(
+        "sub",
+        channel,
+        "--durable",
+        "di",
+        "--all",
+        "--raw",
+        "--exit-at-end",
+        "--ack-wait",
+        "2s",
+        *ident,
+        *bus.args,
+        timeout=90,
+    )
     assert again.returncode == 0, again.stderr
     return numbers(again.stdout)
 

@@ -48,7 +48,7 @@ def test_server_run_helper_picks_ports_again_when_one_was_taken(cli, tmp_path):
             picks.append({"--port": taken if not picks else free_port(), "--monitor-port": free_port()})
             return picks[-1]
 
-        proc, err, ports = start_server_run(cli, pick, "--store-dir", str(tmp_path))
+        proc, _err, ports = start_server_run(cli, pick, "--store-dir", str(tmp_path))
         try:
             assert len(picks) == 2 and ports == picks[1]
             with socket.create_connection(("127.0.0.1", ports["--port"]), timeout=2):
@@ -61,7 +61,10 @@ def test_server_run_helper_picks_ports_again_when_one_was_taken(cli, tmp_path):
 def test_servers_started_together_take_fresh_ports_when_one_was_taken():
     """Fixtures start many servers at once (start(wait=False), then wait_started())."""
     with squatted_port() as taken:
-        servers = [NatsServer(jetstream=False).start(wait=False), NatsServer(jetstream=False, monitor_port=taken).start(wait=False)]
+        servers = [
+            NatsServer(jetstream=False).start(wait=False),
+            NatsServer(jetstream=False, monitor_port=taken).start(wait=False),
+        ]
         try:
             for srv in servers:
                 srv.wait_started()

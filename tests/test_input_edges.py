@@ -114,7 +114,9 @@ def test_every_module_natsctl_imports_comes_with_its_runtime_install():
 
 
 def test_the_dependency_check_catches_a_module_only_the_test_extra_brings():
-    runtime = [r for r in project()["dependencies"] if canonical(r.split(">")[0].split("<")[0].split("=")[0]) != "nkeys"]
+    runtime = [
+        r for r in project()["dependencies"] if canonical(r.split(">")[0].split("<")[0].split("=")[0]) != "nkeys"
+    ]
     assert any(m.startswith("nkeys ") for m in not_installed_by(runtime))
     assert any("nkeys" in r for r in project()["optional-dependencies"]["test"] + project()["dependencies"])
 
@@ -222,7 +224,9 @@ def context_file(home: Path, name: str, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("text", ["a: " + "[" * 5000 + "]" * 5000, "contexts:\n  x: " + "{a: " * 3000 + "1" + "}" * 3000])
+@pytest.mark.parametrize(
+    "text", ["a: " + "[" * 5000 + "]" * 5000, "contexts:\n  x: " + "{a: " * 3000 + "1" + "}" * 3000]
+)
 def test_deeply_nested_config_file(cli, isolated_home, text):
     path = config_file(isolated_home, text)
     for command in (["config", "show"], ["pub", "orders", "x", *NOWHERE]):
@@ -281,7 +285,10 @@ def test_an_empty_server_in_the_config_file_means_not_set(cli_in_process, isolat
         ({"url": 4222}, "'url' must be a string, not a number"),
         ({"password": {"v": 1}}, "'password' must be a string, not an object"),
         ({"tls_first": "true"}, "'tls_first' must be true or false, not a string"),
-        ({"url": " , "}, "'url' is ' , ', which names no server; set it to a URL such as nats://host:4222, or to \"\" for none"),
+        (
+            {"url": " , "},
+            "'url' is ' , ', which names no server; set it to a URL such as nats://host:4222, or to \"\" for none",
+        ),
     ],
 )
 def test_context_values_of_the_wrong_kind(cli_in_process, isolated_home, document, says):
@@ -372,7 +379,9 @@ def test_nats_monitor_url_naming_no_url(cli_in_process):
 @pytest.mark.parametrize("command", [["pub", "orders", "x"], ["context", "add", "staging"]])
 def test_server_flag_naming_no_server(cli_in_process, isolated_home, command, value):
     result = cli_in_process.run(*command, "--server", value)
-    assert failed(result, 2) == f"natsctl: error: --server {value!r} names no server; give a URL such as nats://host:4222"
+    assert (
+        failed(result, 2) == f"natsctl: error: --server {value!r} names no server; give a URL such as nats://host:4222"
+    )
     assert not (isolated_home / ".config" / "nats" / "context" / "staging.json").exists()
 
 
@@ -385,10 +394,22 @@ STAN_NOWHERE = [*NOWHERE, "--cluster-id", "nowhere"]
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["--max-in-flight", "2147483648"], "--max-in-flight 2147483648 is more than NATS Streaming takes (at most 2147483647)"),
-        (["--max-in-flight", str(2**64)], f"--max-in-flight {2**64} is more than NATS Streaming takes (at most 2147483647)"),
-        (["--ack-wait", "596524h"], "--ack-wait 596524h is more than NATS Streaming takes (at most 2147483647s, about 68 years)"),
-        (["--ack-wait", "2147483648"], "--ack-wait 2147483648 is more than NATS Streaming takes (at most 2147483647s, about 68 years)"),
+        (
+            ["--max-in-flight", "2147483648"],
+            "--max-in-flight 2147483648 is more than NATS Streaming takes (at most 2147483647)",
+        ),
+        (
+            ["--max-in-flight", str(2**64)],
+            f"--max-in-flight {2**64} is more than NATS Streaming takes (at most 2147483647)",
+        ),
+        (
+            ["--ack-wait", "596524h"],
+            "--ack-wait 596524h is more than NATS Streaming takes (at most 2147483647s, about 68 years)",
+        ),
+        (
+            ["--ack-wait", "2147483648"],
+            "--ack-wait 2147483648 is more than NATS Streaming takes (at most 2147483647s, about 68 years)",
+        ),
     ],
 )
 def test_nats_streaming_limits_are_checked_before_connecting(cli_in_process, args, says):
@@ -400,7 +421,10 @@ def test_jetstream_takes_what_nats_streaming_cannot(cli_in_process):
     result = cli_in_process.run("sub", "orders", *NOWHERE, "--max-in-flight", "2147483648", "--ack-wait", "596524h")
     assert failed(result, 3).startswith("natsctl: error: cannot connect to nats://127.0.0.1:1")
     result = cli_in_process.run("sub", "orders", *NOWHERE, "--max-in-flight", str(2**63))
-    assert failed(result, 2) == f"natsctl: error: --max-in-flight {2**63} is more than JetStream takes (at most {2**63 - 1})"
+    assert (
+        failed(result, 2)
+        == f"natsctl: error: --max-in-flight {2**63} is more than JetStream takes (at most {2**63 - 1})"
+    )
 
 
 @pytest.fixture
@@ -462,7 +486,14 @@ def test_replay_of_a_missing_channel_on_nats_streaming_does_not_create_it(cli, s
     ok(cli.run("pub", "there", "one", *stan.cli_args()))
     assert ok(cli.run("replay", "there", "--raw", *stan.cli_args(), env=monitor)) == "one\n"
     ok(cli.run("sub", "empty", "--exit-at-end", *stan.cli_args()))
-    assert stan_channel(stan, "empty") == {"name": "empty", "msgs": 0, "bytes": 0, "first_seq": 0, "last_seq": 0, "subs_count": 0}
+    assert stan_channel(stan, "empty") == {
+        "name": "empty",
+        "msgs": 0,
+        "bytes": 0,
+        "first_seq": 0,
+        "last_seq": 0,
+        "subs_count": 0,
+    }
     replayed = cli.run("replay", "empty", "--raw", *stan.cli_args(), env=monitor)
     assert replayed.returncode == 0 and replayed.stdout == b"" and replayed.stderr == b""
 
@@ -492,8 +523,12 @@ def test_the_doubles_channel_answer_has_the_recorded_fields(version):
     try:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         for data in ("1", "2", "3"):
-            done = subprocess.run([sys.executable, "-m", "natsctl", "pub", "ticket:created", data, *stan.cli_args()],
-                                  env=env, capture_output=True, timeout=60)
+            done = subprocess.run(
+                [sys.executable, "-m", "natsctl", "pub", "ticket:created", data, *stan.cli_args()],
+                env=env,
+                capture_output=True,
+                timeout=60,
+            )
             assert done.returncode == 0, done.stderr
         mine = stan_channel(stan, "ticket:created")
         serverz = httpx.get(f"{stan.monitor_url}/streaming/serverz", timeout=10).json()
@@ -534,7 +569,9 @@ def test_channel_too_long_for_its_stream(cli, server):
 # --- other files natsctl reads ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("line", ["[" * 100000 + "]" * 100000, '{"line": 1e999, "seq": 1}', '{"line": 1, "seq": -1e999}'])
+@pytest.mark.parametrize(
+    "line", ["[" * 100000 + "]" * 100000, '{"line": 1e999, "seq": 1}', '{"line": 1, "seq": -1e999}']
+)
 def test_record_file_lines_natsctl_cannot_take(cli_in_process, tmp_path, line):
     record = tmp_path / "confirmed.jsonl"
     record.write_text('{"line": 1, "seq": 1}\n' + line + "\n")

@@ -14,21 +14,40 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "natsctl"
 
 CORE = ("natsctl.core",)
-TRANSPORT = ("natsctl.backends.connection", "natsctl.backends.wire")
+# natsctl/transport/: connecting, credentials, TLS, error diagnosis, the bulk paths.
+TRANSPORT = ("natsctl.transport",)
 # (modules of the layer, natsctl modules they may import, third-party packages they must not import)
 LAYERS = {
     "package": (("natsctl.__init__", "natsctl.backends.__init__"), (), set()),  # the bare packages: nothing
     "core": (CORE, CORE, {"typer", "rich", "click", "nats", "httpx", "google"}),
     "transport": (TRANSPORT, CORE + TRANSPORT, {"typer", "rich", "click", "httpx"}),
-    "jetstream": (("natsctl.backends.jetstream",), CORE + TRANSPORT, {"typer", "rich", "click", "httpx"}),
-    "stan": (("natsctl.backends.stan",), (*CORE, *TRANSPORT, "natsctl.backends.stan"), {"typer", "rich", "click", "httpx"}),
+    "jetstream": (
+        ("natsctl.backends.jetstream",),
+        (*CORE, *TRANSPORT, "natsctl.backends.jetstream"),
+        {"typer", "rich", "click", "httpx"},
+    ),
+    "stan": (
+        ("natsctl.backends.stan",),
+        (*CORE, *TRANSPORT, "natsctl.backends.stan"),
+        {"typer", "rich", "click", "httpx"},
+    ),
     "monitoring": (("natsctl.monitor",), (*CORE, "natsctl.monitor"), {"typer", "rich", "click", "nats"}),
-    "opener": (("natsctl.opener",), (*CORE, "natsctl.backends"), {"typer", "rich", "click"}),
+    "opener": (("natsctl.opener",), (*CORE, *TRANSPORT, "natsctl.backends"), {"typer", "rich", "click"}),
     "embedded": (("natsctl.embedded",), CORE, {"typer", "rich", "click", "nats", "httpx"}),
-    # The CLI uses everything below, but a backend only through the opener (and the transport for
-    # connection-level helpers), never a backend module directly.
-    "cli": (("natsctl.cli", "natsctl.__main__"),
-            (*CORE, *TRANSPORT, "natsctl.monitor", "natsctl.opener", "natsctl.embedded", "natsctl.cli", "natsctl.__version__"), set()),
+    # The CLI uses everything below, but a backend (and its transport) only through the opener, never
+    # a backend or transport module directly.
+    "cli": (
+        ("natsctl.cli", "natsctl.__main__"),
+        (
+            *CORE,
+            "natsctl.monitor",
+            "natsctl.opener",
+            "natsctl.embedded",
+            "natsctl.cli",
+            "natsctl.__version__",
+        ),
+        set(),
+    ),
 }
 
 
@@ -50,7 +69,9 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            names = [f"{base}.{alias.name}" for alias in node.names] if base in {"natsctl", "natsctl.backends"} else [base]
+            names = (
+                [f"{base}.{alias.name}" for alias in node.names] if base in {"natsctl", "natsctl.backends"} else [base]
+            )
             found += [(node.lineno, name) for name in names]
     return found
 

@@ -8,8 +8,8 @@ import time
 import pytest
 import trustme
 
-from tests.servers import NatsServer, free_port
 from tests.helpers import RecordedServer, as_json, failed, fixtures_dir, ok, send
+from tests.servers import NatsServer, free_port
 
 CONNECTION, USAGE, TLS, NOT_FOUND, SERVER, TIMEOUT = 3, 2, 6, 7, 8, 9
 
@@ -38,7 +38,7 @@ def tls_files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def https_server(tls_files):
-    config = 'tls { cert_file: "%s", key_file: "%s" }' % (tls_files["cert"], tls_files["key"])
+    config = f'tls {{ cert_file: "{tls_files["cert"]}", key_file: "{tls_files["key"]}" }}'
     server = NatsServer(name="mon-https", jetstream=False, config=config, monitor_scheme="https").start()
     try:
         yield server
@@ -72,11 +72,21 @@ def faulty():
         request.close_connection = True
 
     def html(request, path, query):
-        send(request, 200, (fixtures_dir("monitoring", "nats-2.15.1") / "extra" / "root.txt").read_bytes(), "text/html; charset=utf-8")
+        send(
+            request,
+            200,
+            (fixtures_dir("monitoring", "nats-2.15.1") / "extra" / "root.txt").read_bytes(),
+            "text/html; charset=utf-8",
+        )
 
     servers = {
         name: RecordedServer({"/streaming/serverz": handler, "/varz": handler, "/healthz": handler})
-        for name, handler in [("slow", slow), ("cut", cut_with_length), ("truncated", cut_without_length), ("html", html)]
+        for name, handler in [
+            ("slow", slow),
+            ("cut", cut_with_length),
+            ("truncated", cut_without_length),
+            ("html", html),
+        ]
     }
     try:
         yield {name: s.url for name, s in servers.items()}
@@ -116,7 +126,10 @@ def test_socket_that_never_answers(cli):
         line = failed(cli.run("server", "-m", url, "--timeout", "0.5", timeout=30), TIMEOUT)
     finally:
         listener.close()
-    assert line == f"natsctl: error: no answer from {url} within 0.5s; is it the monitoring port? raise --timeout if the server is busy"
+    assert (
+        line
+        == f"natsctl: error: no answer from {url} within 0.5s; is it the monitoring port? raise --timeout if the server is busy"
+    )
 
 
 def test_slow_answer(cli, faulty):
@@ -131,7 +144,10 @@ def test_body_cut_mid_way(cli, faulty):
 
 def test_truncated_json(cli, faulty):
     line = failed(cli.run("server", "-m", faulty["truncated"]), SERVER)
-    assert line == f"natsctl: error: the answer of {faulty['truncated']}/streaming/serverz was cut off after 47 bytes (invalid JSON)"
+    assert (
+        line
+        == f"natsctl: error: the answer of {faulty['truncated']}/streaming/serverz was cut off after 47 bytes (invalid JSON)"
+    )
 
 
 def test_not_json(cli, faulty):
@@ -145,7 +161,9 @@ def test_not_json(cli, faulty):
 def test_plain_text_error_bodies(cli, plain):
     # an unknown --sort never reaches the server (tests/test_monitor_output.py); a known one it refuses does
     line = failed(cli.run("clients", "--sort", "stop", "-m", plain.monitor_url), SERVER)
-    assert line == f"natsctl: error: {plain.monitor_url}/connz answered 400: sort by stop only valid on closed connections"
+    assert (
+        line == f"natsctl: error: {plain.monitor_url}/connz answered 400: sort by stop only valid on closed connections"
+    )
 
 
 def test_wrong_base_path(cli, plain):
@@ -189,7 +207,10 @@ def test_jetstream_disabled(cli, plain):
 def test_http_against_https_port(cli, https_server):
     url = f"http://127.0.0.1:{https_server.monitor_port}"
     line = failed(cli.run("server", "-m", url), TLS)
-    assert line == f"natsctl: error: {url}/streaming/serverz is an https monitoring port: use https:// (and --monitor-ca FILE if its certificate is private)"
+    assert (
+        line
+        == f"natsctl: error: {url}/streaming/serverz is an https monitoring port: use https:// (and --monitor-ca FILE if its certificate is private)"
+    )
 
 
 def test_untrusted_certificate(cli, https_server):

@@ -10,8 +10,8 @@ import nats
 import pytest
 import yaml
 
-from tests.servers import NatsServer
 from tests.helpers import ClientLoop, as_json, failed, ok, record, table_rows
+from tests.servers import NatsServer
 
 PAYLOAD = b"job-payload"  # 11 bytes
 CORE_JOBS = 7
@@ -136,11 +136,21 @@ def test_channels(cli, bus):
     assert len(rows) == 1
     row = rows[0]
     assert (row["NAME"], row["SUBJECTS"], row["MSGS"], row["FIRST"], row["LAST"], row["SUBS"]) == (
-        "ORDERS", "orders.new orders.shipped", "8", "1", "8", "2"
+        "ORDERS",
+        "orders.new orders.shipped",
+        "8",
+        "1",
+        "8",
+        "2",
     )
     assert row["BYTES"] == f"{bus.stream_bytes} B"
     [stream] = as_json(cli.run("channels", "--json", *mon(bus)))
-    assert (stream["name"], stream["messages"], stream["bytes"], stream["consumers"]) == ("ORDERS", 8, bus.stream_bytes, 2)
+    assert (stream["name"], stream["messages"], stream["bytes"], stream["consumers"]) == (
+        "ORDERS",
+        8,
+        bus.stream_bytes,
+        2,
+    )
     assert (stream["first_seq"], stream["last_seq"], stream["storage"], stream["account"]) == (1, 8, "file", "$G")
 
 
@@ -148,7 +158,12 @@ def test_subs_lag(cli, bus):
     rows = table_rows(ok(cli.run("subs", *mon(bus))))
     by_name = {(r["KIND"], r["NAME"], r["CLIENT"]): r for r in rows}
     processor = by_name[("consumer", "processor", "-")]
-    assert (processor["CHANNEL"], processor["LAG"], processor["UNACKED"], processor["DELIVERED"]) == ("ORDERS", "2", "1", "3")
+    assert (processor["CHANNEL"], processor["LAG"], processor["UNACKED"], processor["DELIVERED"]) == (
+        "ORDERS",
+        "2",
+        "1",
+        "3",
+    )
     assert processor["FILTER"] == "orders.new"
     auditor = by_name[("consumer", "auditor", "-")]
     assert (auditor["LAG"], auditor["UNACKED"], auditor["DELIVERED"]) == ("8", "0", "0")
@@ -156,7 +171,10 @@ def test_subs_lag(cli, bus):
     assert core == [("work.jobs", "workers", "natsctl-worker-1"), ("work.jobs", "workers", "natsctl-worker-2")]
 
     data = as_json(cli.run("subs", "--json", "--channel", "ORDERS", "--sort", "lag", *mon(bus)))
-    assert [(s["name"], s["lag"], s["unacked"], s["redelivered"]) for s in data] == [("auditor", 8, 0, 0), ("processor", 2, 1, 0)]
+    assert [(s["name"], s["lag"], s["unacked"], s["redelivered"]) for s in data] == [
+        ("auditor", 8, 0, 0),
+        ("processor", 2, 1, 0),
+    ]
     lagging = as_json(cli.run("subs", "--json", "--min-lag", "3", *mon(bus)))
     assert [s["name"] for s in lagging] == ["auditor"]
     consumers = as_json(cli.run("subs", "--json", "--no-core", *mon(bus)))
@@ -167,7 +185,12 @@ def test_channel_detail(cli, bus):
     out = ok(cli.run("channel", "ORDERS", *mon(bus)))
     head, _, subs = out.partition("\n\n")
     fields = record(head)
-    assert (fields["Name"], fields["Messages"], fields["Subscriptions"], fields["Storage"]) == ("ORDERS", "8", "2", "file")
+    assert (fields["Name"], fields["Messages"], fields["Subscriptions"], fields["Storage"]) == (
+        "ORDERS",
+        "8",
+        "2",
+        "file",
+    )
     assert sorted(r["NAME"] for r in table_rows(subs)) == ["auditor", "processor"]
     data = as_json(cli.run("channel", "ORDERS", "--json", *mon(bus)))
     assert {s["name"]: s["lag"] for s in data["subscriptions"]} == {"auditor": 8, "processor": 2}
@@ -182,7 +205,12 @@ def test_server(cli, bus):
     assert fields["Connections"].startswith("4 (")
     assert (fields["Streams"], fields["Consumers"], fields["Stream messages"]) == ("1", "2", "8")
     data = as_json(cli.run("server", "--json", *mon(bus)))
-    assert (data["kind"], data["server_name"], data["version"], data["connections"]) == ("jetstream", "mon-js", "2.15.1", 4)
+    assert (data["kind"], data["server_name"], data["version"], data["connections"]) == (
+        "jetstream",
+        "mon-js",
+        "2.15.1",
+        4,
+    )
     assert data["jetstream"]["streams"] == 1 and data["jetstream"]["consumers"] == 2
     assert data["jetstream"]["messages"] == 8 and data["jetstream"]["bytes"] == bus.stream_bytes
     assert data["streaming"] is None and data["port"] == bus.server.port
@@ -192,7 +220,11 @@ def test_health_ok_and_monitor_from_env(cli, bus):
     data = as_json(cli.run("health", "--json", env={"NATS_MONITOR_URL": bus.server.monitor_url}))
     assert isinstance(data.pop("warnings", []), list)  # the durability audit's findings (issue 7)
     assert data == {
-        "monitor_url": bus.server.monitor_url, "healthy": True, "status": "ok", "error": "", "kind": "jetstream",
+        "monitor_url": bus.server.monitor_url,
+        "healthy": True,
+        "status": "ok",
+        "error": "",
+        "kind": "jetstream",
         "streaming_state": None,
     }
 
@@ -213,7 +245,9 @@ def test_monitor_url_derived_from_server(cli, bus):
     listener.listen(16)
     try:
         # a hang is caught by the subprocess timeout, not by timing the run
-        line = failed(cli.run("health", "--server", f"nats://{host}:{bus.server.port}", "--timeout", "0.5", timeout=30), 9)
+        line = failed(
+            cli.run("health", "--server", f"nats://{host}:{bus.server.port}", "--timeout", "0.5", timeout=30), 9
+        )
     finally:
         listener.close()
     assert line.startswith(f"natsctl: error: no answer from http://{host}:8222 within 0.5s")

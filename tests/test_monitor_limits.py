@@ -98,8 +98,16 @@ def test_password_in_monitor_urls_of_a_cluster_view(cli, server):
 def test_password_in_monitor_url_of_the_other_commands(cli, server):
     url, _ = with_password(server.monitor_url)
     assert ok(cli.run("pub", "orders", "one", "-s", server.url)).strip()
-    for args in (["clients"], ["channels"], ["channel", "orders"], ["subs"], ["routes"], ["server", "--json"],
-                 ["clients", "-o", "yaml"], ["channels", "-o", "csv"]):
+    for args in (
+        ["clients"],
+        ["channels"],
+        ["channel", "orders"],
+        ["subs"],
+        ["routes"],
+        ["server", "--json"],
+        ["clients", "-o", "yaml"],
+        ["channels", "-o", "csv"],
+    ):
         result = cli.run(*args, "-m", url)
         no_secret(result)
         assert result.returncode == 0, result.stderr
@@ -152,8 +160,19 @@ def test_password_in_monitor_url_is_masked_when_it_times_out(cli, endpoints):
 
 
 def connection(cid: int) -> dict:
-    return {"cid": cid, "name": f"fake-{cid}", "ip": "127.0.0.1", "port": 40000 + cid % 20000, "lang": "go",
-            "version": "1.0", "subscriptions": 0, "in_msgs": 0, "out_msgs": 0, "in_bytes": 0, "out_bytes": 0}
+    return {
+        "cid": cid,
+        "name": f"fake-{cid}",
+        "ip": "127.0.0.1",
+        "port": 40000 + cid % 20000,
+        "lang": "go",
+        "version": "1.0",
+        "subscriptions": 0,
+        "in_msgs": 0,
+        "out_msgs": 0,
+        "in_bytes": 0,
+        "out_bytes": 0,
+    }
 
 
 def connz(pages: list, items) -> callable:
@@ -163,8 +182,15 @@ def connz(pages: list, items) -> callable:
         offset, limit = int(query.get("offset", ["0"])[0]), int(query.get("limit", ["1024"])[0])
         pages.append(offset)
         found = items(offset, limit)
-        body = {"server_id": "NFAKE", "now": "2026-11-28T00:00:00Z", "num_connections": len(found),
-                "total": 10**12, "offset": offset, "limit": limit, "connections": found}
+        body = {
+            "server_id": "NFAKE",
+            "now": "2026-11-28T00:00:00Z",
+            "num_connections": len(found),
+            "total": 10**12,
+            "offset": offset,
+            "limit": limit,
+            "connections": found,
+        }
         send(request, 200, json.dumps(body).encode())
 
     return handler
@@ -174,7 +200,9 @@ def test_a_total_of_10_to_the_12_that_repeats_one_page_ends_at_once(cli, endpoin
     """The server says 10^12 connections but every page is the same one: the second page adds nothing,
     so the listing stops there (it used to page forever, deaf to the first SIGTERM)."""
     pages: list[int] = []
-    url = endpoints({"/varz": lambda r, p, q: send(r, 200, VARZ), "/connz": connz(pages, lambda o, n: [connection(1)])}).url
+    url = endpoints(
+        {"/varz": lambda r, p, q: send(r, 200, VARZ), "/connz": connz(pages, lambda o, n: [connection(1)])}
+    ).url
     result = cli.run("clients", "--json", "-m", url, timeout=60)
     assert result.returncode == 0, result.stderr
     assert [c["cid"] for c in json.loads(result.stdout)] == [1]
@@ -206,8 +234,12 @@ def test_a_server_inventing_connections_without_end_is_read_up_to_the_item_limit
     found, notes = listing(url, page_size=100)
     assert [c.cid for c in found] == list(range(1, 2_501))
     assert len(pages) == 2_500 // (100 - 16) + 1  # each page re-reads 16 of the one before
-    assert notes == [(f"listing of {url}/connz cut short at 2,500 connections (the server reports 1,000,000,000,000): "
-                      "2,500 is natsctl's limit for one listing")]
+    assert notes == [
+        (
+            f"listing of {url}/connz cut short at 2,500 connections (the server reports 1,000,000,000,000): "
+            "2,500 is natsctl's limit for one listing"
+        )
+    ]
     assert listing(url, page_size=100, limit=250)[1] == []  # --limit N below the limit: nothing was cut
 
 
@@ -220,8 +252,12 @@ def test_a_server_giving_one_new_connection_per_page_is_read_up_to_the_page_limi
     url = endpoints({"/connz": connz(pages, lambda o, n: [connection(o + 1)])}).url
     found, notes = listing(url)
     assert len(pages) == len(found) == 40
-    assert notes == [(f"listing of {url}/connz cut short at 40 connections (the server reports 1,000,000,000,000): "
-                      "after 40 pages, natsctl's limit for one listing")]
+    assert notes == [
+        (
+            f"listing of {url}/connz cut short at 40 connections (the server reports 1,000,000,000,000): "
+            "after 40 pages, natsctl's limit for one listing"
+        )
+    ]
 
 
 # --- B: answer sizes --------------------------------------------------------------------------------
@@ -331,15 +367,18 @@ def hold(endpoints) -> tuple[str, threading.Event]:
     return endpoints({"/streaming/serverz": held, "/varz": held}).url, came
 
 
-@pytest.mark.parametrize("args, sig, code", [
-    (["server"], signal.SIGTERM, 143),
-    (["server"], signal.SIGINT, 130),
-    (["clients", "--json"], signal.SIGTERM, 143),
-    (["health"], signal.SIGINT, 130),
-    (["cluster"], signal.SIGTERM, 143),
-    (["server", "--watch", "1"], signal.SIGTERM, 143),
-    (["server", "--watch", "1"], signal.SIGINT, 0),  # Ctrl-C ends a watch normally
-])
+@pytest.mark.parametrize(
+    "args, sig, code",
+    [
+        (["server"], signal.SIGTERM, 143),
+        (["server"], signal.SIGINT, 130),
+        (["clients", "--json"], signal.SIGTERM, 143),
+        (["health"], signal.SIGINT, 130),
+        (["cluster"], signal.SIGTERM, 143),
+        (["server", "--watch", "1"], signal.SIGTERM, 143),
+        (["server", "--watch", "1"], signal.SIGINT, 0),  # Ctrl-C ends a watch normally
+    ],
+)
 def test_a_signal_ends_a_request_in_flight_at_once(cli, endpoints, args, sig, code):
     url, came = hold(endpoints)
     proc = cli.popen(*args, "-m", url, "--timeout", "120")
@@ -359,14 +398,17 @@ def test_a_signal_ends_a_request_in_flight_at_once(cli, endpoints, args, sig, co
 # --- C: answers JSON allows that no reader can use ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("body, problem", [
-    (b'{"server_id": "NFAKE", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "is nested too deeply to read"),
-    (b'{"server_id": "NFAKE", "connections": NaN}', "holds the number NaN, which natsctl cannot read"),
-    (b'{"server_id": "NFAKE", "connections": Infinity}', "holds the number Infinity, which natsctl cannot read"),
-    (b'{"server_id": "NFAKE", "mem": -Infinity}', "holds the number -Infinity, which natsctl cannot read"),
-    (b'{"server_id": "NFAKE", "in_msgs": 1e999}', "holds the number 1e999, which natsctl cannot read"),
-    (b'{"server_id": "NFAKE", "in_msgs": ' + b"9" * 5000 + b"}", "holds a number too long to read"),
-])
+@pytest.mark.parametrize(
+    "body, problem",
+    [
+        (b'{"server_id": "NFAKE", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "is nested too deeply to read"),
+        (b'{"server_id": "NFAKE", "connections": NaN}', "holds the number NaN, which natsctl cannot read"),
+        (b'{"server_id": "NFAKE", "connections": Infinity}', "holds the number Infinity, which natsctl cannot read"),
+        (b'{"server_id": "NFAKE", "mem": -Infinity}', "holds the number -Infinity, which natsctl cannot read"),
+        (b'{"server_id": "NFAKE", "in_msgs": 1e999}', "holds the number 1e999, which natsctl cannot read"),
+        (b'{"server_id": "NFAKE", "in_msgs": ' + b"9" * 5000 + b"}", "holds a number too long to read"),
+    ],
+)
 def test_unreadable_json_is_a_bad_server_answer(cli, endpoints, body, problem):
     url = endpoints({"/varz": lambda r, p, q: send(r, 200, body)}).url
     for args in (["server"], ["server", "--json"], ["health"]):
@@ -376,8 +418,12 @@ def test_unreadable_json_is_a_bad_server_answer(cli, endpoints, body, problem):
 
 def test_unreadable_json_in_a_listing(cli, endpoints):
     pages: list[int] = []
-    url = endpoints({"/varz": lambda r, p, q: send(r, 200, VARZ),
-                     "/connz": lambda r, p, q: (pages.append(0), send(r, 200, b'{"total": NaN, "connections": []}'))}).url
+    url = endpoints(
+        {
+            "/varz": lambda r, p, q: send(r, 200, VARZ),
+            "/connz": lambda r, p, q: (pages.append(0), send(r, 200, b'{"total": NaN, "connections": []}')),
+        }
+    ).url
     line = failed(cli.run("clients", "-m", url), SERVER)
     assert line == (
         f"natsctl: error: the answer of {url}/connz holds the number NaN, which natsctl cannot read: not a NATS monitoring answer?"

@@ -12,9 +12,9 @@ import time
 import nats
 import pytest
 
+from tests.helpers import ClientLoop, as_json, ok, table_rows
 from tests.reliability_helpers import Collector
 from tests.servers import NatsServer
-from tests.helpers import ClientLoop, as_json, ok, table_rows
 
 BULK = 1030  # more than the server's 1024 connections per /connz page
 
@@ -106,8 +106,11 @@ def test_watch_refreshes_with_rates_and_ctrl_c_exits_0(cli):
         out.start()
         errs.start()
         try:
-            until(lambda: len(shown := snapshots_of(out)) >= 3 and any((in_rate(s) or 0) > 0 for s in shown[1:]),
-                  "three refreshes, one with a message rate", proc)
+            until(
+                lambda: len(shown := snapshots_of(out)) >= 3 and any((in_rate(s) or 0) > 0 for s in shown[1:]),
+                "three refreshes, one with a message rate",
+                proc,
+            )
             proc.send_signal(signal.SIGINT)
             proc.wait(15)
         finally:

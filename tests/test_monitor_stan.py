@@ -21,7 +21,9 @@ def stan_routes(name: str, after_close: bool = False) -> dict:
         "/streaming/channelsz": serve_file(
             base / ("channelsz_subs_after_close.json" if after_close else "channelsz.json"), "channels"
         ),
-        "/streaming/clientsz": serve_file(base / ("clientsz_after_close.json" if after_close else "clientsz_subs.json"), "clients"),
+        "/streaming/clientsz": serve_file(
+            base / ("clientsz_after_close.json" if after_close else "clientsz_subs.json"), "clients"
+        ),
         "/varz": serve_file(base / "varz.json"),
         "/connz": serve_file(base / "connz.json", "connections"),
     }
@@ -51,18 +53,35 @@ def test_server(cli, stan):
     fields = record(ok(cli.run("server", "-m", stan.url)))
     assert fields["Kind"] == "NATS Streaming"
     assert (fields["Streaming version"], fields["Cluster id"], fields["State"], fields["Store"]) == (
-        streaming, "test-cluster", "STANDALONE", "MEMORY"
+        streaming,
+        "test-cluster",
+        "STANDALONE",
+        "MEMORY",
     )
     assert (fields["Channels"], fields["Clients"], fields["Streaming subscriptions"]) == ("2", "2", "3")
     assert fields["Stored messages"] == "3 (86 B)"
-    assert (fields["Limit channels"], fields["Limit msgs/channel"], fields["Limit subs/channel"]) == ("100", "1000000", "1000")
+    assert (fields["Limit channels"], fields["Limit msgs/channel"], fields["Limit subs/channel"]) == (
+        "100",
+        "1000000",
+        "1000",
+    )
     assert fields["Version"].startswith(embedded + ", ")
     data = as_json(cli.run("server", "--json", "-m", stan.url))
     assert (data["kind"], data["version"], data["jetstream"]) == ("stan", embedded, None)
     st = data["streaming"]
-    assert (st["cluster_id"], st["version"], st["state"], st["store_type"]) == ("test-cluster", streaming, "STANDALONE", "MEMORY")
+    assert (st["cluster_id"], st["version"], st["state"], st["store_type"]) == (
+        "test-cluster",
+        streaming,
+        "STANDALONE",
+        "MEMORY",
+    )
     assert (st["channels"], st["clients"], st["subscriptions"], st["total_msgs"], st["total_bytes"]) == (2, 2, 3, 3, 86)
-    assert (st["max_msgs"], st["max_bytes"], st["max_age_seconds"], st["max_inactivity_seconds"]) == (1000000, 1024000000, 0, 0)
+    assert (st["max_msgs"], st["max_bytes"], st["max_age_seconds"], st["max_inactivity_seconds"]) == (
+        1000000,
+        1024000000,
+        0,
+        0,
+    )
 
 
 def test_channels(cli, stan):
@@ -82,16 +101,25 @@ def test_channel_detail(cli, stan):
     data = as_json(cli.run("channel", "orders", "--json", "-m", stan.url))
     assert (data["name"], data["messages"], data["last_seq"]) == ("orders", 2, 2)
     [sub] = data["subscriptions"]
-    assert (sub["queue"], sub["name"], sub["durable"], sub["lag"], sub["unacked"], sub["max_inflight"], sub["ack_wait_seconds"]) == (
-        "orders-durable:orders-workers", "orders-durable", True, 0, 0, 16, 30
-    )
+    assert (
+        sub["queue"],
+        sub["name"],
+        sub["durable"],
+        sub["lag"],
+        sub["unacked"],
+        sub["max_inflight"],
+        sub["ack_wait_seconds"],
+    ) == ("orders-durable:orders-workers", "orders-durable", True, 0, 0, 16, 30)
     line = failed(cli.run("channel", "nope", "-m", stan.url), 7)
     assert line == f"natsctl: error: no channel named 'nope' at {stan.url}; 'natsctl channels' lists them"
 
 
 def test_subs(cli, stan):
     rows = table_rows(ok(cli.run("subs", "-m", stan.url)))
-    got = [(r["CHANNEL"], r["NAME"], r["QUEUE"], r["CLIENT"], r["LAG"], r["UNACKED"], r["DELIVERED"], r["STATE"]) for r in rows]
+    got = [
+        (r["CHANNEL"], r["NAME"], r["QUEUE"], r["CLIENT"], r["LAG"], r["UNACKED"], r["DELIVERED"], r["STATE"])
+        for r in rows
+    ]
     assert got == [
         ("audit", "-", "-", "fixture-subscriber", "0", "0", "1", "online"),
         ("audit", "audit-durable", "-", "fixture-subscriber", "0", "0", "1", "online"),
@@ -112,14 +140,21 @@ def test_clients(cli, stan):
     subscriber = data[1]
     assert subscriber["id"] == "fixture-subscriber"
     assert [(s["channel"], s["name"], s["lag"]) for s in subscriber["subscriptions"]] == [
-        ("audit", "", 0), ("audit", "audit-durable", 0), ("orders", "orders-durable", 0)
+        ("audit", "", 0),
+        ("audit", "audit-durable", 0),
+        ("orders", "orders-durable", 0),
     ]
 
 
 def test_health_from_streaming_state(cli, stan):
     # no /healthz was recorded (0.17.0's nats-server 2.1.4 has none): the streaming state decides
     data = as_json(cli.run("health", "--json", "-m", stan.url))
-    assert (data["healthy"], data["status"], data["kind"], data["streaming_state"]) == (True, "ok", "stan", "STANDALONE")
+    assert (data["healthy"], data["status"], data["kind"], data["streaming_state"]) == (
+        True,
+        "ok",
+        "stan",
+        "STANDALONE",
+    )
 
 
 def test_offline_durables_after_close(cli, stan_closed):

@@ -55,7 +55,10 @@ def test_headers_count_against_max_payload_and_the_rest_of_the_file_goes_on(cli,
     result = cli.run("pub", "hdr.size", "--file", str(source), "-H", f"K:{value}", "--server", small_server.url)
 
     assert result.returncode == 10, result.stderr
-    assert result.stdout.decode() == f"published 4 messages to hdr.size (stream {stream_name_for('hdr.size')}, sequences 1-4)\n"
+    assert (
+        result.stdout.decode()
+        == f"published 4 messages to hdr.size (stream {stream_name_for('hdr.size')}, sequences 1-4)\n"
+    )
     assert result.stderr.decode() == (
         f"natsctl: error: 2 of 6 messages not confirmed; first: line 3: headers ({block} bytes) and payload "
         f"({fits + 1} bytes) make {MAX_PAYLOAD + 1} bytes, over the server's max_payload of {MAX_PAYLOAD} bytes "
@@ -69,8 +72,9 @@ def test_headers_count_against_max_payload_and_the_rest_of_the_file_goes_on(cli,
 def test_json_summary_names_each_refused_line(cli, small_server, tmp_path):
     source = tmp_path / "in.txt"
     source.write_bytes(b"a\n" + b"x" * 1000 + b"\nb\n")
-    result = cli.run("pub", "hdr.json", "--file", str(source), "-H", "Trace:" + "t" * 50, "--json",
-                     "--server", small_server.url)
+    result = cli.run(
+        "pub", "hdr.json", "--file", str(source), "-H", "Trace:" + "t" * 50, "--json", "--server", small_server.url
+    )
     assert result.returncode == 10
     summary = json.loads(result.stdout)
     assert summary["confirmed"] == 2 and summary["published"] == 2
@@ -91,7 +95,9 @@ def raw_hpub(url: str, subject: str, header_lines: list[str], payload: bytes) ->
         sock.sendall(
             b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"protocol":1}\r\n'
             + b"HPUB %s %d %d\r\n" % (subject.encode(), len(block), len(block) + len(payload))
-            + block + payload + b"\r\nPING\r\n"
+            + block
+            + payload
+            + b"\r\nPING\r\n"
         )
         assert reader.readline() == b"PONG\r\n"
 
@@ -248,8 +254,12 @@ def test_a_record_that_cannot_be_written_still_reports_what_was_confirmed(cli, b
     confirmed = int(out.split()[1])
     *notes, error = stderr.splitlines()
     assert error == "natsctl: error: cannot write --record /dev/full: No space left on device"
-    assert notes == [(f"natsctl: warning: {confirmed} messages confirmed before the error; first unconfirmed: "
-                      f"line {confirmed + 1}: not sent: publishing stopped (a confirmation could not be reported)")]
+    assert notes == [
+        (
+            f"natsctl: warning: {confirmed} messages confirmed before the error; first unconfirmed: "
+            f"line {confirmed + 1}: not sent: publishing stopped (a confirmation could not be reported)"
+        )
+    ]
 
 
 # -- 10. the server goes away mid-publish --------------------------------------------------------
@@ -265,8 +275,9 @@ def record_count(path) -> int:
 def test_nats_streaming_lost_mid_publish_says_what_was_confirmed(cli, stan_server, tmp_path):
     record = tmp_path / "confirmed.rec"
     lines = [f"order-{n:06d}\n".encode() for n in range(1, 200_001)]
-    proc = cli.popen("pub", "lost.mid", "--lines", "--record", str(record), *stan_server.cli_args(),
-                     stdin=subprocess.PIPE)
+    proc = cli.popen(
+        "pub", "lost.mid", "--lines", "--record", str(record), *stan_server.cli_args(), stdin=subprocess.PIPE
+    )
     feeder = Feeder(proc, lines, per_second=20_000)
     feeder.start()
     try:

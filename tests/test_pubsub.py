@@ -7,7 +7,7 @@ import json
 import os
 import signal
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -47,7 +47,7 @@ def test_pub_count_expands_templates(cli, bus):
     ids = {d.split()[1] for d in items}
     assert len(ids) == 5 and all(len(i) == len("id=") + 32 for i in ids)
     stamp = items[0].split()[2][2:]
-    assert abs((datetime.fromisoformat(stamp.replace("Z", "+00:00")) - datetime.now(timezone.utc)).total_seconds()) < 60
+    assert abs((datetime.fromisoformat(stamp.replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds()) < 60
 
 
 def test_pub_lines_from_stdin_and_file(cli, bus, tmp_path):
@@ -89,7 +89,10 @@ def test_headers_on_jetstream_and_refused_on_stan(cli, bus):
     result = cli.run("pub", "h", "body", "-H", "Trace-Id:abc", "-H", "K: v1", *bus.args)
     if not bus.jetstream:
         assert result.returncode == 2
-        assert result.stderr == b"natsctl: error: headers (-H, --msg-id) exist on JetStream only; NATS Streaming messages have none\n"
+        assert (
+            result.stderr
+            == b"natsctl: error: headers (-H, --msg-id) exist on JetStream only; NATS Streaming messages have none\n"
+        )
         return
     ok(result)
     [env] = envelopes(cli.run("replay", "h", "--json", *bus.args).stdout)
@@ -119,7 +122,9 @@ def subscription_marks(bus) -> set[str]:
     return marks
 
 
-def wait_for_subscriptions(bus, before: set[str], count: int, procs, timeout: float = 60, read_stderr: bool = True) -> None:
+def wait_for_subscriptions(
+    bus, before: set[str], count: int, procs, timeout: float = 60, read_stderr: bool = True
+) -> None:
     """Until ``count`` subscriptions not in ``before`` are registered on the server (readiness, not a sleep)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -152,7 +157,7 @@ def test_start_positions(cli, bus):
     assert read("--last") == [5]
     assert read("--seq", "3") == [3, 4, 5]
     time.sleep(1.1)
-    middle = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    middle = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     time.sleep(0.2)
     publish_numbers(cli, bus, "pos", range(6, 9))
     assert read("--since", middle) == [6, 7, 8]
@@ -209,8 +214,19 @@ def test_durable_resumes_after_sigkill(cli, bus, queue):
     ident = ["--client-id", "worker-1"] if not bus.jetstream else []
     group = ["--queue", "workers"] if queue else []
     first = cli.popen(
-        "sub", "work", "--all", "--durable", "svc", *group, "--raw", "--ack-wait", "2s",
-        "--max-in-flight", "20", *ident, *bus.args,
+        "sub",
+        "work",
+        "--all",
+        "--durable",
+        "svc",
+        *group,
+        "--raw",
+        "--ack-wait",
+        "2s",
+        "--max-in-flight",
+        "20",
+        *ident,
+        *bus.args,
     )
     seen = read_lines_until(first, 40)
     assert len(seen) == 40
@@ -220,8 +236,19 @@ def test_durable_resumes_after_sigkill(cli, bus, queue):
     written_first = [line[:6].decode() for line in seen + rest.splitlines(keepends=True)]
     assert 40 <= len(written_first) < total
     second = cli.run(
-        "sub", "work", "--all", "--durable", "svc", *group, "--exit-at-end", "--raw", "--ack-wait", "2s",
-        *ident, *bus.args, timeout=90,
+        "sub",
+        "work",
+        "--all",
+        "--durable",
+        "svc",
+        *group,
+        "--exit-at-end",
+        "--raw",
+        "--ack-wait",
+        "2s",
+        *ident,
+        *bus.args,
+        timeout=90,
     )
     ok(second)
     written_second = [line[:6].decode() for line in second.stdout.splitlines()]
@@ -238,15 +265,16 @@ def test_queue_group_members_share_disjoint_and_complete(cli, bus, durable):
     extra = ["--durable", "grp"] if durable else []
     before = subscription_marks(bus)
     members = [
-        cli.popen("sub", "jobs", "--queue", "grp", *extra, "--raw", "--max-in-flight", "8", *bus.args)
-        for _ in range(2)
+        cli.popen("sub", "jobs", "--queue", "grp", *extra, "--raw", "--max-in-flight", "8", *bus.args) for _ in range(2)
     ]
     readers = [(Collector(m.stdout), Collector(m.stderr)) for m in members]
     for reader in readers:
         for collector in reader:
             collector.start()
     try:
-        wait_for_subscriptions(bus, before, 2, members, read_stderr=False)  # both members in the group before anything is published
+        wait_for_subscriptions(
+            bus, before, 2, members, read_stderr=False
+        )  # both members in the group before anything is published
         ok(cli.run("pub", "jobs", "--lines", *bus.args, input="".join(f"{n}\n" for n in range(1, total + 1))))
         deadline = time.monotonic() + 60  # until every message was written by one member or the other
         while time.monotonic() < deadline and any(m.poll() is None for m in members):
@@ -263,7 +291,7 @@ def test_queue_group_members_share_disjoint_and_complete(cli, bus, durable):
                 member.kill()
                 member.wait(10)
     outputs = []
-    for member, (out, err) in zip(members, readers):
+    for member, (out, err) in zip(members, readers, strict=True):
         out.join(10)
         err.join(10)
         assert member.returncode == 130, b"".join(err.lines)
@@ -282,23 +310,40 @@ def test_exec_failure_is_redelivered(cli, bus, tmp_path):
     script.write_text(
         "#!/bin/sh\n"
         f'body=$(cat); echo "$NATSCTL_SEQ $body $NATSCTL_REDELIVERED" >> {log}\n'
-        f'[ -e {tmp_path}/seen-$NATSCTL_SEQ ] && exit 0\n'
+        f"[ -e {tmp_path}/seen-$NATSCTL_SEQ ] && exit 0\n"
         f"touch {tmp_path}/seen-$NATSCTL_SEQ; exit 3\n"
     )
     script.chmod(0o755)
     result = cli.run(
-        "sub", "tasks", "--all", "--durable", "handler", "--exec", str(script), "--count", "3", "--ack-wait", "1s",
-        *(["--client-id", "exec-1"] if not bus.jetstream else []), *bus.args, timeout=60,
+        "sub",
+        "tasks",
+        "--all",
+        "--durable",
+        "handler",
+        "--exec",
+        str(script),
+        "--count",
+        "3",
+        "--ack-wait",
+        "1s",
+        *(["--client-id", "exec-1"] if not bus.jetstream else []),
+        *bus.args,
+        timeout=60,
     )
     ok(result)
     attempts = log.read_text().splitlines()
-    assert sorted(attempts) == sorted(
-        [f"{n} {n} 0" for n in (1, 2, 3)] + [f"{n} {n} 1" for n in (1, 2, 3)]
-    ), attempts
+    assert sorted(attempts) == sorted([f"{n} {n} 0" for n in (1, 2, 3)] + [f"{n} {n} 1" for n in (1, 2, 3)]), attempts
     assert result.stderr.count(b"--exec exited 3 for sequence") == 3
     after = cli.run(
-        "sub", "tasks", "--all", "--durable", "handler", "--exit-at-end", "--raw",
-        *(["--client-id", "exec-1"] if not bus.jetstream else []), *bus.args,
+        "sub",
+        "tasks",
+        "--all",
+        "--durable",
+        "handler",
+        "--exit-at-end",
+        "--raw",
+        *(["--client-id", "exec-1"] if not bus.jetstream else []),
+        *bus.args,
     )
     ok(after)
     assert after.stdout == b"", "everything was acked once the command succeeded"
@@ -310,7 +355,7 @@ def test_ctrl_c_exits_130_and_sigterm_143(cli, bus):
         proc = cli.popen("sub", "quiet", *bus.args)
         wait_for_subscriptions(bus, before, 1, [proc])
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=15)
+        _out, err = proc.communicate(timeout=15)
         assert proc.returncode == code, err
         assert b"Traceback" not in err
 
@@ -334,11 +379,20 @@ def test_bad_channel_names(cli_in_process, channel):
         (["--all", "--last"], "natsctl: error: choose one start position, not --all and --last"),
         (["--seq", "0"], "natsctl: error: --seq must be 1 or more, not 0"),
         (["--seq", "-4"], "natsctl: error: --seq must be 1 or more, not -4"),
-        (["--since", "yesterday"], "natsctl: error: invalid --since 'yesterday'; use a duration ago (90s, 1h) or an RFC 3339 time (2026-11-28T10:00:00Z)"),
+        (
+            ["--since", "yesterday"],
+            "natsctl: error: invalid --since 'yesterday'; use a duration ago (90s, 1h) or an RFC 3339 time (2026-11-28T10:00:00Z)",
+        ),
         (["--ack-wait", "500ms"], "natsctl: error: --ack-wait must be at least 1s, not 500ms"),
-        (["--ack-wait", "soon"], "natsctl: error: invalid --ack-wait 'soon'; use a duration such as 30s, 5m, 1h30m or 250ms"),
+        (
+            ["--ack-wait", "soon"],
+            "natsctl: error: invalid --ack-wait 'soon'; use a duration such as 30s, 5m, 1h30m or 250ms",
+        ),
         (["--json", "--raw"], "natsctl: error: choose one of --json and --raw"),
-        (["--durable", "a.b"], "natsctl: error: invalid durable name 'a.b': it may not contain whitespace, '.', '*', '>', '/' or '\\'"),
+        (
+            ["--durable", "a.b"],
+            "natsctl: error: invalid durable name 'a.b': it may not contain whitespace, '.', '*', '>', '/' or '\\'",
+        ),
         (["--unsubscribe"], "natsctl: error: --unsubscribe deletes a durable: it needs --durable"),
         (["--bogus"], "natsctl: error: No such option: --bogus (Possible options: --user) (see 'natsctl --help')"),
     ],
@@ -368,9 +422,7 @@ def test_server_without_jetstream(cli):
     finally:
         plain.cleanup()
     assert result.returncode == 8
-    assert result.stderr.decode().startswith(
-        f"natsctl: error: JetStream is not enabled on the server at {plain.url}"
-    )
+    assert result.stderr.decode().startswith(f"natsctl: error: JetStream is not enabled on the server at {plain.url}")
 
 
 def test_payload_over_max_payload(cli, bus, tmp_path):
@@ -434,8 +486,15 @@ def test_pub_json_summary(cli, server):
     result = cli.run("pub", "sum", "--count", "3", "x", "--json", "--server", server.url)
     ok(result)
     assert json.loads(result.stdout) == {
-        "channel": "sum", "stream": "sum", "published": 3, "confirmed": 3, "first_sequence": 1,
-        "last_sequence": 3, "duplicates": 0, "created": True, "failed": [],
+        "channel": "sum",
+        "stream": "sum",
+        "published": 3,
+        "confirmed": 3,
+        "first_sequence": 1,
+        "last_sequence": 3,
+        "duplicates": 0,
+        "created": True,
+        "failed": [],
     }
     assert os.environ.get("NATS_URL") is None
 
@@ -449,6 +508,8 @@ def test_generated_client_id_is_printed_for_durables(cli, stan_server):
     line = result.stderr.decode().strip()
     assert line.startswith("natsctl: client id natsctl-") and "resume durable 'keep' with --client-id natsctl-" in line
     client_id = line.split("--client-id ")[1]
-    resumed = cli.run("sub", "ids", "--durable", "keep", "--exit-at-end", "--raw", "--client-id", client_id, *stan_server.cli_args())
+    resumed = cli.run(
+        "sub", "ids", "--durable", "keep", "--exit-at-end", "--raw", "--client-id", client_id, *stan_server.cli_args()
+    )
     ok(resumed)
     assert resumed.stdout == b"" and resumed.stderr == b""

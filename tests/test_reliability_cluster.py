@@ -32,8 +32,21 @@ def servers(nodes) -> str:
 
 def make_channel(cli, nodes, channel: str) -> str:
     # A generous --timeout: on a loaded machine a new replicated stream can take seconds to elect its leader.
-    created = cli.run("pub", channel, "seed", "--replicas", "3", "--dupe-window", "10m", "--server", servers(nodes), "--json",
-                      "--timeout", "30", timeout=90)
+    created = cli.run(
+        "pub",
+        channel,
+        "seed",
+        "--replicas",
+        "3",
+        "--dupe-window",
+        "10m",
+        "--server",
+        servers(nodes),
+        "--json",
+        "--timeout",
+        "30",
+        timeout=90,
+    )
     assert created.returncode == 0, created.stderr
     return json.loads(created.stdout)["stream"]
 
@@ -79,8 +92,21 @@ def test_leader_killed_during_publish(cli, nodes, tmp_path):
     check = cli.run("verify", "cluster.pub", "--against", str(first), "--server", survivors, "--json", timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
 
-    rerun = cli.run("pub", "cluster.pub", "--lines", "--record", str(second), "--server", survivors, "--timeout", "5",
-                    "--msg-id", "evt-{{Count}}", input=b"".join(lines), timeout=120)
+    rerun = cli.run(
+        "pub",
+        "cluster.pub",
+        "--lines",
+        "--record",
+        str(second),
+        "--server",
+        survivors,
+        "--timeout",
+        "5",
+        "--msg-id",
+        "evt-{{Count}}",
+        input=b"".join(lines),
+        timeout=120,
+    )
     assert rerun.returncode == 0, rerun.stderr
     check = cli.run("verify", "cluster.pub", "--against", str(second), "--server", survivors, "--json", timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -99,8 +125,21 @@ def test_leader_killed_during_subscribe(cli, nodes):
     assert cli.run("pub", "cluster.sub", "--lines", "--server", servers(nodes), input=body, timeout=60).returncode == 0
     leader = leader_of(nodes, stream)
     others = [n for n in nodes if n is not leader]
-    sub_args = ["sub", "cluster.sub", "--all", "--durable", "worker", "--json", "--exit-at-end", "--ack-wait", "2s",
-                "--max-in-flight", "50", "--timeout", "5"]
+    sub_args = [
+        "sub",
+        "cluster.sub",
+        "--all",
+        "--durable",
+        "worker",
+        "--json",
+        "--exit-at-end",
+        "--ack-wait",
+        "2s",
+        "--max-in-flight",
+        "50",
+        "--timeout",
+        "5",
+    ]
 
     proc = cli.popen(*sub_args, "--server", servers(nodes))
     out = Collector(proc.stdout, delay=0.001)
@@ -175,4 +214,3 @@ def test_durable_resumes_while_its_own_leader_is_elected(cli, nodes):
     figure("durable-leader-election", waited_s=round(time.monotonic() - started, 2), exit=again.returncode)
     assert again.returncode == 0, again.stderr
     assert [e["seq"] for e in envelopes(again.stdout.splitlines())] == list(range(11, 101))
-

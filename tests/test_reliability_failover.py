@@ -23,14 +23,41 @@ def test_first_url_refused_second_serves(cli, server):
 @pytest.mark.slow
 def test_connected_node_killed_subscriber_fails_over(cli, nodes):
     urls = ",".join(n.url for n in nodes)
-    created = cli.run("pub", "failover.sub", "--lines", "--replicas", "3", "--server", urls, "--json", "--timeout", "30",
-                      input="".join(f"m{n}\n" for n in range(1, TOTAL + 1)), timeout=60)
+    created = cli.run(
+        "pub",
+        "failover.sub",
+        "--lines",
+        "--replicas",
+        "3",
+        "--server",
+        urls,
+        "--json",
+        "--timeout",
+        "30",
+        input="".join(f"m{n}\n" for n in range(1, TOTAL + 1)),
+        timeout=60,
+    )
     assert created.returncode == 0, created.stderr
     stream = json.loads(created.stdout)["stream"]
     leader_of(nodes, stream)
     # the first URL is the one natsctl connects to (it does not shuffle the list)
-    proc = cli.popen("sub", "failover.sub", "--all", "--durable", "f", "--json", "--exit-at-end", "--ack-wait", "2s",
-                     "--max-in-flight", "50", "--timeout", "5", "--server", urls)
+    proc = cli.popen(
+        "sub",
+        "failover.sub",
+        "--all",
+        "--durable",
+        "f",
+        "--json",
+        "--exit-at-end",
+        "--ack-wait",
+        "2s",
+        "--max-in-flight",
+        "50",
+        "--timeout",
+        "5",
+        "--server",
+        urls,
+    )
     out = Collector(proc.stdout, delay=0.001)
     out.start()
     try:
@@ -88,9 +115,9 @@ def test_server_gone_for_good_gives_up_within_timeout(cli, server, command):
 
 
 def _stored(server) -> int:
-    from tests.reliability_helpers import stored_messages, stream_state  # noqa: F401
-
     import httpx
+
+    from tests.reliability_helpers import stored_messages, stream_state  # noqa: F401
 
     try:
         body = httpx.get(server.monitor_url + "/jsz", timeout=1).json()

@@ -101,7 +101,9 @@ def test_payload_bytes_round_trip(capsys, bus, payload):
     code, out, err = natsctl(capsys, "pub", "hostile.bytes", "--json", "--server", bus.url, stdin=payload)
     assert code == ExitCode.OK, err
     seq = json.loads(out)["last_sequence"]
-    code, out, err = natsctl(capsys, "replay", "hostile.bytes", "--seq", str(seq), "--to-seq", str(seq), "--json", "--server", bus.url)
+    code, out, err = natsctl(
+        capsys, "replay", "hostile.bytes", "--seq", str(seq), "--to-seq", str(seq), "--json", "--server", bus.url
+    )
     envelope = json.loads(out)
     data = base64.b64decode(envelope["data"]) if envelope["encoding"] == "base64" else envelope["data"].encode()
     assert data == payload
@@ -120,7 +122,11 @@ def test_payload_at_and_over_max_payload(capsys, bus, extra):
 
 
 @settings(max_examples=200, deadline=None)
-@given(text=st.one_of(st.text(max_size=12), st.from_regex(r"\A-?[0-9.]{0,6}(ns|us|ms|s|m|h|d|x)?([0-9]{0,3}(ms|s|m|h))?\Z")))
+@given(
+    text=st.one_of(
+        st.text(max_size=12), st.from_regex(r"\A-?[0-9.]{0,6}(ns|us|ms|s|m|h|d|x)?([0-9]{0,3}(ms|s|m|h))?\Z")
+    )
+)
 @example(text="nan")
 @example(text="-1s")
 @example(text="1e400")
@@ -141,7 +147,9 @@ def test_durations(text):
 @example(text="-5m")
 def test_durations_through_the_cli(capsys, bus, text):
     tried("durations")
-    code, _, err = natsctl(capsys, "sub", "hostile.durations", "--ack-wait", text, "--count", "1", "--exit-at-end", "--server", bus.url)
+    code, _, err = natsctl(
+        capsys, "sub", "hostile.durations", "--ack-wait", text, "--count", "1", "--exit-at-end", "--server", bus.url
+    )
     assert code in (ExitCode.OK, ExitCode.USAGE), err
 
 
@@ -177,8 +185,21 @@ def test_envelope_lines_with_bad_lines(capsys, bus, tmp_path_factory, lines, dat
     tried("JSON Lines files")
     texts, bad = [], []
     for number, (good, _) in enumerate(lines, start=1):
-        text = data.draw(GOOD if good else BAD).replace("\n", " ").replace("\r", " ").replace("\x0b", " ").replace("\x0c", " ")
-        text = text.replace("\x1c", " ").replace("\x1d", " ").replace("\x1e", " ").replace("\x85", " ").replace("\u2028", " ").replace("\u2029", " ")
+        text = (
+            data.draw(GOOD if good else BAD)
+            .replace("\n", " ")
+            .replace("\r", " ")
+            .replace("\x0b", " ")
+            .replace("\x0c", " ")
+        )
+        text = (
+            text.replace("\x1c", " ")
+            .replace("\x1d", " ")
+            .replace("\x1e", " ")
+            .replace("\x85", " ")
+            .replace("\u2028", " ")
+            .replace("\u2029", " ")
+        )
         texts.append(text)
         if not good:
             bad.append(number)
@@ -189,7 +210,18 @@ def test_envelope_lines_with_bad_lines(capsys, bus, tmp_path_factory, lines, dat
         assert code == ExitCode.USAGE and f"line {bad[0]}" in err, err
     else:
         assert code == ExitCode.OK, err
-    code, out, err = natsctl(capsys, "pub", "hostile.jsonl", "--file", str(path), "--envelope", "--skip-bad-lines", "--json", "--server", bus.url)
+    code, out, err = natsctl(
+        capsys,
+        "pub",
+        "hostile.jsonl",
+        "--file",
+        str(path),
+        "--envelope",
+        "--skip-bad-lines",
+        "--json",
+        "--server",
+        bus.url,
+    )
     good_count = len(texts) - len(bad)
     if good_count:
         assert code == ExitCode.OK, err
@@ -206,10 +238,12 @@ class Served:
         self.body, self.status, self.length = b"{}", 200, None
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
+            def do_GET(self):
                 self.send_response(served.status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(served.length if served.length is not None else len(served.body)))
+                self.send_header(
+                    "Content-Length", str(served.length if served.length is not None else len(served.body))
+                )
                 self.end_headers()
                 try:
                     self.wfile.write(served.body)
@@ -238,7 +272,16 @@ def served():
 
 
 FIXTURE_BODIES = [p.read_bytes() for p in sorted(FIXTURES.glob("*.json"))]
-MONITOR_COMMANDS = [["server"], ["health"], ["channels"], ["subs"], ["clients"], ["routes"], ["cluster"], ["server", "--json"]]
+MONITOR_COMMANDS = [
+    ["server"],
+    ["health"],
+    ["channels"],
+    ["subs"],
+    ["clients"],
+    ["routes"],
+    ["cluster"],
+    ["server", "--json"],
+]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -246,9 +289,11 @@ MONITOR_COMMANDS = [["server"], ["health"], ["channels"], ["subs"], ["clients"],
     body=st.one_of(
         st.binary(max_size=300),
         st.builds(lambda b, cut: b[:cut], st.sampled_from(FIXTURE_BODIES), st.integers(min_value=0, max_value=4000)),
-        st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3),
-                     max_leaves=12).map(lambda v: json.dumps(v).encode()),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+            lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3),
+            max_leaves=12,
+        ).map(lambda v: json.dumps(v).encode()),
     ),
     status=st.sampled_from([200, 200, 200, 404, 500, 503]),
     lie=st.booleans(),

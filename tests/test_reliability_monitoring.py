@@ -56,7 +56,9 @@ class Hostile:
                         break
                     conn.sendall(b" ")
             elif self.mode == "cut":
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"server_id\": \"N")
+                conn.sendall(
+                    b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{"server_id": "N'
+                )
         except OSError:
             pass
         finally:
@@ -125,8 +127,11 @@ def test_health_audit_on_a_single_lazy_server(cli, server):
 @pytest.fixture
 def careful_server(tmp_path):
     """fsync on every write, and a file store of 200 KB so it can be filled."""
-    srv = NatsServer(name="careful", jetstream=False,
-                     config=f'jetstream {{ store_dir: "{tmp_path}/js", sync_interval: always, max_file_store: 200KB }}')
+    srv = NatsServer(
+        name="careful",
+        jetstream=False,
+        config=f'jetstream {{ store_dir: "{tmp_path}/js", sync_interval: always, max_file_store: 200KB }}',
+    )
     srv.start()
     try:
         yield srv
@@ -139,18 +144,26 @@ def test_audit_of_sync_always_and_storage_near_its_limit(cli, careful_server):
     checks = {w["check"] for w in json.loads(result.stdout)["warnings"]}
     assert "fsync" not in checks and "storage" not in checks
     payload = "x" * 1000
-    fill = cli.run("pub", "big", "--lines", "--server", careful_server.url, input="".join(payload + "\n" for _ in range(190)))
+    fill = cli.run(
+        "pub", "big", "--lines", "--server", careful_server.url, input="".join(payload + "\n" for _ in range(190))
+    )
     assert fill.returncode == 0, fill.stderr
     found = json.loads(cli.run("server", "--json", "-m", careful_server.monitor_url).stdout)["warnings"]
     storage = [w for w in found if w["check"] == "storage"]
-    assert storage and "file storage on careful is 9" in storage[0]["message"] and "publishing fails" in storage[0]["message"]
+    assert (
+        storage
+        and "file storage on careful is 9" in storage[0]["message"]
+        and "publishing fails" in storage[0]["message"]
+    )
 
 
 def test_audit_of_a_cluster_with_a_one_replica_channel(cli, cluster):
     monitors = ",".join(n.monitor_url for n in cluster)
     servers = ",".join(n.url for n in cluster)
     assert cli.run("pub", "single.copy", "x", "--server", servers).returncode == 0
-    assert cli.run("pub", "three.copies", "x", "--replicas", "3", "--timeout", "30", "--server", servers).returncode == 0
+    assert (
+        cli.run("pub", "three.copies", "x", "--replicas", "3", "--timeout", "30", "--server", servers).returncode == 0
+    )
     report = json.loads(cli.run("cluster", "--json", "-m", monitors).stdout)
     one = [w for w in report["warnings"] if w["check"] == "one-replica"]
     assert len(one) == 1 and "channel single.copy" in one[0]["message"] and "cluster of 3" in one[0]["message"]
@@ -182,10 +195,15 @@ def test_audit_consumer_findings_on_recorded_bodies():
     assert "lost to it" in offline[0].message
 
 
-@pytest.mark.parametrize("discard, effect", [("old", "the oldest messages are dropped to make room"), ("new", "new messages will be refused")])
+@pytest.mark.parametrize(
+    "discard, effect",
+    [("old", "the oldest messages are dropped to make room"), ("new", "new messages will be refused")],
+)
 def test_audit_channel_at_its_limit(discard, effect):
     node = fixture_node()
     stream = node.jsz["account_details"][0]["stream_detail"][0]
     stream["config"].update(max_msgs=8, discard=discard)
     found = [f for f in audit([node]) if f.check == "channel-limit"]
-    assert [f.message for f in found] == [f"channel ORDERS holds 8 of its 8 max messages: {effect}" + ("" if discard == "new" else ", unread or not")]
+    assert [f.message for f in found] == [
+        f"channel ORDERS holds 8 of its 8 max messages: {effect}" + ("" if discard == "new" else ", unread or not")
+    ]

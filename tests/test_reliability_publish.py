@@ -20,7 +20,6 @@ TOTAL = 12_000
 CHANNEL = "bulk.orders"
 
 
-
 @pytest.fixture
 def file_server():
     srv = NatsServer(name="bulk").start()
@@ -81,7 +80,9 @@ def test_server_killed_during_bulk_publish_loses_nothing_confirmed(cli, file_ser
     check = cli.run("verify", CHANNEL, "--against", str(first_record), "--server", file_server.url, "--json")
     assert check.returncode == 0, check.stdout + check.stderr
 
-    rerun = cli.run("pub", CHANNEL, "--lines", "--record", str(second_record), *common, input=b"".join(lines), timeout=120)
+    rerun = cli.run(
+        "pub", CHANNEL, "--lines", "--record", str(second_record), *common, input=b"".join(lines), timeout=120
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert "duplicates ignored" in rerun.stdout.decode()
     check = cli.run("verify", CHANNEL, "--against", str(second_record), "--server", file_server.url, "--json")
@@ -93,7 +94,10 @@ def test_server_killed_during_bulk_publish_loses_nothing_confirmed(cli, file_ser
 def test_verify_fails_on_a_lost_and_a_duplicated_message(cli, server, tmp_path):
     record = tmp_path / "r.rec"
     data = "".join(f"v-{n}\n" for n in range(1, 21))
-    assert cli.run("pub", "verify.me", "--lines", "--record", str(record), "--server", server.url, input=data).returncode == 0
+    assert (
+        cli.run("pub", "verify.me", "--lines", "--record", str(record), "--server", server.url, input=data).returncode
+        == 0
+    )
     assert cli.run("verify", "verify.me", "--against", str(record), "--server", server.url).returncode == 0
 
     assert cli.run("pub", "verify.me", "v-7", "--server", server.url).returncode == 0  # a duplicate of line 7
@@ -101,8 +105,9 @@ def test_verify_fails_on_a_lost_and_a_duplicated_message(cli, server, tmp_path):
     assert dup.returncode == 12
     assert dup.stderr.decode().strip() == "natsctl: error: verify.me: 1 duplicated (first: line 7) of 20 recorded lines"
 
-    import nats  # delete one stored message to simulate a loss, through the real server
     import asyncio
+
+    import nats  # delete one stored message to simulate a loss, through the real server
 
     async def delete(seq: int) -> None:
         nc = await nats.connect(server.url)
@@ -124,7 +129,10 @@ def test_record_names_input_lines_when_blank_lines_are_skipped(cli, server, tmp_
     record = tmp_path / "r.rec"
     source = tmp_path / "in.txt"
     source.write_bytes(b"one\n\n\ntwo\n  \nthree\n")
-    assert cli.run("pub", "blank.lines", "--file", str(source), "--record", str(record), "--server", server.url).returncode == 0
+    assert (
+        cli.run("pub", "blank.lines", "--file", str(source), "--record", str(record), "--server", server.url).returncode
+        == 0
+    )
     assert [e["line"] for e in record_lines(record)] == [1, 4, 6]
     assert cli.run("verify", "blank.lines", "--against", str(record), "--server", server.url).returncode == 0
 

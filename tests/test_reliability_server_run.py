@@ -36,7 +36,11 @@ def _free(port: int) -> bool:
 @pytest.mark.slow
 def test_server_run_cluster_serves_replicated_channels(cli, tmp_path):
     def three_runs() -> dict[str, int]:
-        return {"--port": consecutive_free(3), "--monitor-port": consecutive_free(3), "--cluster-port": consecutive_free(3)}
+        return {
+            "--port": consecutive_free(3),
+            "--monitor-port": consecutive_free(3),
+            "--cluster-port": consecutive_free(3),
+        }
 
     # stderr is collected meanwhile: the nodes log to it, and that pipe must never fill
     proc, _err, ports = start_server_run(cli, three_runs, "--cluster", "3", "--store-dir", str(tmp_path / "store"))
@@ -44,9 +48,32 @@ def test_server_run_cluster_serves_replicated_channels(cli, tmp_path):
     try:
         urls = ",".join(f"nats://127.0.0.1:{port + i}" for i in range(3))
         monitors = ",".join(f"http://127.0.0.1:{monitor + i}" for i in range(3))
-        created = cli.run("pub", "orders.r3", "--count", "5", "o{{Count}}", "--server", urls, "--json",
-                          "--timeout", "30", "--replicas", "3", "--storage", "memory", "--max-age", "1h", "--max-msgs", "1000",
-                          "--max-bytes", "1000000", "--discard", "new", "--dupe-window", "30s")
+        created = cli.run(
+            "pub",
+            "orders.r3",
+            "--count",
+            "5",
+            "o{{Count}}",
+            "--server",
+            urls,
+            "--json",
+            "--timeout",
+            "30",
+            "--replicas",
+            "3",
+            "--storage",
+            "memory",
+            "--max-age",
+            "1h",
+            "--max-msgs",
+            "1000",
+            "--max-bytes",
+            "1000000",
+            "--discard",
+            "new",
+            "--dupe-window",
+            "30s",
+        )
         assert created.returncode == 0, created.stderr  # no "insufficient resources": the meta leader was ready
         stream = json.loads(created.stdout)["stream"]
 
@@ -62,7 +89,7 @@ def test_server_run_cluster_serves_replicated_channels(cli, tmp_path):
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-        code, took = finish(proc, 30)
+        code, _took = finish(proc, 30)
     assert code == 143
     assert all(_free(p) for base in (port, monitor) for p in range(base, base + 3))  # every node stopped
 
@@ -70,20 +97,44 @@ def test_server_run_cluster_serves_replicated_channels(cli, tmp_path):
 @pytest.mark.slow
 def test_channel_creation_flags_reach_the_stream(cli, server):
     """--max-msgs with --discard new: the limit refuses the next message, and natsctl says which."""
-    args = ["--server", server.url, "--max-msgs", "3", "--discard", "new", "--max-age", "1h", "--dupe-window", "1m",
-            "--storage", "file", "--max-bytes", "100000"]
+    args = [
+        "--server",
+        server.url,
+        "--max-msgs",
+        "3",
+        "--discard",
+        "new",
+        "--max-age",
+        "1h",
+        "--dupe-window",
+        "1m",
+        "--storage",
+        "file",
+        "--max-bytes",
+        "100000",
+    ]
     assert cli.run("pub", "limited", "--count", "3", "x{{Count}}", *args).returncode == 0
     refused = cli.run("pub", "limited", "one too many", *args)
     assert refused.returncode == 10
-    assert refused.stderr.decode().startswith("natsctl: error: 1 of 1 messages not confirmed; first: message 1: refused by the server: maximum messages exceeded")
+    assert refused.stderr.decode().startswith(
+        "natsctl: error: 1 of 1 messages not confirmed; first: message 1: refused by the server: maximum messages exceeded"
+    )
     import httpx
 
     body = httpx.get(server.monitor_url + "/jsz", params={"streams": "true", "config": "true"}, timeout=5).json()
     config = body["account_details"][0]["stream_detail"][0]["config"]
-    assert (config["max_msgs"], config["discard"], config["max_age"], config["duplicate_window"], config["max_bytes"]) == (
-        3, "new", 3600 * 10**9, 60 * 10**9, 100000)
+    assert (
+        config["max_msgs"],
+        config["discard"],
+        config["max_age"],
+        config["duplicate_window"],
+        config["max_bytes"],
+    ) == (3, "new", 3600 * 10**9, 60 * 10**9, 100000)
     bad = cli.run("pub", "other", "x", "--server", server.url, "--discard", "sideways")
-    assert (bad.returncode, bad.stderr.decode().strip()) == (2, "natsctl: error: --discard must be old or new, not 'sideways'")
+    assert (bad.returncode, bad.stderr.decode().strip()) == (
+        2,
+        "natsctl: error: --discard must be old or new, not 'sideways'",
+    )
 
 
 @pytest.mark.slow

@@ -28,7 +28,11 @@ def consumer_state(server, stream: str, durable: str) -> dict:
         nc = await nats.connect(server.url)
         try:
             info = await nc.jetstream().consumer_info(stream, durable)
-            return {"ack_floor": info.ack_floor.stream_seq, "ack_pending": info.num_ack_pending, "pending": info.num_pending}
+            return {
+                "ack_floor": info.ack_floor.stream_seq,
+                "ack_pending": info.num_ack_pending,
+                "pending": info.num_pending,
+            }
         finally:
             await nc.close()
 
@@ -41,8 +45,21 @@ def seqs(lines: list[bytes]) -> list[dict]:
 
 
 def start_member(cli, server, channel: str, durable: str, *extra: str, delay: float = 0.0):
-    proc = cli.popen("sub", channel, "--all", "--durable", durable, "--json", "--ack-wait", "2s", "--timeout", "5",
-                     "--server", server.url, *extra)
+    proc = cli.popen(
+        "sub",
+        channel,
+        "--all",
+        "--durable",
+        durable,
+        "--json",
+        "--ack-wait",
+        "2s",
+        "--timeout",
+        "5",
+        "--server",
+        server.url,
+        *extra,
+    )
     out = Collector(proc.stdout, delay=delay)
     out.start()
     return proc, out
@@ -73,8 +90,20 @@ def test_durable_subscriber_killed_mid_stream(cli, server):
     sigkill_after(proc, first, 600)
     floor = consumer_state(server, stream, "worker")["ack_floor"]
 
-    again = cli.run("sub", "jobs.plain", "--all", "--durable", "worker", "--json", "--exit-at-end", "--ack-wait", "2s",
-                    "--server", server.url, timeout=60)
+    again = cli.run(
+        "sub",
+        "jobs.plain",
+        "--all",
+        "--durable",
+        "worker",
+        "--json",
+        "--exit-at-end",
+        "--ack-wait",
+        "2s",
+        "--server",
+        server.url,
+        timeout=60,
+    )
     assert again.returncode == 0, again.stderr
     run1, run2 = seqs(first.lines), seqs(again.stdout.splitlines(keepends=True))
     got1, got2 = [m["seq"] for m in run1], [m["seq"] for m in run2]
@@ -98,8 +127,14 @@ def test_queue_group_member_killed_mid_stream(cli, server):
         sigkill_after(a, a_out, 300)
         b_out.delay = 0
         restarted, a2_out = start_member(cli, server, "jobs.queue", "crew", *group)
-        wait_for(lambda: consumer_state(server, stream, "crew") == {**consumer_state(server, stream, "crew"), "pending": 0, "ack_pending": 0},
-                 60, "the group to process and ack everything")
+        wait_for(
+            lambda: (
+                consumer_state(server, stream, "crew")
+                == {**consumer_state(server, stream, "crew"), "pending": 0, "ack_pending": 0}
+            ),
+            60,
+            "the group to process and ack everything",
+        )
         for member in (b, restarted):
             member.send_signal(signal.SIGINT)
             code, _ = finish(member, 20)

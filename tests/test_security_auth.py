@@ -160,7 +160,10 @@ def test_creds_from_another_operator(cli, jwt_server, tmp_path):
 
 def test_missing_nkey_file(cli, users, tmp_path):
     code, err = failure(cli, "pub", "orders", "x", "-s", users.url, "--nkey", str(tmp_path / "none.nk"))
-    assert (code, err) == (2, f"natsctl: error: cannot read the nkey seed file {tmp_path / 'none.nk'}: no such file or directory\n")
+    assert (code, err) == (
+        2,
+        f"natsctl: error: cannot read the nkey seed file {tmp_path / 'none.nk'}: no such file or directory\n",
+    )
 
 
 def test_malformed_nkey_file(cli, users, tmp_path):
@@ -174,7 +177,9 @@ def test_malformed_creds_files(cli, jwt_server, operator, tmp_path):
     code, err = failure(cli, "pub", "orders", "x", "-s", jwt_server.url, "--creds", str(no_jwt))
     assert (code, err) == (2, f"natsctl: error: the creds file {no_jwt} holds no NATS user JWT block\n")
     good = operator.user_creds("u")
-    bad_seed = h.write(tmp_path / "badseed.creds", good.replace(good.split("SEED-----\n")[1].split("\n")[0], "SUAbroken"))
+    bad_seed = h.write(
+        tmp_path / "badseed.creds", good.replace(good.split("SEED-----\n")[1].split("\n")[0], "SUAbroken")
+    )
     code, err = failure(cli, "pub", "orders", "x", "-s", jwt_server.url, "--creds", str(bad_seed))
     assert (code, err) == (2, f"natsctl: error: the creds file {bad_seed} holds no valid user nkey seed block\n")
     missing = tmp_path / "missing.creds"
@@ -192,13 +197,17 @@ def attempt(settings_fields: dict, subject: str) -> NatsctlError:
 
 
 def test_publish_not_permitted(users):
-    error = attempt({"servers": users.url, "user": "alice", "password": h.BOB_PASSWORD, "inbox_prefix": "_ALICE"}, "secret.plans")
+    error = attempt(
+        {"servers": users.url, "user": "alice", "password": h.BOB_PASSWORD, "inbox_prefix": "_ALICE"}, "secret.plans"
+    )
     assert int(error.exit_code) == 5
     assert error.line() == 'authorization violation: this user is not permitted to publish to "secret.plans"'
 
 
 def test_subscribe_not_permitted(users):
-    error = attempt({"servers": users.url, "user": "alice", "password": h.BOB_PASSWORD, "inbox_prefix": "_ALICE"}, "hidden.x")
+    error = attempt(
+        {"servers": users.url, "user": "alice", "password": h.BOB_PASSWORD, "inbox_prefix": "_ALICE"}, "hidden.x"
+    )
     assert int(error.exit_code) == 5
     assert error.line() == 'authorization violation: this user is not permitted to subscribe to "hidden.x"'
 
@@ -209,7 +218,7 @@ def test_inbox_prefix_lets_a_user_denied_inbox_subscriptions_make_requests(users
 
     import nats.errors
 
-    from natsctl.backends.connection import close_quietly, connect_nats, raise_permission_error
+    from natsctl.transport.connect import close_quietly, connect_nats, raise_permission_error
 
     async def ask(alice) -> bytes:
         # Under a loaded full run the server once answered "no responders" right after the responder's
@@ -228,6 +237,7 @@ def test_inbox_prefix_lets_a_user_denied_inbox_subscriptions_make_requests(users
             merge({"servers": users.url, "user": "alice", "password": h.BOB_PASSWORD, "inbox_prefix": prefix})
         )
         try:
+
             async def echo(msg) -> None:
                 await msg.respond(b"pong:" + msg.data)
 
@@ -246,19 +256,35 @@ def test_inbox_prefix_lets_a_user_denied_inbox_subscriptions_make_requests(users
     assert asyncio.run(request("_ALICE")) == b"pong:ping"
     with pytest.raises(NatsctlError) as caught:
         asyncio.run(request(None))
-    assert caught.value.line().startswith('authorization violation: this user is not permitted to subscribe to "_inbox.')
+    assert caught.value.line().startswith(
+        'authorization violation: this user is not permitted to subscribe to "_inbox.'
+    )
 
 
 def test_cli_publish_not_permitted(cli, users):
     assert cli.run("pub", "secret", "x", "-s", users.url, "--user", "admin", "--password", h.PASSWORD).returncode == 0
-    code, err = failure(cli, "pub", "secret", "x", "-s", users.url, "--user", "carol", "--password", h.BOB_PASSWORD, "--timeout", "2")
+    code, err = failure(
+        cli, "pub", "secret", "x", "-s", users.url, "--user", "carol", "--password", h.BOB_PASSWORD, "--timeout", "2"
+    )
     assert code == 5
     assert err == 'natsctl: error: authorization violation: this user is not permitted to publish to "secret"\n'
 
 
 def test_cli_publish_not_permitted_to_a_channel_it_creates(cli, users):
     """carol may create streams but not publish to secret.*: the stream is made, the message refused."""
-    code, err = failure(cli, "pub", "secret.new", "x", "-s", users.url, "--user", "carol", "--password", h.BOB_PASSWORD,
-                        "--timeout", "3")
+    code, err = failure(
+        cli,
+        "pub",
+        "secret.new",
+        "x",
+        "-s",
+        users.url,
+        "--user",
+        "carol",
+        "--password",
+        h.BOB_PASSWORD,
+        "--timeout",
+        "3",
+    )
     assert code == 5
     assert err == 'natsctl: error: authorization violation: this user is not permitted to publish to "secret.new"\n'

@@ -83,7 +83,12 @@ def sweep(cli, tmp_path: Path, url: str, secret: str, env: dict[str, str]) -> li
     cli.env.update(env)
     leaks, ran = [], []
     for command in command_list(cli):
-        fill = {"{free}": lambda: str(free_port()), "{tmp}": lambda: str(tmp_path), "{url}": lambda: url, "{secret}": lambda: secret}
+        fill = {
+            "{free}": lambda: str(free_port()),
+            "{tmp}": lambda: str(tmp_path),
+            "{url}": lambda: url,
+            "{secret}": lambda: secret,
+        }
         args = []
         for arg in SAMPLE_ARGS.get(command, []):
             for key, make in fill.items():
@@ -136,7 +141,11 @@ def test_wrong_secret_in_errors_is_never_echoed(cli, isolated_home):
             ["-s", f"nats://admin:pw-Wrong9Xy@127.0.0.1:{srv.port}"],
             ["-s", f"nats://pw-Wrong9Xy@127.0.0.1:{srv.port}"],
         ):
-            result = cli.run("pub", "orders", "x", "-s", srv.url, *args) if args[0] != "-s" else cli.run("pub", "orders", "x", *args)
+            result = (
+                cli.run("pub", "orders", "x", "-s", srv.url, *args)
+                if args[0] != "-s"
+                else cli.run("pub", "orders", "x", *args)
+            )
             assert result.returncode == 4, result.stderr
             assert b"pw-Wrong9Xy" not in result.stdout + result.stderr
     finally:

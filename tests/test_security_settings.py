@@ -147,7 +147,12 @@ def test_context_add_writes_natscli_compatible_private_files(cli, isolated_home)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
     data = json.loads(path.read_text())
-    assert set(NATSCLI_CONTEXT) - {"windows_cert_store", "windows_cert_match_by", "windows_cert_match", "windows_ca_certs_match"} <= set(data)
+    assert set(NATSCLI_CONTEXT) - {
+        "windows_cert_store",
+        "windows_cert_match_by",
+        "windows_cert_match",
+        "windows_ca_certs_match",
+    } <= set(data)
     assert (data["url"], data["user"], data["password"], data["ca"], data["tls_first"]) == (
         "nats://127.0.0.1:4222", "svc", PASSWORD, "/etc/ca.pem", False,
     )  # fmt: skip
@@ -155,7 +160,9 @@ def test_context_add_writes_natscli_compatible_private_files(cli, isolated_home)
     assert PASSWORD.encode() not in result.stdout + result.stderr
     again = cli.run("context", "add", "prod", "--server", "nats://x:1")
     assert again.returncode == 2
-    assert again.stderr.decode() == f"natsctl: error: a context named 'prod' exists ({path}); pass --force to replace it\n"
+    assert (
+        again.stderr.decode() == f"natsctl: error: a context named 'prod' exists ({path}); pass --force to replace it\n"
+    )
 
 
 def test_context_ls_show_use_rm(cli, isolated_home):
@@ -185,14 +192,20 @@ def test_missing_context_is_reported(cli, isolated_home):
     result = cli.run("config", "show", "--context", "nope")
     assert result.returncode == 7
     where = config_dir(isolated_home) / "nats" / "context" / "nope.json"
-    assert result.stderr.decode() == f"natsctl: error: no context named 'nope' (looked for {where}); see 'natsctl context ls'\n"
+    assert (
+        result.stderr.decode()
+        == f"natsctl: error: no context named 'nope' (looked for {where}); see 'natsctl context ls'\n"
+    )
 
 
 @pytest.mark.parametrize("name", ["../etc/passwd", ".hidden", "a/b"])
 def test_context_names_cannot_escape_the_folder(cli_in_process, name):
     result = cli_in_process.run("config", "show", "--context", name)
     assert result.returncode == 2
-    assert result.stderr.decode() == f"natsctl: error: invalid context name {name!r}: use letters, digits, '-', '_' or '.'\n"
+    assert (
+        result.stderr.decode()
+        == f"natsctl: error: invalid context name {name!r}: use letters, digits, '-', '_' or '.'\n"
+    )
 
 
 def test_malformed_context_names_the_file_not_its_content(cli, isolated_home):
@@ -227,10 +240,15 @@ def test_malformed_config_names_the_file_not_its_content(cli, isolated_home):
     write_config(isolated_home, "colour: blue\n")
     result = cli.run("config", "show")
     assert result.returncode == 2
-    assert result.stderr.decode().startswith(f"natsctl: error: the config file {path} has an unknown key 'colour' (known: ")
+    assert result.stderr.decode().startswith(
+        f"natsctl: error: the config file {path} has an unknown key 'colour' (known: "
+    )
     write_config(isolated_home, "contexts:\n  dev:\n    timeout: soon\n")
     result = cli.run("config", "show")
-    assert result.stderr.decode() == f"natsctl: error: the config file {path}: 'contexts.dev.timeout' must be a number, not a string\n"
+    assert (
+        result.stderr.decode()
+        == f"natsctl: error: the config file {path}: 'contexts.dev.timeout' must be a number, not a string\n"
+    )
 
 
 def test_config_show_masks_secrets(cli, isolated_home):

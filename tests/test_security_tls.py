@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests import security_helpers as h
-from tests.servers import NatsServer
 from tests.security_helpers import failure, pub_sub
+from tests.servers import NatsServer
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,17 @@ def test_tls_ca_from_env_and_context(cli, tls, pki, isolated_home):
 
 
 def test_client_certificate(cli, mtls, pki):
-    pub_sub(cli, "orders", "-s", mtls.url, *ca_flags(pki), "--tlscert", str(pki.client_cert), "--tlskey", str(pki.client_key))
+    pub_sub(
+        cli,
+        "orders",
+        "-s",
+        mtls.url,
+        *ca_flags(pki),
+        "--tlscert",
+        str(pki.client_cert),
+        "--tlskey",
+        str(pki.client_key),
+    )
 
 
 def test_tls_first(cli, pki):
@@ -104,7 +114,9 @@ def test_expired_certificate(cli, pki):
 def test_client_certificate_required(cli, mtls, pki):
     code, err = failure(cli, "pub", "orders", "x", "-s", mtls.url, *ca_flags(pki))
     assert code == 6
-    assert err == f"natsctl: error: the server at {mtls.url} requires a client certificate; pass --tlscert and --tlskey\n"
+    assert (
+        err == f"natsctl: error: the server at {mtls.url} requires a client certificate; pass --tlscert and --tlskey\n"
+    )
 
 
 def test_client_certificate_not_trusted_by_the_server(cli, mtls, pki):
@@ -118,9 +130,24 @@ def test_client_certificate_not_trusted_by_the_server(cli, mtls, pki):
 
 def test_unreadable_tls_files(cli, tls, pki, tmp_path):
     missing = tmp_path / "missing-key.pem"
-    code, err = failure(cli, "pub", "orders", "x", "-s", tls.url, *ca_flags(pki), "--tlscert", str(pki.client_cert), "--tlskey", str(missing))
+    code, err = failure(
+        cli,
+        "pub",
+        "orders",
+        "x",
+        "-s",
+        tls.url,
+        *ca_flags(pki),
+        "--tlscert",
+        str(pki.client_cert),
+        "--tlskey",
+        str(missing),
+    )
     assert code == 6
-    assert err == f"natsctl: error: cannot load the TLS files {pki.ca}, {pki.client_cert}, {missing}: no such file or directory\n"
+    assert (
+        err
+        == f"natsctl: error: cannot load the TLS files {pki.ca}, {pki.client_cert}, {missing}: no such file or directory\n"
+    )
 
 
 def test_tls_asked_for_but_server_is_plaintext(cli, server, pki):
@@ -148,7 +175,9 @@ def test_monitoring_over_https_gets_the_ca(cli, pki, isolated_home):
         folder = isolated_home / ".config" / "nats" / "context"
         folder.mkdir(parents=True)
         h.write(folder / "secure.json", json.dumps({"url": srv.url, "ca": str(pki.ca)}))
-        doc = json.loads(cli.run("config", "show", "--json", "--context", "secure", "--monitor", srv.monitor_url).stdout)
+        doc = json.loads(
+            cli.run("config", "show", "--json", "--context", "secure", "--monitor", srv.monitor_url).stdout
+        )
         assert doc["effective"]["monitor_ca"] == {"value": str(pki.ca), "source": "tls_ca (context secure)"}
         with_flag = cli.run("health", "-m", srv.monitor_url, "--monitor-ca", str(pki.ca))
         assert with_flag.returncode == 0, with_flag.stderr

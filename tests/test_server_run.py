@@ -25,8 +25,9 @@ def ignoring_sigint() -> None:
 
 def server_run(cli, pick_ports, *args: str, inherited_sigint_ignored: bool = False):
     """`natsctl server run` in a session of its own, so a failed test can kill it with its nodes."""
-    return start_server_run(cli, pick_ports, *args, start_new_session=True,
-                            preexec_fn=ignoring_sigint if inherited_sigint_ignored else None)
+    return start_server_run(
+        cli, pick_ports, *args, start_new_session=True, preexec_fn=ignoring_sigint if inherited_sigint_ignored else None
+    )
 
 
 def two_ports() -> dict[str, int]:
@@ -48,8 +49,15 @@ def stop(proc: subprocess.Popen, err: Collector, signum: int) -> bytes:
 
 @pytest.mark.parametrize("inherited_sigint_ignored", [False, True], ids=["default", "sigint-ignored-by-shell"])
 def test_server_run_serves_and_stops_on_ctrl_c(cli, tmp_path, inherited_sigint_ignored):
-    proc, err_lines, ports = server_run(cli, two_ports, "--store-dir", str(tmp_path / "js"), "--name", "dev-1",
-                                        inherited_sigint_ignored=inherited_sigint_ignored)
+    proc, err_lines, ports = server_run(
+        cli,
+        two_ports,
+        "--store-dir",
+        str(tmp_path / "js"),
+        "--name",
+        "dev-1",
+        inherited_sigint_ignored=inherited_sigint_ignored,
+    )
     port, monitor = ports["--port"], ports["--monitor-port"]
     try:
         url = f"nats://127.0.0.1:{port}"
@@ -81,19 +89,30 @@ def test_server_run_sigterm_exits_143(cli, tmp_path):
     assert not port_open(ports["--port"])
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--cluster", "3", "--port", "14222", "--monitor-port", "14223", "--cluster-port", "16222"],
-     "port 14223 would be both the monitoring port of natsctl-1 and the client port of natsctl-2; "
-     "make --port, --monitor-port and --cluster-port at least 3 apart"),
-    (["--cluster", "3", "--port", "14222", "--monitor-port", "18222", "--cluster-port", "14224"],
-     "port 14224 would be both the cluster port of natsctl-1 and the client port of natsctl-3; "
-     "make --port, --monitor-port and --cluster-port at least 3 apart"),
-    (["--port", "14222", "--monitor-port", "14222"],
-     "port 14222 would be both the client port of natsctl and the monitoring port of natsctl; "
-     "make --port and --monitor-port different"),
-    (["--cluster", "3", "--port", "65534"],
-     "the client port of natsctl-3 would be 65536, beyond 65535; pick lower ports"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--cluster", "3", "--port", "14222", "--monitor-port", "14223", "--cluster-port", "16222"],
+            "port 14223 would be both the monitoring port of natsctl-1 and the client port of natsctl-2; "
+            "make --port, --monitor-port and --cluster-port at least 3 apart",
+        ),
+        (
+            ["--cluster", "3", "--port", "14222", "--monitor-port", "18222", "--cluster-port", "14224"],
+            "port 14224 would be both the cluster port of natsctl-1 and the client port of natsctl-3; "
+            "make --port, --monitor-port and --cluster-port at least 3 apart",
+        ),
+        (
+            ["--port", "14222", "--monitor-port", "14222"],
+            "port 14222 would be both the client port of natsctl and the monitoring port of natsctl; "
+            "make --port and --monitor-port different",
+        ),
+        (
+            ["--cluster", "3", "--port", "65534"],
+            "the client port of natsctl-3 would be 65536, beyond 65535; pick lower ports",
+        ),
+    ],
+)
 def test_server_run_ports_that_would_collide(cli, tmp_path, args, message):
     result = cli.run("server", "run", *args, "--store-dir", str(tmp_path))
     assert (result.returncode, result.stderr.decode()) == (2, f"natsctl: error: {message}\n")
@@ -120,7 +139,9 @@ def test_missing_binary_says_how_to_get_one(monkeypatch, tmp_path):
 
 def test_local_cluster_of_three(cli, tmp_path):
     base, monitor, routes = 14222, 18222, 16222  # only planned, never bound
-    nodes = embedded.plan_nodes(count=3, port=base, monitor_port=monitor, store_dir=tmp_path, name="c", cluster_port=routes)
+    nodes = embedded.plan_nodes(
+        count=3, port=base, monitor_port=monitor, store_dir=tmp_path, name="c", cluster_port=routes
+    )
     assert [n.name for n in nodes] == ["c-1", "c-2", "c-3"]
     assert [n.routes for n in nodes] == [[routes + 1, routes + 2], [routes, routes + 2], [routes, routes + 1]]
 
@@ -171,7 +192,10 @@ def test_demo_starts_again_on_fresh_ports_when_one_was_taken(monkeypatch, tmp_pa
         finally:
             servers.stop()
     said = capsys.readouterr().out.splitlines()
-    assert said[0] == f"starting nats-server natsctl-demo on nats://127.0.0.1:{taken} (monitoring http://127.0.0.1:{handed[1]})"
+    assert (
+        said[0]
+        == f"starting nats-server natsctl-demo on nats://127.0.0.1:{taken} (monitoring http://127.0.0.1:{handed[1]})"
+    )
     assert said[1] == "a port was taken meanwhile; starting again on other ports"
     assert said[2].startswith("starting nats-server natsctl-demo on ")
 
@@ -193,11 +217,12 @@ def test_a_quiet_node_that_cannot_start_says_why(tmp_path):
 def test_server_run_store_dir_that_cannot_be_a_folder(cli, tmp_path, kind):
     path = tmp_path / "plain-file" if kind == "file" else tmp_path / "plain-file" / "below"
     (tmp_path / "plain-file").write_text("")
-    result = cli.run("server", "run", "--port", str(free_port()), "--monitor-port", str(free_port()),
-                     "--store-dir", str(path))
+    result = cli.run(
+        "server", "run", "--port", str(free_port()), "--monitor-port", str(free_port()), "--store-dir", str(path)
+    )
     expected = (
         f"natsctl: error: cannot use {path} as the JetStream store: it is a file; pick a folder with --store-dir\n"
-        if kind == "file" else
-        f"natsctl: error: cannot create the JetStream store {path}: not a directory; pick another with --store-dir\n"
+        if kind == "file"
+        else f"natsctl: error: cannot create the JetStream store {path}: not a directory; pick another with --store-dir\n"
     )
     assert (result.returncode, result.stderr.decode()) == (2, expected)

@@ -10,7 +10,7 @@ import sys
 import textwrap
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -21,7 +21,6 @@ from natsctl.core import errors
 from natsctl.core.model import OutgoingMessage, StartKind, StartPosition, SubscribeSpec
 from tests.stan_double.fixtures import ROOT, start_stan
 from tests.stan_double.replay import FIXTURES
-
 
 FAST_PINGS = {"ping_interval": 0.2, "ping_max_out": 3}
 
@@ -73,7 +72,7 @@ async def collect(backend, spec: SubscribeSpec, *, want: int | None = None, wait
 
     try:
         await asyncio.wait_for(loop(), wait)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     await sub.close()
     return got
@@ -172,7 +171,7 @@ def test_every_start_position(shared):
     async def main():
         await publish(settings, name, "1", "2", "3")
         await asyncio.sleep(1.0)
-        middle = datetime.now(timezone.utc)
+        middle = datetime.now(UTC)
         await publish(settings, name, "4", "5")
         backend = await connect(settings)
         try:
@@ -214,13 +213,23 @@ def test_stop_conditions(shared):
     async def main():
         backend = await connect(settings)
         try:
-            empty = await collect(backend, SubscribeSpec(channel(), start=StartPosition(StartKind.ALL), stop_at_end=True), wait=3)
+            empty = await collect(
+                backend, SubscribeSpec(channel(), start=StartPosition(StartKind.ALL), stop_at_end=True), wait=3
+            )
             await backend.publish(name, msgs(*"abcdef"))
             all_ = StartPosition(StartKind.ALL)
             to_seq = await collect(backend, SubscribeSpec(name, start=all_, to_sequence=3), wait=3)
-            until = await collect(backend, SubscribeSpec(name, start=all_, until=datetime(2000, 1, 1, tzinfo=timezone.utc)), wait=2)
-            beyond = await collect(backend, SubscribeSpec(name, start=StartPosition(StartKind.SEQUENCE, sequence=99), stop_at_end=True), wait=3)
-            replay = await collect(backend, SubscribeSpec(name, start=all_, ack=False, stop_at_end=True), wait=3, ack=False)
+            until = await collect(
+                backend, SubscribeSpec(name, start=all_, until=datetime(2000, 1, 1, tzinfo=UTC)), wait=2
+            )
+            beyond = await collect(
+                backend,
+                SubscribeSpec(name, start=StartPosition(StartKind.SEQUENCE, sequence=99), stop_at_end=True),
+                wait=3,
+            )
+            replay = await collect(
+                backend, SubscribeSpec(name, start=all_, ack=False, stop_at_end=True), wait=3, ack=False
+            )
         finally:
             await backend.close()
         return empty, to_seq, until, beyond, replay
@@ -291,7 +300,9 @@ def test_durable_resumes_after_sigkill(shared):
         await publish(shared.settings(), name, "e")
         backend = await connect(shared.settings(client_id=client_id))  # replaces the dead registration
         try:
-            again = await collect(backend, SubscribeSpec(name, durable="worker", start=StartPosition(StartKind.ALL)), want=2)
+            again = await collect(
+                backend, SubscribeSpec(name, durable="worker", start=StartPosition(StartKind.ALL)), want=2
+            )
         finally:
             await backend.close()
         return seen, again
@@ -488,7 +499,10 @@ def test_publish_after_the_server_died_fails_fast():
 
 def test_unknown_cluster_id(shared):
     settings = shared.settings(cluster_id="no-such-cluster", timeout=1)
-    with pytest.raises(errors.ConnectionFailed, match="no NATS Streaming server with cluster id 'no-such-cluster' answered at nats://127.0.0.1"):
+    with pytest.raises(
+        errors.ConnectionFailed,
+        match=r"no NATS Streaming server with cluster id 'no-such-cluster' answered at nats://127\.0\.0\.1",
+    ):
         run(connect(settings))
 
 
@@ -583,8 +597,12 @@ def test_heartbeats_are_answered_and_silence_is_dropped():
             try:
                 hb_inbox = silent.new_inbox()
                 await silent.subscribe(hb_inbox)  # receives heartbeats, never answers
-                request = proto.encode("ConnectRequest", clientID="silent", heartbeatInbox=hb_inbox, protocol=1, connID=b"x")
-                response = proto.decode("ConnectResponse", (await silent.request(f"_STAN.discover.{server.cluster_id}", request)).data)
+                request = proto.encode(
+                    "ConnectRequest", clientID="silent", heartbeatInbox=hb_inbox, protocol=1, connID=b"x"
+                )
+                response = proto.decode(
+                    "ConnectResponse", (await silent.request(f"_STAN.discover.{server.cluster_id}", request)).data
+                )
                 await asyncio.sleep(1.5)
                 summary = await backend.publish(channel(), msgs("still here"))
                 pub = proto.encode("PubMsg", clientID="silent", guid="g", subject="x", data=b"x", connID=b"x")
@@ -636,7 +654,7 @@ def test_since_start_survives_a_slow_probe(shared, monkeypatch):
     async def main():
         await publish(settings, name, "1", "2")
         await asyncio.sleep(0.3)
-        middle = datetime.now(timezone.utc)
+        middle = datetime.now(UTC)
         await publish(settings, name, "3")
         backend = await connect(settings)
         try:

@@ -35,7 +35,7 @@ async def replay(version: str, scenario: str, server: NatsServer) -> Outcome:
 
 async def replay_all(servers: dict) -> dict:
     results = await asyncio.gather(*(replay(v, s, servers[(v, s)]) for v, s in CASES), return_exceptions=True)
-    return dict(zip(CASES, results))
+    return dict(zip(CASES, results, strict=True))
 
 
 @pytest.fixture(scope="module")

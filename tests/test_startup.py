@@ -16,7 +16,9 @@ import textwrap
 
 import pytest
 import typer
+import typer.core
 import typer.main
+import typer.models
 
 from tests.servers import free_port
 
@@ -42,7 +44,11 @@ def probe(tmp_path, *args: str) -> tuple[int, set[str], str]:
     env = {**os.environ, "STARTUP_PROBE_OUT": str(out), "NATS_URL": "", "NATS_CONTEXT": ""}
     env["XDG_CONFIG_HOME"] = str(tmp_path / "config")  # no user context or config file
     result = subprocess.run(
-        [sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=env, timeout=60,
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
         stdin=subprocess.DEVNULL,
     )
     data = json.loads(out.read_text())
@@ -76,15 +82,30 @@ def test_no_heavy_import_before_a_command_runs(tmp_path, args):
 def test_version_imports_no_command_module(tmp_path):
     code, modules, _ = probe(tmp_path, "--version")
     assert code in (0, None)
-    assert not [m for m in modules if m.startswith("natsctl.cli.") and m not in ("natsctl.cli.main", "natsctl.cli.lazy")]
+    assert not [
+        m for m in modules if m.startswith("natsctl.cli.") and m not in ("natsctl.cli.main", "natsctl.cli.lazy")
+    ]
     assert "natsctl.backends" not in modules
 
 
 def test_a_command_run_never_imports_pydantic(tmp_path):
     # Every option of pub is parsed and converted, then the connection is refused.
     code, modules, stderr = probe(
-        tmp_path, "pub", "orders", "hello", "-s", f"nats://127.0.0.1:{free_port()}", "--timeout", "1",
-        "--count", "2", "-H", "k:v", "--replicas", "1", "--json",
+        tmp_path,
+        "pub",
+        "orders",
+        "hello",
+        "-s",
+        f"nats://127.0.0.1:{free_port()}",
+        "--timeout",
+        "1",
+        "--count",
+        "2",
+        "-H",
+        "k:v",
+        "--replicas",
+        "1",
+        "--json",
     )
     assert code not in (0, 2), stderr
     assert "nats" in modules  # the command really ran
@@ -94,7 +115,10 @@ def test_a_command_run_never_imports_pydantic(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["pub", "x", "--count", "0"], "Invalid value for '--count' / '-c': Input should be greater than or equal to 1"),
+        (
+            ["pub", "x", "--count", "0"],
+            "Invalid value for '--count' / '-c': Input should be greater than or equal to 1",
+        ),
         (["pub", "x", "--count", "abc"], "Input should be a valid integer, unable to parse string as an integer"),
         (["pub", "x", "--timeout", "soon"], "Input should be a valid number, unable to parse string as a number"),
         (["pub", "x", "--replicas", "9"], "Input should be less than or equal to 5"),
@@ -138,3 +162,33 @@ def _walk(command):
     yield command
     for sub in getattr(command, "commands", {}).values():
         yield from _walk(sub)
+
+
+def _lazy_building_fails(self, app, modules):
+    raise AttributeError("'Typer' object has no attribute 'registered_commands'")
+
+
+@pytest.mark.parametrize("moved", ["a name lazy.py looks up", "a class lazy.py imports", "lazy building raises"])
+def test_a_typer_whose_internals_moved_gives_a_slower_start_never_a_broken_cli(cli_in_process, monkeypatch, moved):
+    """What lazy.py relies on is probed when the root group is built; without it natsctl builds the whole
+    app the plain way, and help, usage errors and --version come out as they do lazily."""
+    import natsctl.cli
+    from natsctl.cli import lazy
+    from natsctl.cli.main import build_command
+
+    runs = (["--help"], ["pub", "x", "--count", "0"], ["--version"], ["context", "add", "--help"], ["sub"])
+    lazily = [cli_in_process.run(*args) for args in runs]
+    assert isinstance(build_command(), lazy.LazyGroup)
+    if moved == "a name lazy.py looks up":
+        monkeypatch.delattr(typer.main, "get_command_name")
+    elif moved == "a class lazy.py imports":
+        monkeypatch.delattr(typer.models, "TyperInfo")
+        monkeypatch.delitem(sys.modules, "natsctl.cli.lazy")  # imported again, it fails
+        monkeypatch.delattr(natsctl.cli, "lazy")
+    else:
+        monkeypatch.setattr(lazy.LazyGroup, "load_from", _lazy_building_fails)
+    assert type(build_command()) is typer.core.TyperGroup  # the whole app, built the plain way
+    for args, before in zip(runs, lazily, strict=True):
+        after = cli_in_process.run(*args)
+        assert (after.returncode, after.stdout, after.stderr) == (before.returncode, before.stdout, before.stderr), args
+    assert lazily[1].returncode == 2 and b"greater than or equal to 1" in lazily[1].stderr

@@ -41,8 +41,21 @@ def test_exec_slower_than_the_ack_wait_over_what_is_held_runs_once_per_message(c
     total = 150
     ok(cli.run("pub", "slow.work", "--count", str(total), "w{{Count}}", *bus.args))
     script, runs = handler(tmp_path, 0.02)
-    result = cli.run("sub", "slow.work", "--all", "--durable", "h", "--exec", str(script), "--ack-wait", "1s",
-                     "--count", str(total), *ident(bus, "exec-slow"), *bus.args, timeout=120)
+    result = cli.run(
+        "sub",
+        "slow.work",
+        "--all",
+        "--durable",
+        "h",
+        "--exec",
+        str(script),
+        "--ack-wait",
+        "1s",
+        "--exit-at-end",
+        *ident(bus, "exec-slow"),
+        *bus.args,
+        timeout=120,
+    )
     ok(result)
     assert sorted(int(n) for n in runs.read_text().split()) == list(range(1, total + 1))  # each once
 
@@ -50,7 +63,21 @@ def test_exec_slower_than_the_ack_wait_over_what_is_held_runs_once_per_message(c
 def test_exec_handler_longer_than_the_ack_wait_is_kept_alive_on_jetstream(cli, server, tmp_path):
     ok(cli.run("pub", "long.work", "--count", "2", "w{{Count}}", "--server", server.url))
     script, runs = handler(tmp_path, 2.5)
-    result = cli.run("sub", "long.work", "--all", "--durable", "h", "--exec", str(script), "--ack-wait", "1s",
-                     "--count", "2", "--server", server.url, timeout=60)
+    result = cli.run(
+        "sub",
+        "long.work",
+        "--all",
+        "--durable",
+        "h",
+        "--exec",
+        str(script),
+        "--ack-wait",
+        "1s",
+        "--count",
+        "2",
+        "--server",
+        server.url,
+        timeout=60,
+    )
     ok(result)
     assert runs.read_text().split() == ["1", "2"]  # in-progress acks: never delivered again

@@ -34,7 +34,12 @@ def test_every_test_module_holds_tests():
     empty = []
     for path in sorted(TESTS.glob("test_*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        if not any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test_") for n in tree.body):
-            if not any(isinstance(n, ast.ClassDef) and n.name.startswith("Test") for n in tree.body):
-                empty.append(path.name)
+        tests = [
+            n
+            for n in tree.body
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test_")
+        ]
+        classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name.startswith("Test")]
+        if not tests and not classes:
+            empty.append(path.name)
     assert empty == [], f"modules named like tests but holding none (rename them, e.g. *_helpers.py): {empty}"

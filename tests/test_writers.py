@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,11 +14,19 @@ from natsctl.core.model import Message
 
 times = st.one_of(
     st.none(),
-    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc)),
-    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.sampled_from([timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))])),
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)),
+    st.datetimes(
+        min_value=datetime(1970, 1, 2),
+        max_value=datetime(2200, 1, 1),
+        timezones=st.sampled_from([timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))]),
+    ),
 )
 names = st.text(min_size=1, max_size=12)
-headers = st.one_of(st.none(), st.just({}), st.dictionaries(st.text(min_size=1, max_size=5), st.lists(st.text(max_size=5), min_size=1, max_size=2), max_size=2))
+headers = st.one_of(
+    st.none(),
+    st.just({}),
+    st.dictionaries(st.text(min_size=1, max_size=5), st.lists(st.text(max_size=5), min_size=1, max_size=2), max_size=2),
+)
 messages = st.builds(
     Message,
     channel=names,
@@ -42,19 +50,21 @@ def test_json_writer_matches_the_envelope(batch):
 
 def test_json_writer_reuses_the_second_but_not_across_seconds():
     writer = JsonWriter(io.BytesIO())
-    start = datetime(2026, 11, 28, 10, 0, 0, 999_999, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 28, 10, 0, 0, 999_999, tzinfo=UTC)
     batch = [Message("c", "c", n, start + timedelta(microseconds=n), b"x") for n in range(3)]
     lines = writer.encode(batch).decode().splitlines()
     assert [line.split('"time":"')[1][:27] for line in lines] == [
-        "2026-11-28T10:00:00.999999Z", "2026-11-28T10:00:01.000000Z", "2026-11-28T10:00:01.000001Z",
+        "2026-11-28T10:00:00.999999Z",
+        "2026-11-28T10:00:01.000000Z",
+        "2026-11-28T10:00:01.000001Z",
     ]
 
 
 def test_json_writer_output_reads_back_as_envelopes():
     out = io.BytesIO()
-    batch = [Message("c", "c", 1, datetime(2026, 1, 1, tzinfo=timezone.utc), "é\n\"".encode())]
+    batch = [Message("c", "c", 1, datetime(2026, 1, 1, tzinfo=UTC), 'é\n"'.encode())]
     JsonWriter(out).write_batch(batch)
-    assert outgoing_from_envelope(out.getvalue().splitlines()[0], "line 1").data == "é\n\"".encode()
+    assert outgoing_from_envelope(out.getvalue().splitlines()[0], "line 1").data == 'é\n"'.encode()
 
 
 def test_raw_writer_is_one_write_per_batch():

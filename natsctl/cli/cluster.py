@@ -2,12 +2,25 @@
 each channel with their currency and lag, and the durability audit; also the audit hook of
 `natsctl server` and `natsctl health`."""
 
+# No "from __future__ import annotations": Typer reads these signatures through a wrapper (options.py).
+
 import sys
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from natsctl.cli.options import monitor_options
+from natsctl.core.settings import Settings
+
+if TYPE_CHECKING:
+    from natsctl.cli.run import Stop
+    from natsctl.monitor.audit import Finding
+    from natsctl.monitor.client import MonitorClient
+    from natsctl.monitor.cluster import NodeReport, ReplicaRow
+
+# A monitoring fetch of `server` / `health`: one report dataclass (its type depends on the command).
+Fetch = Callable[["MonitorClient"], Awaitable[Any]]
 
 CLUSTER_HELP = """Read every node given with --monitor (comma-separated, one URL per node) and show, per
 channel, its leader and replicas: current or not, how far behind (raft operations), when the leader
@@ -32,14 +45,14 @@ def register(app: typer.Typer) -> None:
 def cluster_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print nodes, replicas and warnings as JSON")] = False,
     *,
-    settings: Any,
+    settings: Settings,
 ) -> None:
     from natsctl.cli.run import run
 
     run(lambda stop: _cluster(settings, json_out, stop))
 
 
-async def _cluster(settings: Any, json_out: bool, stop: Any) -> int:
+async def _cluster(settings: Settings, json_out: bool, stop: "Stop") -> int:
     from natsctl.cli.monitor import STOPPED, unless_stopped
     from natsctl.monitor.audit import audit
     from natsctl.monitor.cluster import read_nodes, replica_rows
@@ -57,7 +70,7 @@ async def _cluster(settings: Any, json_out: bool, stop: Any) -> int:
     return 0
 
 
-def _fail_if_none_answered(nodes: list[Any]) -> None:
+def _fail_if_none_answered(nodes: list["NodeReport"]) -> None:
     from natsctl.core.errors import ConnectionFailed, Timeout
 
     if any(n.ok for n in nodes):
@@ -67,58 +80,80 @@ def _fail_if_none_answered(nodes: list[Any]) -> None:
     raise kind(f"no node answered: {first}" if len(nodes) > 1 else first)
 
 
-def _node_dict(node: Any) -> dict[str, Any]:
-    cluster = node.varz.get("cluster") if isinstance(node.varz.get("cluster"), dict) else {}
+def _node_dict(node: "NodeReport") -> dict[str, Any]:
+    found = node.varz.get("cluster")
+    cluster: dict[str, Any] = found if isinstance(found, dict) else {}
     meta = node.jsz.get("meta_cluster") or {}
     return {
-        "url": node.url, "name": node.name, "ok": node.ok, "error": node.error,
-        "version": node.varz.get("version"), "cluster": cluster.get("name"), "routes": node.varz.get("routes"),
+        "url": node.url,
+        "name": node.name,
+        "ok": node.ok,
+        "error": node.error,
+        "version": node.varz.get("version"),
+        "cluster": cluster.get("name"),
+        "routes": node.varz.get("routes"),
         "meta_leader": meta.get("leader") if isinstance(meta, dict) else None,
     }
 
 
-def _print_json(nodes: list[Any], rows: list[Any], findings: list[Any]) -> None:
+def _print_json(nodes: list["NodeReport"], rows: list["ReplicaRow"], findings: list["Finding"]) -> None:
     from natsctl.cli.render.tables import to_json
 
     sys.stdout.write(to_json({"nodes": [_node_dict(n) for n in nodes], "replicas": rows, "warnings": findings}) + "\n")
 
 
-def _yes_no(value: Any) -> str:
+def _yes_no(value: bool | None) -> str:
     return "-" if value is None else ("yes" if value else "no")
 
 
-def _print_tables(nodes: list[Any], rows: list[Any]) -> None:
+def _print_tables(nodes: list["NodeReport"], rows: list["ReplicaRow"]) -> None:
     from natsctl.cli.render.tables import grid, print_table
 
     node_rows = []
     for node in nodes:
         d = _node_dict(node)
-        node_rows.append([d["name"] or "-", d["url"], d["version"] or "-", d["cluster"] or "-", str(d["routes"] or 0),
-                          d["meta_leader"] or "-", "ok" if node.ok else f"DOWN: {node.error}"])
+        node_rows.append(
+            [
+                d["name"] or "-",
+                d["url"],
+                d["version"] or "-",
+                d["cluster"] or "-",
+                str(d["routes"] or 0),
+                d["meta_leader"] or "-",
+                "ok" if node.ok else f"DOWN: {node.error}",
+            ]
+        )
     print_table(grid("Nodes", ("NODE", "URL", "VERSION", "CLUSTER", "ROUTES", "META LEADER", "STATE"), node_rows))
     if not rows:
-        from natsctl.cli.run import note
+        from natsctl.core.stderr import say
 
-        note("no channels")
+        say("no channels")
         return
     replica_rows = [
-        [r.channel, r.node, r.role + (" (offline)" if r.offline else ""), _yes_no(r.current),
-         "-" if r.lag is None else str(r.lag), f"{r.last_seen_ms}ms ago" if r.last_seen_ms is not None else "-",
-         "-" if r.messages is None else str(r.messages), "-" if r.last_seq is None else str(r.last_seq)]
+        [
+            r.channel,
+            r.node,
+            r.role + (" (offline)" if r.offline else ""),
+            _yes_no(r.current),
+            "-" if r.lag is None else str(r.lag),
+            f"{r.last_seen_ms}ms ago" if r.last_seen_ms is not None else "-",
+            "-" if r.messages is None else str(r.messages),
+            "-" if r.last_seq is None else str(r.last_seq),
+        ]
         for r in rows
     ]
     headers = ("CHANNEL", "NODE", "ROLE", "CURRENT", "LAG", "LAST SEEN", "MESSAGES", "LAST SEQ")
     print_table(grid("Channel replicas", headers, replica_rows))
 
 
-def print_warnings(findings: list[Any]) -> None:
-    from natsctl.cli.run import warn
+def print_warnings(findings: list["Finding"]) -> None:
+    from natsctl.core.stderr import say
 
     for finding in findings:
-        warn(finding.line())
+        say(finding.line(), "warning")
 
 
-async def durability_findings(settings: Any) -> list[Any]:
+async def durability_findings(settings: Settings) -> list["Finding"]:
     """The audit over every --monitor URL, for `server` and `health`; never fails the command."""
     from natsctl.monitor.audit import audit
     from natsctl.monitor.cluster import read_nodes
@@ -126,11 +161,11 @@ async def durability_findings(settings: Any) -> list[Any]:
     return audit(await read_nodes(settings))
 
 
-def audited(fetch: Any, settings: Any, fmt: str) -> tuple[Any, Any]:
+def audited(fetch: Fetch, settings: Settings, fmt: str) -> tuple[Fetch, Callable[[Any], None]]:
     """``fetch`` for `server` / `health` with the audit's findings added as ``warnings`` (JSON, YAML)
     or printed on stderr after the table; NATS Streaming has no JetStream to audit."""
 
-    async def fetch_with_audit(client: Any) -> Any:
+    async def fetch_with_audit(client: "MonitorClient") -> Any:
         data = await fetch(client)
         if getattr(data, "kind", "") == "stan":
             return data
@@ -143,7 +178,7 @@ def audited(fetch: Any, settings: Any, fmt: str) -> tuple[Any, Any]:
     return fetch_with_audit, after
 
 
-def with_warnings(data: Any, findings: list[Any]) -> Any:
+def with_warnings(data: Any, findings: list["Finding"]) -> Any:
     """A copy of the report dataclass with a trailing ``warnings`` field (the models stay untouched)."""
     import dataclasses
 
@@ -151,7 +186,11 @@ def with_warnings(data: Any, findings: list[Any]) -> Any:
 
     cls = _audited_classes.get(type(data))
     if cls is None:
-        warnings = ("warnings", list[Finding], dataclasses.field(default_factory=list))  # typed: CSV leaves it out
+        warnings: tuple[str, Any, Any] = (
+            "warnings",
+            list[Finding],
+            dataclasses.field(default_factory=list),
+        )  # typed: CSV leaves it out
         cls = dataclasses.make_dataclass(type(data).__name__, [warnings], bases=(type(data),), slots=True)
         _audited_classes[type(data)] = cls
     values = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)}

@@ -23,8 +23,17 @@ VALUE_CHOICES = {
     "--state": ["open", "closed", "all"],
 }
 FILE_OPTIONS = {
-    "--file", "-f", "--record", "--against", "--creds", "--nkey", "--tlsca", "--tlscert", "--tlskey",
-    "--monitor-ca", "--store-dir",
+    "--file",
+    "-f",
+    "--record",
+    "--against",
+    "--creds",
+    "--nkey",
+    "--tlsca",
+    "--tlscert",
+    "--tlskey",
+    "--monitor-ca",
+    "--store-dir",
 }
 CONTEXT_OPTIONS = {"--context"}
 
@@ -116,21 +125,25 @@ def bash_script(root: Node) -> str:
     subcommand_cases = [
         f'    "{" ".join(n.path)}") subs="{" ".join(c.path[-1] for c in n.children)}" ;;' for n in nodes if n.children
     ]
-    choices = [f'    {opt}) COMPREPLY=($(compgen -W "{" ".join(vals)}" -- "$cur")); return ;;' for opt, vals in VALUE_CHOICES.items()]
+    choices = [
+        f'    {opt}) COMPREPLY=($(compgen -W "{" ".join(vals)}" -- "$cur")); return ;;'
+        for opt, vals in VALUE_CHOICES.items()
+    ]
     return (
         HEADER.format(shell="bash")
         + "_natsctl() {\n"
         + '  local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}" path="" subs words w i\n'
         + f'  local value_opts=" {" ".join(sorted(_value_options(nodes)))} "\n'
         + '  case "$prev" in\n'
-        + "\n".join(choices) + "\n"
+        + "\n".join(choices)
+        + "\n"
         + f'    {"|".join(sorted(FILE_OPTIONS))}) COMPREPLY=($(compgen -f -- "$cur")); return ;;\n'
-        + f'    {"|".join(sorted(CONTEXT_OPTIONS))})\n'
+        + f"    {'|'.join(sorted(CONTEXT_OPTIONS))})\n"
         + '      local dir="${XDG_CONFIG_HOME:-$HOME/.config}/nats/context" names=""\n'
         + '      for w in "$dir"/*.json; do [ -e "$w" ] && { w="${w##*/}"; names="$names ${w%.json}"; }; done\n'
         + '      COMPREPLY=($(compgen -W "$names" -- "$cur")); return ;;\n'
         + "  esac\n"
-        + '  for ((i = 1; i < COMP_CWORD; i++)); do\n'
+        + "  for ((i = 1; i < COMP_CWORD; i++)); do\n"
         + '    w="${COMP_WORDS[i]}"\n'
         + '    if [[ "$w" == -* ]]; then\n'
         + '      [[ "$value_opts" == *" $w "* ]] && ((i++))\n'
@@ -138,13 +151,15 @@ def bash_script(root: Node) -> str:
         + "    fi\n"
         + '    subs=""\n'
         + '    case "$path" in\n'
-        + "\n".join(subcommand_cases) + "\n"
+        + "\n".join(subcommand_cases)
+        + "\n"
         + "    esac\n"
         + '    [[ " $subs " == *" $w "* ]] && path="${path:+$path }$w"\n'
         + "  done\n"
         + '  words=""\n'
         + '  case "$path" in\n'
-        + "\n".join(cases) + "\n"
+        + "\n".join(cases)
+        + "\n"
         + "  esac\n"
         + '  COMPREPLY=($(compgen -W "$words" -- "$cur"))\n'
         + "}\n"
@@ -175,10 +190,11 @@ def zsh_script(root: Node) -> str:
         + "  local -a entries subs\n"
         + f"  local value_opts=' {' '.join(sorted(_value_options(nodes)))} '\n"
         + '  case "$prev" in\n'
-        + "\n".join(choices) + "\n"
+        + "\n".join(choices)
+        + "\n"
         + f"    {'|'.join(sorted(FILE_OPTIONS))}) _files; return ;;\n"
         + f"    {'|'.join(sorted(CONTEXT_OPTIONS))})\n"
-        + '      local -a names; names=(${XDG_CONFIG_HOME:-$HOME/.config}/nats/context/*.json(N:t:r))\n'
+        + "      local -a names; names=(${XDG_CONFIG_HOME:-$HOME/.config}/nats/context/*.json(N:t:r))\n"
         + "      compadd -- $names; return ;;\n"
         + "  esac\n"
         + "  for ((i = 2; i < CURRENT; i++)); do\n"
@@ -189,17 +205,19 @@ def zsh_script(root: Node) -> str:
         + "    fi\n"
         + "    subs=()\n"
         + '    case "$path" in\n'
-        + "\n".join(subcommand_cases) + "\n"
+        + "\n".join(subcommand_cases)
+        + "\n"
         + "    esac\n"
         + '    (( ${subs[(Ie)$w]} )) && path="${path:+$path }$w"\n'
         + "  done\n"
         + "  entries=()\n"
         + '  case "$path" in\n'
-        + "\n".join(cases) + "\n"
+        + "\n".join(cases)
+        + "\n"
         + "  esac\n"
         + "  _describe 'natsctl' entries\n"
         + "}\n"
-        + 'compdef _natsctl natsctl\n'
+        + "compdef _natsctl natsctl\n"
     )
 
 

@@ -7,25 +7,44 @@ everything printed here; the file-writing is in :mod:`natsctl.core.contexts`.
 # No "from __future__ import annotations": Typer reads these signatures through a wrapper (options.py).
 
 import sys
-from typing import Annotated, Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Annotated, TypedDict
 
 import typer
 
-from natsctl.cli.options import monitor_options
+from natsctl.cli.options import context_options, monitor_options
+from natsctl.core.settings import Settings
+
+if TYPE_CHECKING:
+    from natsctl.core.settings import Resolution
 
 MASK = "***"
 FORMATS = ("table", "json", "yaml")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON output (same as -o json)")]
 OutputOpt = Annotated[
-    str | None, typer.Option("--output", "-o", metavar="table|json|yaml", help="Output format: table, json or yaml", show_default=False)
+    str | None,
+    typer.Option(
+        "--output", "-o", metavar="table|json|yaml", help="Output format: table, json or yaml", show_default=False
+    ),
 ]
 
 
 def register(app: typer.Typer) -> None:
-    context_app = typer.Typer(name="context", help="natscli connection contexts: list, show, select, add, remove.", no_args_is_help=True)
-    config_app = typer.Typer(name="config", help="natsctl's own config file (monitoring URL, cluster id, defaults).", no_args_is_help=True)
-    for name, command in (("ls", context_ls), ("show", context_show), ("use", context_use), ("add", context_add), ("rm", context_rm)):
+    context_app = typer.Typer(
+        name="context", help="natscli connection contexts: list, show, select, add, remove.", no_args_is_help=True
+    )
+    config_app = typer.Typer(
+        name="config", help="natsctl's own config file (monitoring URL, cluster id, defaults).", no_args_is_help=True
+    )
+    for name, command in (
+        ("ls", context_ls),
+        ("show", context_show),
+        ("use", context_use),
+        ("add", context_add),
+        ("rm", context_rm),
+    ):
         context_app.command(name)(command)
     config_app.command("path")(config_path)
     config_app.command("show")(config_show)
@@ -53,7 +72,7 @@ def output_format(json_flag: bool, output: str | None) -> str:
     return output
 
 
-def emit(data: Any, fmt: str, table: str) -> None:
+def emit(data: object, fmt: str, table: str) -> None:
     if fmt == "json":
         import json
 
@@ -68,10 +87,10 @@ def emit(data: Any, fmt: str, table: str) -> None:
 
 def columns(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n" for row in rows)
+    return "".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() + "\n" for row in rows)
 
 
-def key_values(pairs: list[tuple[str, Any]]) -> str:
+def key_values(pairs: list[tuple[str, object]]) -> str:
     width = max(len(k) for k, _ in pairs)
     return "".join(f"{k.ljust(width)}  {'' if v is None else v}\n" for k, v in pairs)
 
@@ -79,12 +98,12 @@ def key_values(pairs: list[tuple[str, Any]]) -> str:
 # --- masking ---------------------------------------------------------------------------------------
 
 
-def mask_context(data: dict[str, Any]) -> dict[str, Any]:
+def mask_context(data: Mapping[str, object]) -> dict[str, object]:
     """A context document safe to print: secrets masked, credentials in URLs redacted."""
     from natsctl.core.contexts import SECRET_KEYS
     from natsctl.core.settings import redact_url, split_list
 
-    shown: dict[str, Any] = {}
+    shown: dict[str, object] = {}
     for key, value in data.items():
         if key in SECRET_KEYS and value:
             value = MASK
@@ -94,13 +113,13 @@ def mask_context(data: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def mask_config(section: Any) -> Any:
+def mask_config(section: object) -> object:
     from natsctl.core.config import SECRET_KEYS
     from natsctl.core.settings import redact_url, split_list
 
     if not isinstance(section, dict):
         return section
-    shown: dict[str, Any] = {}
+    shown: dict[str, object] = {}
     for key, value in section.items():
         if key in SECRET_KEYS and value:
             value = MASK
@@ -115,29 +134,50 @@ def mask_config(section: Any) -> Any:
 # --- context commands ------------------------------------------------------------------------------
 
 
+@dataclass
+class ContextRow:
+    """One line of `context ls` (and one object of its JSON / YAML)."""
+
+    name: str
+    selected: bool
+    description: str
+    url: str  # credentials redacted
+    path: str
+    error: str | None  # why the file could not be read
+
+
 def context_ls(json_flag: JsonOpt = False, output: OutputOpt = None) -> None:
     """List the natscli contexts; '*' marks the selected one."""
     from natsctl.core import contexts
 
     fmt = output_format(json_flag, output)
     current = contexts.selected()
-    rows = []
+    rows: list[ContextRow] = []
     for name in contexts.names():
+        problem: str | None = None
         try:
             data = mask_context(contexts.read(name))
-            problem = None
         except Exception as exc:  # noqa: BLE001 - one broken file must not hide the others
             data, problem = {}, getattr(exc, "message", type(exc).__name__)
         rows.append(
-            {"name": name, "selected": name == current, "description": data.get("description") or "",
-             "url": data.get("url") or "", "path": str(contexts.context_path(name)), "error": problem}
+            ContextRow(name=name, selected=name == current, description=str(data.get("description") or ""),
+                       url=str(data.get("url") or ""), path=str(contexts.context_path(name)), error=problem)
         )  # fmt: skip
-    table = columns([["NAME", "URL", "DESCRIPTION"]] + [[("*" if r["selected"] else " ") + r["name"], r["url"] or r["error"] or "", r["description"]] for r in rows]) if rows else "no contexts (add one with 'natsctl context add NAME --server URL')\n"
-    emit(rows, fmt, table)
+    table = (
+        columns(
+            [["NAME", "URL", "DESCRIPTION"]]
+            + [[("*" if r.selected else " ") + r.name, r.url or r.error or "", r.description] for r in rows]
+        )
+        if rows
+        else "no contexts (add one with 'natsctl context add NAME --server URL')\n"
+    )
+    emit([asdict(r) for r in rows], fmt, table)
 
 
 def context_show(
-    name: Annotated[str | None, typer.Argument(metavar="NAME", help="Context name [default: the selected one]", show_default=False)] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Context name [default: the selected one]", show_default=False)
+    ] = None,
     json_flag: JsonOpt = False,
     output: OutputOpt = None,
 ) -> None:
@@ -150,72 +190,74 @@ def context_show(
     if not name:
         raise UsageError("no context is selected", hint="name one, or select one with 'natsctl context use NAME'")
     data = mask_context(contexts.read(name))
-    overrides = mask_config((config.load().get("contexts") or {}).get(name) or {})
-    doc = {"name": name, "path": str(contexts.context_path(name)), "selected": name == contexts.selected(),
-           "context": data, "natsctl_overrides": overrides}  # fmt: skip
-    pairs = [("Name", name), ("Path", doc["path"]), ("Selected", "yes" if doc["selected"] else "no")]
+    sections = config.load().get("contexts")  # a mapping when present (the config loader checks it)
+    overrides = mask_config((sections.get(name) if isinstance(sections, dict) else None) or {})
+    path, selected = str(contexts.context_path(name)), name == contexts.selected()
+    doc = {"name": name, "path": path, "selected": selected, "context": data, "natsctl_overrides": overrides}
+    pairs: list[tuple[str, object]] = [("Name", name), ("Path", path), ("Selected", "yes" if selected else "no")]
     pairs += [(k, v) for k, v in data.items() if v not in ("", None, False)]
-    pairs += [(f"natsctl {k}", v) for k, v in overrides.items()]
+    pairs += [(f"natsctl {k}", v) for k, v in (overrides.items() if isinstance(overrides, dict) else ())]
     emit(doc, fmt, key_values(pairs))
 
 
 def context_use(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="Context to select (written to nats/context.txt, shared with natscli)")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Context to select (written to nats/context.txt, shared with natscli)")
+    ],
     json_flag: JsonOpt = False,
 ) -> None:
     """Select the context used when neither --context nor NATS_CONTEXT is given."""
-    from natsctl.cli.run import note
     from natsctl.core import contexts
+    from natsctl.core.stderr import say
 
     contexts.read(name)  # refuse a missing or broken context before selecting it
     path = contexts.select(name)
     if json_flag:
         emit({"selected": name, "path": str(path)}, "json", "")
     else:
-        note(f"selected context {name!r}")
+        say(f"selected context {name!r}")
 
 
+@context_options
 def context_add(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Context name")],
-    server: Annotated[str | None, typer.Option("--server", "-s", metavar="URL", help="NATS server URL(s), comma-separated")] = None,
-    user: Annotated[str | None, typer.Option("--user", metavar="USER", help="User name")] = None,
-    password: Annotated[str | None, typer.Option("--password", metavar="PASSWORD", help="Password (stored in the 0600 context file)")] = None,
-    token: Annotated[str | None, typer.Option("--token", metavar="TOKEN", help="Token (stored in the 0600 context file)")] = None,
-    creds: Annotated[str | None, typer.Option("--creds", metavar="FILE", help="Credentials file (JWT + seed)")] = None,
-    nkey: Annotated[str | None, typer.Option("--nkey", metavar="FILE", help="NKey seed file")] = None,
-    tls_cert: Annotated[str | None, typer.Option("--tlscert", metavar="FILE", help="Client certificate file")] = None,
-    tls_key: Annotated[str | None, typer.Option("--tlskey", metavar="FILE", help="Client private key file")] = None,
-    tls_ca: Annotated[str | None, typer.Option("--tlsca", metavar="FILE", help="CA certificate file")] = None,
-    tls_first: Annotated[bool, typer.Option("--tlsfirst", help="TLS handshake before the NATS protocol")] = False,
-    inbox_prefix: Annotated[str | None, typer.Option("--inbox-prefix", metavar="PREFIX", help="Custom inbox prefix")] = None,
+    inbox_prefix: Annotated[
+        str | None, typer.Option("--inbox-prefix", metavar="PREFIX", help="Custom inbox prefix")
+    ] = None,
     js_domain: Annotated[str | None, typer.Option("--js-domain", metavar="DOMAIN", help="JetStream domain")] = None,
-    js_api_prefix: Annotated[str | None, typer.Option("--js-api-prefix", metavar="PREFIX", help="JetStream API prefix")] = None,
+    js_api_prefix: Annotated[
+        str | None, typer.Option("--js-api-prefix", metavar="PREFIX", help="JetStream API prefix")
+    ] = None,
     description: Annotated[str | None, typer.Option("--description", metavar="TEXT", help="A description")] = None,
     select: Annotated[bool, typer.Option("--select", help="Also select it")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace an existing context of that name")] = False,
     json_flag: JsonOpt = False,
+    *,
+    connection: dict[str, object],
 ) -> None:
     """Write a natscli-compatible context file (mode 0600, folder 0700)."""
-    from natsctl.cli.run import note
     from natsctl.core import contexts
     from natsctl.core.errors import UsageError
     from natsctl.core.settings import check_flags
+    from natsctl.core.stderr import say
 
-    check_flags({"servers": server})  # -s "" or -s , would write a context that names no server
+    check_flags({"servers": connection["servers"]})  # -s "" or -s , would write a context that names no server
     path = contexts.context_path(name)
     if path.exists() and not force:
         raise UsageError(f"a context named {name!r} exists ({path})", hint="pass --force to replace it")
-    values = dict(servers=server, user=user, password=password, token=token, creds=creds, nkey=nkey,
-                  tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca, tls_first=tls_first or None,
-                  inbox_prefix=inbox_prefix, js_domain=js_domain, js_api_prefix=js_api_prefix,
-                  description=description)  # fmt: skip
+    values = {**connection, "tls_first": connection["tls_first"] or None, "inbox_prefix": inbox_prefix,
+              "js_domain": js_domain, "js_api_prefix": js_api_prefix, "description": description}  # fmt: skip
     written = contexts.write(name, contexts.from_settings_fields(values))
     if select:
         contexts.select(name)
     if json_flag:
-        emit({"name": name, "path": str(written), "selected": select, "context": mask_context(contexts.read(name))}, "json", "")
+        emit(
+            {"name": name, "path": str(written), "selected": select, "context": mask_context(contexts.read(name))},
+            "json",
+            "",
+        )
     else:
-        note(f"wrote context {name!r} to {written}" + (" and selected it" if select else ""))
+        say(f"wrote context {name!r} to {written}" + (" and selected it" if select else ""))
 
 
 def context_rm(
@@ -223,8 +265,8 @@ def context_rm(
     json_flag: JsonOpt = False,
 ) -> None:
     """Remove a context file (and its selection, if it was selected)."""
-    from natsctl.cli.run import note
     from natsctl.core import contexts
+    from natsctl.core.stderr import say
 
     path = contexts.remove(name)
     was_selected = contexts.selected() == name
@@ -233,7 +275,7 @@ def context_rm(
     if json_flag:
         emit({"removed": name, "path": str(path), "was_selected": was_selected}, "json", "")
     else:
-        note(f"removed context {name!r} ({path})")
+        say(f"removed context {name!r} ({path})")
 
 
 # --- config commands -------------------------------------------------------------------------------
@@ -248,7 +290,7 @@ def config_path(json_flag: JsonOpt = False) -> None:
 
 
 @monitor_options
-def config_show(*, settings: Any, json_flag: JsonOpt = False, output: OutputOpt = None) -> None:
+def config_show(*, settings: Settings, json_flag: JsonOpt = False, output: OutputOpt = None) -> None:
     """Show the config file (masked) and the effective settings with where each one came from."""
     from natsctl.cli.settings import last_resolution
     from natsctl.core import config
@@ -258,17 +300,26 @@ def config_show(*, settings: Any, json_flag: JsonOpt = False, output: OutputOpt 
     where = config.path()
     effective = effective_settings(settings, resolution)
     doc = {"path": str(where), "exists": where.exists(), "config": mask_config(config.load()), "effective": effective}
-    pairs = [("Config file", f"{where}{'' if where.exists() else ' (none)'}")]
-    pairs += [(k, f"{v['value']}  ({v['source']})") for k, v in effective.items() if v["value"] not in (None, [], False)]
+    pairs: list[tuple[str, object]] = [("Config file", f"{where}{'' if where.exists() else ' (none)'}")]
+    pairs += [
+        (k, f"{v['value']}  ({v['source']})") for k, v in effective.items() if v["value"] not in (None, [], False)
+    ]
     emit(doc, fmt, key_values(pairs))
 
 
-def effective_settings(settings: Any, resolution: Any) -> dict[str, dict[str, Any]]:
+class Effective(TypedDict):
+    """A setting in `config show --json`: its value (secrets masked) and the layer it came from."""
+
+    value: object
+    source: str
+
+
+def effective_settings(settings: Settings, resolution: "Resolution | None") -> dict[str, Effective]:
     from dataclasses import fields
 
     from natsctl.core.settings import redact_url
 
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Effective] = {}
     for f in fields(settings):
         value = getattr(settings, f.name)
         if f.name in ("password", "token") and value:

@@ -1,11 +1,21 @@
 """`natsctl demo`: the main job end to end on a local server, in one command."""
 
+# No "from __future__ import annotations": Typer reads these signatures through a wrapper (options.py).
+
 import sys
-from typing import Annotated, Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from natsctl.cli.options import monitor_options
+from natsctl.core.settings import Settings
+
+if TYPE_CHECKING:
+    from natsctl.core.backend import Backend
+    from natsctl.core.model import Message, SubscribeSpec
+    from natsctl.embedded import LocalServers
 
 DEMO_HELP = """Show natsctl's main job on a local nats-server it starts and stops itself.
 
@@ -26,22 +36,34 @@ def register(app: typer.Typer) -> None:
 
 @monitor_options
 def demo(
-    events: Annotated[int, typer.Option("--events", metavar="N", min=1, max=10000, help="How many events to publish")] = 6,
-    external: Annotated[bool, typer.Option("--external", help="Use the configured server instead of starting one")] = False,
+    events: Annotated[
+        int, typer.Option("--events", metavar="N", min=1, max=10000, help="How many events to publish")
+    ] = 6,
+    external: Annotated[
+        bool, typer.Option("--external", help="Use the configured server instead of starting one")
+    ] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print what happened as one JSON document")] = False,
-    cluster: Annotated[int, typer.Option("--cluster", metavar="N", min=1, max=5, help="Start this many clustered nodes; the channel gets up to 3 replicas")] = 1,
+    cluster: Annotated[
+        int,
+        typer.Option(
+            "--cluster",
+            metavar="N",
+            min=1,
+            max=5,
+            help="Start this many clustered nodes; the channel gets up to 3 replicas",
+        ),
+    ] = 1,
     *,
-    settings: Any,
+    settings: Settings,
 ) -> None:
     from natsctl.cli.run import run
 
     run(lambda stop: demo_command(settings, events, external, json_, cluster))
 
 
-async def demo_command(settings: Any, events: int, external: bool, json_out: bool, cluster: int = 1) -> int:
+async def demo_command(settings: Settings, events: int, external: bool, json_out: bool, cluster: int = 1) -> int:
     import dataclasses
     import tempfile
-    from pathlib import Path
 
     if external:
         return await _demo_on(settings, events, json_out, channel=f"{CHANNEL}")
@@ -49,7 +71,9 @@ async def demo_command(settings: Any, events: int, external: bool, json_out: boo
         servers = _start_local(cluster, Path(store), json_out)
         try:
             nodes = servers.nodes
-            local = dataclasses.replace(settings, servers=[n.url for n in nodes], monitor_urls=[n.monitor_url for n in nodes], cluster_id=None)
+            local = dataclasses.replace(
+                settings, servers=[n.url for n in nodes], monitor_urls=[n.monitor_url for n in nodes], cluster_id=None
+            )
             code = await _demo_on(local, events, json_out, channel=CHANNEL, replicas=min(cluster, 3))
         finally:
             servers.stop()
@@ -57,7 +81,7 @@ async def demo_command(settings: Any, events: int, external: bool, json_out: boo
     return code
 
 
-def _start_local(cluster: int, store: Any, json_out: bool, attempts: int = 3) -> Any:
+def _start_local(cluster: int, store: Path, json_out: bool, attempts: int = 3) -> "LocalServers":
     """Start the demo's nodes on free ports; a port taken between picking and binding means new ones."""
     from natsctl import embedded
 
@@ -81,7 +105,7 @@ def _say(json_out: bool, text: str) -> None:
     stream.flush()
 
 
-async def _demo_on(settings: Any, events: int, json_out: bool, channel: str, replicas: int = 1) -> int:
+async def _demo_on(settings: Settings, events: int, json_out: bool, channel: str, replicas: int = 1) -> int:
     import dataclasses
     import json
 
@@ -99,16 +123,33 @@ async def _demo_on(settings: Any, events: int, json_out: bool, channel: str, rep
 
         publisher.stream_options = StreamOptions(replicas=replicas)
     try:
-        bodies = [json.dumps({"ticket": n, "title": f"ticket {n}", "price": 10 * n}).encode() for n in range(1, events + 1)]
-        summary = await publisher.publish(channel, [OutgoingMessage(b, source=f"event {i + 1}") for i, b in enumerate(bodies)])
+        bodies = [
+            json.dumps({"ticket": n, "title": f"ticket {n}", "price": 10 * n}).encode() for n in range(1, events + 1)
+        ]
+        summary = await publisher.publish(
+            channel, [OutgoingMessage(b, source=f"event {i + 1}") for i, b in enumerate(bodies)]
+        )
         if summary.failed:
             raise Unconfirmed(f"{len(summary.failed)} events not confirmed; first: {summary.failed[0]}")
-        report["published"] = {"count": summary.confirmed, "first_seq": summary.first_sequence, "last_seq": summary.last_sequence, "stream": summary.stream}
-        _say(json_out, f"published {summary.confirmed} {channel} events (sequences {summary.first_sequence}-{summary.last_sequence})")
+        report["published"] = {
+            "count": summary.confirmed,
+            "first_seq": summary.first_sequence,
+            "last_seq": summary.last_sequence,
+            "stream": summary.stream,
+        }
+        _say(
+            json_out,
+            f"published {summary.confirmed} {channel} events (sequences {summary.first_sequence}-{summary.last_sequence})",
+        )
 
         spec = SubscribeSpec(
-            channel=channel, start=StartPosition(StartKind.ALL), durable=GROUP, queue=GROUP,
-            ack_wait=5, max_in_flight=2, create=True,  # it exists: the events were just published to it
+            channel=channel,
+            start=StartPosition(StartKind.ALL),
+            durable=GROUP,
+            queue=GROUP,
+            ack_wait=5,
+            max_in_flight=2,
+            create=True,  # it exists: the events were just published to it
         )
         members = {
             name: await open_backend(dataclasses.replace(settings, connection_name=f"natsctl demo {GROUP} {name}"))
@@ -122,8 +163,8 @@ async def _demo_on(settings: Any, events: int, json_out: bool, channel: str, rep
             report["replay"] = await _replay(publisher, channel, json_out, message_to_dict)
             report["tables"] = await _tables(settings, json_out)
         finally:
-            for member in members.values():
-                await member.close()
+            for backend in members.values():
+                await backend.close()
     finally:
         await publisher.close()
     if json_out:
@@ -131,7 +172,7 @@ async def _demo_on(settings: Any, events: int, json_out: bool, channel: str, rep
     return 0
 
 
-async def _share(members: dict[str, Any], spec: Any, total: int) -> dict[str, list[int]]:
+async def _share(members: dict[str, "Backend"], spec: "SubscribeSpec", total: int) -> dict[str, list[int]]:
     """Both members read the durable queue group until every event was processed once."""
     import asyncio
 
@@ -156,7 +197,7 @@ async def _share(members: dict[str, Any], spec: Any, total: int) -> dict[str, li
     tasks = [asyncio.create_task(work(name)) for name in subscriptions]
     try:
         await asyncio.wait_for(done.wait(), timeout=30)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise Timeout(f"the queue group processed {sum(map(len, shares.values()))} of {total} events in 30s") from None
     finally:
         for subscription in subscriptions.values():
@@ -167,13 +208,15 @@ async def _share(members: dict[str, Any], spec: Any, total: int) -> dict[str, li
     return {name: sorted(seqs) for name, seqs in shares.items()}
 
 
-async def _replay(backend: Any, channel: str, json_out: bool, to_dict: Any) -> list[dict[str, Any]]:
+async def _replay(
+    backend: "Backend", channel: str, json_out: bool, to_dict: Callable[["Message"], dict[str, Any]]
+) -> list[dict[str, Any]]:
     from natsctl.core.model import StartKind, StartPosition, SubscribeSpec
 
     # create=True: the channel exists (the events were just published), so it is not looked up again
     spec = SubscribeSpec(channel=channel, start=StartPosition(StartKind.ALL), ack=False, stop_at_end=True, create=True)
     subscription = await backend.subscribe(spec)
-    replayed = []
+    replayed: list[dict[str, Any]] = []
     try:
         async for batch in subscription.batches():
             replayed.extend(to_dict(m) for m in batch)
@@ -186,19 +229,19 @@ async def _replay(backend: Any, channel: str, json_out: bool, to_dict: Any) -> l
     return replayed
 
 
-async def _tables(settings: Any, json_out: bool) -> dict[str, Any]:
+async def _tables(settings: Settings, json_out: bool) -> dict[str, Any]:
     """The monitoring tables of the bus as it is now; a monitoring port that does not answer is noted."""
-    from natsctl.cli.run import warn
     from natsctl.core.errors import NatsctlError
+    from natsctl.core.stderr import say
 
     try:
         return await _fetch_tables(settings, json_out)
     except NatsctlError as exc:
-        warn(f"no monitoring tables: {exc.line()}")
+        say(f"no monitoring tables: {exc.line()}", "warning")
         return {"error": exc.line()}
 
 
-async def _fetch_tables(settings: Any, json_out: bool) -> dict[str, Any]:
+async def _fetch_tables(settings: Settings, json_out: bool) -> dict[str, Any]:
     """The monitoring tables of the bus as it is now (the queue members are still connected)."""
     if not json_out:
         from natsctl.cli.monitor import print_overview

@@ -11,6 +11,9 @@ path, a parser, ...) still goes through Typer's own conversion.
 
 Only public names of Typer are used: ``Typer(cls=...)``, ``typer.main.get_command``, the ``typer.core``
 classes, ``typer.models`` infos and the parameters' ``get_runtime_param`` / ``type_descriptor``.
+:func:`usable` checks them before the lazy group is made (by name, and on a throwaway command built
+the way natsctl's are); when a Typer release moved any of them, ``natsctl.cli.main.build_command``
+builds the whole app the plain way instead: a slower start, never a broken CLI.
 tests/test_startup.py checks that pydantic, rich, nats and httpx stay out of a command's start-up.
 """
 
@@ -19,9 +22,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, get_args
+from typing import Annotated, Any, get_args
 
 import typer
 import typer.main
@@ -47,6 +50,7 @@ class LazyGroup(TyperGroup):
 
     def entries(self, wanted: str | None = None) -> dict[str, Entry]:
         """The registered commands; with ``wanted``, modules are imported only until it is found."""
+        assert self.source is not None, "load_from first"
         while self.pending and (wanted is None or wanted not in self.known):
             importlib.import_module(self.pending.pop(0)).register(self.source)
             self.known = _registered(self.source)
@@ -99,7 +103,10 @@ class LazyGroup(TyperGroup):
 def _registered(app: typer.Typer) -> dict[str, Entry]:
     found: dict[str, Entry] = {}
     for info in app.registered_commands:
-        found[info.name or typer.main.get_command_name(info.callback.__name__)] = info
+        if info.name:
+            found[info.name] = info
+        elif info.callback is not None:
+            found[typer.main.get_command_name(info.callback.__name__)] = info
     for group in app.registered_groups:
         found[_group_name(group)] = group
     return found
@@ -134,7 +141,9 @@ def build(name: str, entry: Entry, source: typer.Typer | None) -> Any:
         holder.registered_groups.append(entry)
     else:
         holder.registered_commands.append(entry)
-    command = typer.main.get_command(holder).commands[name]
+    group = typer.main.get_command(holder)
+    assert isinstance(group, TyperGroup)
+    command = group.commands[name]
     plain_values(command)
     return command
 
@@ -143,10 +152,66 @@ def _holder() -> None:
     """natsctl"""
 
 
+# -- is this Typer the one lazy.py was written for? -------------------------------------------------
+
+# Names used above and below, besides the ``typer.core`` / ``typer.models`` classes imported by name.
+_RELIED_ON: tuple[tuple[object, tuple[str, ...]], ...] = (
+    (typer.main, ("get_command", "get_command_name", "solve_typer_info_defaults")),
+    (TyperOption, ("get_runtime_param",)),
+    (TyperArgument, ("get_runtime_param",)),
+    (
+        TyperGroup,
+        ("get_params", "list_commands", "get_command", "format_commands", "shell_complete", "resolve_command"),
+    ),
+    (TyperCommand, ("get_params",)),
+)
+
+
+def usable() -> bool:
+    """Whether the installed Typer still has what this module relies on.
+
+    The names are looked up, then a throwaway app (a command with a ranged int option and a str
+    argument, and a named group) goes through ``summary`` and ``build`` as natsctl's commands do, and
+    its values must get plain converters that convert. Anything missing or raising means no.
+    """
+    try:
+        if not all(hasattr(owner, name) for owner, names in _RELIED_ON for name in names):
+            return False
+        return _trial()
+    except Exception:  # noqa: BLE001 - whatever moved, the answer is "build the plain way"
+        return False
+
+
+def _trial() -> bool:
+    app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
+    app.command("probe", help="probe")(_probe)
+    app.add_typer(typer.Typer(name="group", help="group"), name="group")
+    entries = _registered(app)
+    if summary("group", entries["group"]).help != "group" or summary("probe", entries["probe"]).help != "probe":
+        return False
+    command = build("probe", entries["probe"], app)
+    ctx = typer.Context(command, info_name="probe")
+    values = {}
+    for param in command.get_params(ctx):
+        if param.name in ("count", "word"):
+            runtime = param.get_runtime_param()
+            if not isinstance(runtime, PlainConverter):
+                return False
+            values[param.name] = runtime.coerce("3", param, ctx)
+    return values == {"count": 3, "word": "3"}
+
+
+def _probe(
+    word: Annotated[str, typer.Argument()] = "x",
+    count: Annotated[int, typer.Option("--count", min=1)] = 1,
+) -> None:
+    """probe"""
+
+
 # -- values ---------------------------------------------------------------------------------------
 
 
-def _runtime_param(param: Any, typer_runtime_param: Any) -> Any:
+def _runtime_param(param: TyperOption | TyperArgument, typer_runtime_param: Callable[[], Any]) -> Any:
     plain = plain_converter(param.type_descriptor)
     return plain if plain is not None else typer_runtime_param()
 
@@ -191,11 +256,11 @@ def plain_values(command: Any) -> None:
         plain_values(sub)
 
 
-def _to_str(value: Any) -> str:
+def _to_str(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _to_int(value: Any) -> int:
+def _to_int(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     try:
@@ -204,7 +269,7 @@ def _to_int(value: Any) -> int:
         raise ValueError("Input should be a valid integer, unable to parse string as an integer") from None
 
 
-def _to_float(value: Any) -> float:
+def _to_float(value: object) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     try:
@@ -217,7 +282,7 @@ _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off", ""}
 
 
-def _to_bool(value: Any) -> bool:
+def _to_bool(value: object) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -226,13 +291,13 @@ def _to_bool(value: Any) -> bool:
     raise ValueError("Input should be a valid boolean, unable to interpret input")
 
 
-_CONVERTERS = {str: _to_str, int: _to_int, float: _to_float, bool: _to_bool}
+_CONVERTERS: dict[type, Callable[[object], Any]] = {str: _to_str, int: _to_int, float: _to_float, bool: _to_bool}
 
 
 class PlainConverter:
     """Typer's runtime-parameter contract (``coerce``) for a plain type with an optional range."""
 
-    def __init__(self, kind: type, minimum: Any, maximum: Any) -> None:
+    def __init__(self, kind: type, minimum: float | None, maximum: float | None) -> None:
         self.convert = _CONVERTERS[kind]
         self.minimum = minimum
         self.maximum = maximum

@@ -12,11 +12,10 @@ import os
 import sys
 
 import typer
-import typer.core
 import typer.main
+from typer.core import TyperGroup
 
 from natsctl import __version__
-from natsctl.core.errors import ExitCode, NatsctlError
 
 HELP = """The command line for a NATS event bus: publish events to channels, subscribe to them (live, durable,
 in queue groups, replaying from any point, with manual acks) and inspect the bus through the
@@ -64,8 +63,11 @@ def _new_app(cls: type | None = None) -> typer.Typer:
             False, "--version", "-V", help="Show the version and exit.", callback=_version, is_eager=True
         ),
         debug: bool = typer.Option(
-            False, "--debug", help="Log connection steps on stderr (secrets masked); tracebacks for unexpected errors.",
-            callback=_debug, is_eager=True,
+            False,
+            "--debug",
+            help="Log connection steps on stderr (secrets masked); tracebacks for unexpected errors.",
+            callback=_debug,
+            is_eager=True,
         ),
     ) -> None:
         """natsctl"""
@@ -83,45 +85,32 @@ def build_app() -> typer.Typer:
     return app
 
 
-def build_command() -> typer.core.TyperGroup:
-    """The root click group natsctl runs: it builds only the command that is invoked (see lazy.py)."""
-    from natsctl.cli.lazy import LazyGroup
+def build_command() -> TyperGroup:
+    """The root click group natsctl runs: lazy (natsctl/cli/lazy.py), it builds only the command that is
+    invoked. When the installed Typer lacks what lazy.py relies on, or building the lazy group fails,
+    the whole app is built instead: a slower start, never a broken CLI."""
+    try:
+        from natsctl.cli import lazy
 
-    group = typer.main.get_command(_new_app(cls=LazyGroup))
-    assert isinstance(group, LazyGroup)
-    group.load_from(_new_app(), COMMAND_MODULES)
-    return group
+        if lazy.usable():
+            group = typer.main.get_command(_new_app(cls=lazy.LazyGroup))
+            if isinstance(group, lazy.LazyGroup):
+                group.load_from(_new_app(), COMMAND_MODULES)
+                return group
+    except Exception:  # noqa: BLE001 - Typer's internals moved: the plain build below still works
+        pass
+    whole = typer.main.get_command(build_app())
+    assert isinstance(whole, TyperGroup)
+    return whole
 
 
 def main(argv: list[str] | None = None) -> None:
-    command = build_command()
     try:
-        result = command.main(args=argv, prog_name="natsctl", standalone_mode=False)
-    except typer.TyperException as exc:  # click usage errors: one line, exit 2
-        if type(exc).__name__ == "NoArgsIsHelpError":  # `natsctl` or `natsctl pub` alone: the help, as --help
-            sys.stdout.write(exc.format_message() + "\n")
-            raise SystemExit(ExitCode.OK) from None
-        message = exc.format_message().splitlines()[0] if exc.format_message() else str(exc)
-        sys.stderr.write(f"natsctl: error: {message} (see 'natsctl --help')\n")
-        raise SystemExit(getattr(exc, "exit_code", ExitCode.USAGE)) from None
-    except typer.Abort:
-        raise SystemExit(ExitCode.INTERRUPTED) from None
-    except NatsctlError as exc:
-        sys.stderr.write(f"natsctl: error: {exc.line()}\n")
-        raise SystemExit(exc.exit_code) from None
-    except BrokenPipeError:
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except OSError:
-            pass
-        raise SystemExit(0) from None
-    except KeyboardInterrupt:
-        raise SystemExit(ExitCode.INTERRUPTED) from None
-    except Exception as exc:  # noqa: BLE001 - the last line of defence outside the runner: never a traceback
-        if os.environ.get("NATSCTL_DEBUG"):
-            raise
-        sys.stderr.write(f"natsctl: error: unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)\n")
-        raise SystemExit(ExitCode.ERROR) from None
+        result = build_command().main(args=argv, prog_name="natsctl", standalone_mode=False)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the boundary turns anything into a line and a status
+        from natsctl.cli.boundary import exit_status
+
+        raise SystemExit(exit_status(exc)) from None
     raise SystemExit(result if isinstance(result, int) else 0)
 
 

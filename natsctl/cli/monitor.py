@@ -16,25 +16,37 @@ from natsctl.cli.options import monitor_options
 from natsctl.core.settings import Settings
 
 if TYPE_CHECKING:
+    from natsctl.cli.render import Renderable
     from natsctl.cli.run import Stop
     from natsctl.monitor.client import MonitorClient
-    from natsctl.monitor.models import Health, RouteReport, ServerInfo
+    from natsctl.monitor.models import Health, RouteReport, ServerInfo, Subscription
 
 Output = Annotated[
     str | None,
-    typer.Option("--output", "-o", metavar="table|json|yaml|csv", help="Output format: table, json, yaml or csv [default: table]", show_default=False),
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="table|json|yaml|csv",
+        help="Output format: table, json, yaml or csv [default: table]",
+        show_default=False,
+    ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Short for -o json")]
 Watch = Annotated[
     float | None,
     typer.Option(
-        "--watch", "-w", min=0.2, metavar="SECONDS",
-        help="Refresh every SECONDS with rates between refreshes; Ctrl-C stops", show_default=False,
+        "--watch",
+        "-w",
+        min=0.2,
+        metavar="SECONDS",
+        help="Refresh every SECONDS with rates between refreshes; Ctrl-C stops",
+        show_default=False,
     ),
 ]
 
+# A report of any of the commands (a dataclass, or a list of them) and what renders it as a table.
 Fetch = Callable[["MonitorClient"], Awaitable[Any]]
-TableOf = Callable[[Any, list[dict[str, str]] | None], Any]
+TableOf = Callable[[Any, list[dict[str, str]] | None], "Renderable"]
 
 
 # --- plumbing shared by the commands ------------------------------------------------------------
@@ -46,8 +58,14 @@ def _fmt(output: str | None, json_flag: bool) -> str:
     return output_format(output, json_flag)
 
 
-def _run(settings: Settings, fetch: Fetch, fmt: str, table: TableOf | None = None,
-         watch: float | None = None, after: Callable[[Any], None] | None = None) -> None:
+def _run(
+    settings: Settings,
+    fetch: Fetch,
+    fmt: str,
+    table: TableOf | None = None,
+    watch: float | None = None,
+    after: Callable[[Any], None] | None = None,
+) -> None:
     from natsctl.cli import run
     from natsctl.core.timeparse import check_timeout
 
@@ -102,12 +120,12 @@ async def unless_stopped(work: Awaitable[Any], stop: "Stop") -> Any:
 
 def _tell(client: "MonitorClient", told: set[str]) -> None:
     """The monitoring layer's notes for the operator (a listing cut short, and why), each once, on stderr."""
-    from natsctl.cli.run import warn
+    from natsctl.core.stderr import say
 
     for line in client.notes:
         if line not in told:
             told.add(line)
-            warn(line)
+            say(line, "warning")
     client.notes.clear()
 
 
@@ -115,19 +133,30 @@ def _emit(data: Any, fmt: str, table: TableOf | None) -> None:
     from natsctl.cli.render.tables import emit
 
     if fmt == "table" and isinstance(data, list) and not data:
-        from natsctl.cli.run import note
+        from natsctl.core.stderr import say
 
-        note("nothing to show")
+        say("nothing to show")
         return
     emit(data, fmt, (lambda: table(data, None)) if table else None)
 
 
-async def _watch(client: "MonitorClient", fetch: Fetch, fmt: str, table: TableOf | None, every: float, stop: "Stop") -> int:
+def _table_maker(table: TableOf | None, data: Any, rows: list[Any], extra: Any) -> Callable[[], Any]:
+    """The table of one refresh, built only if the view shows a table."""
+    from natsctl.cli.render.tables import build_table
+
+    if table is not None:
+        return lambda: table(data, extra)
+    return lambda: build_table(rows, extra=extra)
+
+
+async def _watch(
+    client: "MonitorClient", fetch: Fetch, fmt: str, table: TableOf | None, every: float, stop: "Stop"
+) -> int:
     """Refresh until Ctrl-C, which ends a watch normally (exit 0) rather than as an interruption."""
     import asyncio
     import time
 
-    from natsctl.cli.render.tables import LiveView, build_table
+    from natsctl.cli.render.tables import LiveView
     from natsctl.core.errors import ExitCode
 
     previous: list[Any] = []
@@ -144,12 +173,11 @@ async def _watch(client: "MonitorClient", fetch: Fetch, fmt: str, table: TableOf
             now = time.monotonic()
             rows = data if isinstance(data, list) else [data]
             extra = _rate_cells(previous, rows, now - before if previous else 0.0)
-            make = table or (lambda d, e: build_table(rows, extra=e))
-            view.show(data, lambda: make(data, extra))
+            view.show(data, _table_maker(table, data, rows, extra))
             previous, before = rows, now
             try:
                 await asyncio.wait_for(stop.event.wait(), every)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
     if stop.exit_code == ExitCode.INTERRUPTED:
         stop.exit_code = ExitCode.OK
@@ -181,7 +209,11 @@ def server_pairs(info: "ServerInfo") -> list[tuple[str, str]]:
         ("Client port", f"{info.host}:{info.port}" if info.port else "-"),
         ("Started", info.start or "-"),
         ("Uptime", info.uptime or "-"),
-        ("Connections", str(info.connections) + (f" ({info.total_connections} since start)" if info.total_connections is not None else "")),
+        (
+            "Connections",
+            str(info.connections)
+            + (f" ({info.total_connections} since start)" if info.total_connections is not None else ""),
+        ),
         ("Subscriptions", str(info.subscriptions)),
         ("Routes", str(info.routes)),
         ("Cluster", info.cluster_name or "-"),
@@ -243,7 +275,7 @@ def _streaming_pairs(info: "ServerInfo") -> list[tuple[str, str]]:
     ]
 
 
-def server_table(info: "ServerInfo", extra: list[dict[str, str]] | None) -> Any:
+def server_table(info: "ServerInfo", extra: list[dict[str, str]] | None) -> "Renderable":
     from natsctl.cli.render.tables import record_table
 
     pairs = server_pairs(info) + ([(k.capitalize(), v) for k, v in extra[0].items()] if extra else [])
@@ -273,13 +305,24 @@ def clients_command(
     output: Output = None,
     json_: JsonFlag = False,
     watch: Watch = None,
-    sort: Annotated[str | None, typer.Option("--sort", metavar="KEY", help=(
-        "Server-side sort (nats-server): cid, start, subs, pending, msgs_to, msgs_from, bytes_to, bytes_from, "
-        "last, idle, uptime, rtt; stop and reason with --state closed"
-    ))] = None,
+    sort: Annotated[
+        str | None,
+        typer.Option(
+            "--sort",
+            metavar="KEY",
+            help=(
+                "Server-side sort (nats-server): cid, start, subs, pending, msgs_to, msgs_from, bytes_to, bytes_from, "
+                "last, idle, uptime, rtt; stop and reason with --state closed"
+            ),
+        ),
+    ] = None,
     state: Annotated[str, typer.Option("--state", metavar="open|closed|all", help="open, closed or all")] = "open",
-    account: Annotated[str | None, typer.Option("--account", metavar="ACCOUNT", help="Only this account's connections")] = None,
-    user_filter: Annotated[str | None, typer.Option("--user-filter", metavar="USER", help="Only connections of this user")] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", metavar="ACCOUNT", help="Only this account's connections")
+    ] = None,
+    user_filter: Annotated[
+        str | None, typer.Option("--user-filter", metavar="USER", help="Only connections of this user")
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", metavar="N", min=1, help="At most N connections")] = None,
     page_size: Annotated[int, typer.Option("--page-size", metavar="N", min=1, max=1024, hidden=True)] = 1024,
     *,
@@ -308,7 +351,9 @@ def channels_command(
     output: Output = None,
     json_: JsonFlag = False,
     watch: Watch = None,
-    account: Annotated[str | None, typer.Option("--account", metavar="ACCOUNT", help="JetStream: only this account's streams")] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", metavar="ACCOUNT", help="JetStream: only this account's streams")
+    ] = None,
     *,
     settings: Settings,
 ) -> None:
@@ -343,7 +388,7 @@ def channel_command(
 SUB_SORTS = ("channel", "lag", "unacked", "name")
 
 
-def sort_subscriptions(subs: list[Any], key: str) -> list[Any]:
+def sort_subscriptions(subs: list["Subscription"], key: str) -> list["Subscription"]:
     if key == "lag":
         return sorted(subs, key=lambda s: (s.lag is None, -(s.lag or 0), s.channel, s.name))
     if key == "unacked":
@@ -358,10 +403,16 @@ def subs_command(
     json_: JsonFlag = False,
     watch: Watch = None,
     channel: Annotated[str | None, typer.Option("--channel", "-c", metavar="CHANNEL", help="Only this channel")] = None,
-    min_lag: Annotated[int | None, typer.Option("--min-lag", metavar="N", min=0, help="Only those lagging N messages or more")] = None,
+    min_lag: Annotated[
+        int | None, typer.Option("--min-lag", metavar="N", min=0, help="Only those lagging N messages or more")
+    ] = None,
     sort: Annotated[str, typer.Option("--sort", metavar="KEY", help="channel, lag, unacked or name")] = "channel",
-    core: Annotated[bool, typer.Option("--core/--no-core", help="nats-server: include plain core subscriptions")] = True,
-    account: Annotated[str | None, typer.Option("--account", metavar="ACCOUNT", help="JetStream: only this account")] = None,
+    core: Annotated[
+        bool, typer.Option("--core/--no-core", help="nats-server: include plain core subscriptions")
+    ] = True,
+    account: Annotated[
+        str | None, typer.Option("--account", metavar="ACCOUNT", help="JetStream: only this account")
+    ] = None,
     *,
     settings: Settings,
 ) -> None:
@@ -391,11 +442,13 @@ def subs_command(
 # --- routes and health -----------------------------------------------------------------------------
 
 
-def routes_table(report: "RouteReport", extra: Any = None) -> Any:
+def routes_table(report: "RouteReport", extra: list[dict[str, str]] | None = None) -> "Renderable":
     from natsctl.cli.render.tables import build_table
     from natsctl.monitor.models import Route
 
-    title = f"{report.server_name or report.server_id}: {report.num_routes} routes in cluster {report.cluster_name or '-'}"
+    title = (
+        f"{report.server_name or report.server_id}: {report.num_routes} routes in cluster {report.cluster_name or '-'}"
+    )
     return build_table(report.routes, row_type=Route, title=title)
 
 
@@ -406,7 +459,7 @@ def routes_command(output: Output = None, json_: JsonFlag = False, *, settings: 
     _run(settings, api.routes, _fmt(output, json_), routes_table)
 
 
-def health_table(health: "Health", extra: Any = None) -> Any:
+def health_table(health: "Health", extra: list[dict[str, str]] | None = None) -> "Renderable":
     from natsctl.cli.render.tables import record_table
 
     pairs = [("Status", health.status), ("Healthy", "yes" if health.healthy else "no"), ("Monitor", health.monitor_url)]
@@ -430,7 +483,12 @@ def health_command(output: Output = None, json_: JsonFlag = False, *, settings: 
     from natsctl.monitor import api
 
     fetch, warn_after = audited(api.health, settings, _fmt(output, json_))  # durability audit (issue 7)
-    _run(settings, fetch, _fmt(output, json_), health_table, after=lambda h: (warn_after(h), _fail_unhealthy(h)))
+
+    def after(health: "Health") -> None:
+        warn_after(health)
+        _fail_unhealthy(health)
+
+    _run(settings, fetch, _fmt(output, json_), health_table, after=after)
 
 
 # --- for other commands (natsctl demo) -------------------------------------------------------------
@@ -440,7 +498,7 @@ async def print_overview(settings: Settings, reports: tuple[str, ...] = ("channe
     """Print the channels, subscriptions and clients tables of the bus ``settings`` point at (stdout),
     each under a title line; an empty report prints a note on stderr instead."""
     from natsctl.cli.render.tables import build_table, print_table
-    from natsctl.cli.run import note
+    from natsctl.core.stderr import say
     from natsctl.monitor import api
     from natsctl.monitor.client import MonitorClient
 
@@ -459,7 +517,7 @@ async def print_overview(settings: Settings, reports: tuple[str, ...] = ("channe
             if rows:
                 print_table(build_table(rows, title=title))
             else:
-                note(f"no {title.lower()}")
+                say(f"no {title.lower()}")
 
 
 # --- registration ----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import sys
 import termios
 from collections import deque
 from collections.abc import Callable
-from typing import IO
+from typing import IO, TextIO
 
 from natsctl.core.errors import NatsctlError
 from natsctl.core.model import Message
@@ -77,9 +77,9 @@ class Outlet:
 
     async def _wait_for_room(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        room = loop.create_future()
-        loop.add_writer(self.fd, lambda: room.done() or room.set_result(None))
-        stopped = asyncio.ensure_future(stop.wait())
+        room: asyncio.Future[object] = loop.create_future()
+        loop.add_writer(self.fd, _settle, room)
+        stopped: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({room, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -135,23 +135,36 @@ class StreamOutlet(Outlet):
     """``sys.stdout`` replaced by an object without a file descriptor (an embedding program, a test
     runner capturing output): what it takes counts as taken."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: TextIO) -> None:
         super().__init__(-1)
         self.stream = stream
 
     def _write_once(self, view: memoryview) -> int | None:
         try:
-            written = self.stream.write(bytes(view))
-            self.stream.flush()
+            written = self._write_to_stream(bytes(view))
         except BrokenPipeError:
             self.broken = True
             return 0
         except OSError as exc:
             self.error = exc
             return 0
-        written = len(view) if written is None else written
         self.accepted += written
         return written
+
+    def _write_to_stream(self, data: bytes) -> int:
+        binary: IO[bytes] | None = getattr(self.stream, "buffer", None)
+        if binary is not None:
+            written = binary.write(data)
+            binary.flush()
+            return len(data) if written is None else written
+        self.stream.write(data.decode("utf-8", "replace"))  # a text-only stream takes it all or raises
+        self.stream.flush()
+        return len(data)
+
+
+def _settle(room: asyncio.Future[object]) -> None:
+    if not room.done():
+        room.set_result(None)
 
 
 def open_outlet(fd: int | None = None) -> Outlet:
@@ -161,7 +174,7 @@ def open_outlet(fd: int | None = None) -> Outlet:
         try:
             fd = sys.stdout.fileno()
         except (AttributeError, ValueError, OSError):  # io.UnsupportedOperation is both of the last two
-            return StreamOutlet(getattr(sys.stdout, "buffer", sys.stdout))
+            return StreamOutlet(sys.stdout)
     try:
         is_pipe = stat.S_ISFIFO(os.fstat(fd).st_mode)
     except OSError:
@@ -180,7 +193,7 @@ async def wait_while_unread(outlet: Outlet, stop: asyncio.Event) -> None:
     """Let one poll interval pass while the reader still has bytes to take (or until ``stop``)."""
     try:
         await asyncio.wait_for(stop.wait(), DRAIN_POLL)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
 
 
@@ -208,12 +221,12 @@ class AckLedger:
         while self.pending:
             entry = self.pending[0]
             if entry.end <= consumed:
-                taken.extend(entry.batch[entry.settled:])
+                taken.extend(entry.batch[entry.settled :])
                 self.pending.popleft()
                 continue
             if not whole_batches and consumed > entry.start:
                 reached = entry.messages_within(consumed - entry.start, self.sizes)
-                taken.extend(entry.batch[entry.settled:reached])
+                taken.extend(entry.batch[entry.settled : reached])
                 entry.settled = max(entry.settled, reached)
             break
         return taken
@@ -223,7 +236,7 @@ class AckLedger:
 
 
 class _Written:
-    __slots__ = ("batch", "start", "end", "settled", "ends")
+    __slots__ = ("batch", "end", "ends", "settled", "start")
 
     def __init__(self, batch: list[Message], start: int, end: int) -> None:
         self.batch, self.start, self.end = batch, start, end

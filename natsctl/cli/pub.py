@@ -1,13 +1,24 @@
 """`natsctl pub`: publish one or many messages to a channel, every one confirmed by the server."""
 
+# No "from __future__ import annotations": Typer reads these signatures through a wrapper (options.py).
 
 import json
 import sys
-from typing import Annotated, Any
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Annotated, BinaryIO, Protocol
 
 import typer
 
 from natsctl.cli.options import connection_options, require_jetstream_for, stream_options
+from natsctl.core.model import StreamOptions
+from natsctl.core.settings import Settings
+
+if TYPE_CHECKING:
+    from natsctl.cli.run import Stop
+    from natsctl.core.backend import Messages
+    from natsctl.core.errors import NatsctlError
+    from natsctl.core.model import OutgoingMessage, PublishAck, PublishSummary
 
 PUB_HELP = """Publish to CHANNEL, every message confirmed by the server.
 
@@ -36,22 +47,43 @@ def register(app: typer.Typer) -> None:
 @stream_options
 @connection_options
 def pub(
-    channel: Annotated[str, typer.Argument(metavar="CHANNEL", help="Channel (subject) to publish to", show_default=False)],
-    data: Annotated[str | None, typer.Argument(metavar="DATA", help="Payload; read from stdin when absent", show_default=False)] = None,
+    channel: Annotated[
+        str, typer.Argument(metavar="CHANNEL", help="Channel (subject) to publish to", show_default=False)
+    ],
+    data: Annotated[
+        str | None, typer.Argument(metavar="DATA", help="Payload; read from stdin when absent", show_default=False)
+    ] = None,
     lines: Annotated[bool, typer.Option("--lines", help="One message per input line (stdin)")] = False,
-    file: Annotated[str | None, typer.Option("--file", "-f", metavar="FILE", help="Read messages from a file, one per line")] = None,
+    file: Annotated[
+        str | None, typer.Option("--file", "-f", metavar="FILE", help="Read messages from a file, one per line")
+    ] = None,
     envelope: Annotated[bool, typer.Option("--envelope", help="Input lines are natsctl JSON envelopes")] = False,
-    skip_bad_lines: Annotated[bool, typer.Option("--skip-bad-lines", help="Report bad envelope lines and go on")] = False,
+    skip_bad_lines: Annotated[
+        bool, typer.Option("--skip-bad-lines", help="Report bad envelope lines and go on")
+    ] = False,
     count: Annotated[int, typer.Option("--count", "-c", metavar="N", min=1, help="Publish DATA this many times")] = 1,
-    header: Annotated[list[str] | None, typer.Option("--header", "-H", metavar="KEY:VALUE", help="Header KEY:VALUE (repeatable; JetStream only)")] = None,
-    msg_id: Annotated[str | None, typer.Option("--msg-id", metavar="TEMPLATE", help="Message id template for de-duplication, e.g. '{{Count}}' (JetStream)")] = None,
-    record: Annotated[str | None, typer.Option("--record", metavar="FILE", help="Write every confirmation (line, sequence) as JSON lines to this file")] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option("--header", "-H", metavar="KEY:VALUE", help="Header KEY:VALUE (repeatable; JetStream only)"),
+    ] = None,
+    msg_id: Annotated[
+        str | None,
+        typer.Option(
+            "--msg-id", metavar="TEMPLATE", help="Message id template for de-duplication, e.g. '{{Count}}' (JetStream)"
+        ),
+    ] = None,
+    record: Annotated[
+        str | None,
+        typer.Option(
+            "--record", metavar="FILE", help="Write every confirmation (line, sequence) as JSON lines to this file"
+        ),
+    ] = None,
     no_create: Annotated[bool, typer.Option("--no-create", help="Fail instead of creating a missing stream")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success")] = False,
     *,
-    settings: Any,
-    stream_options: Any,
+    settings: Settings,
+    stream_options: StreamOptions,
 ) -> None:
     from natsctl.cli.run import run
 
@@ -74,9 +106,23 @@ def pub(
     run(lambda stop: publish_command(plan, settings, stream_options, stop))
 
 
+@dataclass
 class PublishPlan:
-    def __init__(self, **values: Any) -> None:
-        self.__dict__.update(values)
+    """What `pub` was asked to do, from its arguments; :meth:`validate` checks it before connecting."""
+
+    channel: str
+    data: str | None = None  # DATA, when given as an argument
+    lines: bool = False  # one message per stdin line
+    file: str | None = None  # --file: one message per line
+    envelope: bool = False
+    skip_bad_lines: bool = False
+    count: int = 1
+    headers: list[str] = field(default_factory=list)  # -H KEY:VALUE, as given
+    msg_id: str | None = None  # --msg-id template
+    record: str | None = None  # --record file
+    create: bool = True
+    json_out: bool = False
+    quiet: bool = False
 
     def validate(self) -> None:
         from natsctl.core.errors import UsageError
@@ -94,7 +140,7 @@ class PublishPlan:
             raise UsageError("--skip-bad-lines goes with --envelope (plain lines are never bad)")
 
 
-def build_messages(plan: PublishPlan, warn: Any):
+def build_messages(plan: PublishPlan, warn: Callable[[str], None]) -> tuple["Messages", BinaryIO | None]:
     """The messages to publish, lazily, plus the input handle to close afterwards."""
     from natsctl.core.inputs import (
         file_lines,
@@ -109,6 +155,8 @@ def build_messages(plan: PublishPlan, warn: Any):
     from natsctl.core.model import OutgoingMessage
 
     headers = parse_headers(plan.headers)
+    messages: Messages
+    source_handle: BinaryIO | None
     if plan.file or plan.lines:
         make = line_maker(envelope=plan.envelope, headers=headers, skip_bad=plan.skip_bad_lines, on_skip=warn)
         handle = open_input(plan.file) if plan.file else sys.stdin.buffer
@@ -119,8 +167,10 @@ def build_messages(plan: PublishPlan, warn: Any):
         source_handle = None
     else:
         body = sys.stdin.buffer.read()
-        messages = templated_messages(body, headers, plan.count) if plan.count > 1 else iter(
-            [OutgoingMessage(data=body, headers=headers, source="stdin")]
+        messages = (
+            templated_messages(body, headers, plan.count)
+            if plan.count > 1
+            else iter([OutgoingMessage(data=body, headers=headers, source="stdin")])
         )
         source_handle = None
     if plan.msg_id:
@@ -128,21 +178,20 @@ def build_messages(plan: PublishPlan, warn: Any):
     return messages, source_handle
 
 
-def with_msg_ids(messages: Any, template: str, render: Any):
-    from collections.abc import AsyncIterable
-
+def with_msg_ids(messages: "Messages", template: str, render: Callable[[str, int], str]) -> "Messages":
     if isinstance(messages, AsyncIterable):
+        source = messages
 
-        async def numbered_async():
+        async def numbered_async() -> AsyncIterator["OutgoingMessage"]:
             n = 0
-            async for message in messages:
+            async for message in source:
                 n += 1
                 message.msg_id = render(template, n)
                 yield message
 
         return numbered_async()
 
-    def numbered():
+    def numbered() -> Iterator["OutgoingMessage"]:
         for n, message in enumerate(messages, start=1):
             message.msg_id = render(template, n)
             yield message
@@ -150,12 +199,12 @@ def with_msg_ids(messages: Any, template: str, render: Any):
     return numbered()
 
 
-async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any, stop: Any) -> int:
-    from natsctl.cli.run import error_line, warn
-    from natsctl.core.errors import ExitCode, Unsupported
+async def publish_command(plan: PublishPlan, settings: Settings, stream_options: StreamOptions, stop: "Stop") -> int:
+    from natsctl.core.errors import ExitCode, PublishInterrupted, Unsupported
+    from natsctl.core.stderr import say
     from natsctl.opener import open_backend
 
-    messages, handle = build_messages(plan, warn)  # bad input fails before any connection is made
+    messages, handle = build_messages(plan, lambda line: say(line, "warning"))  # bad input fails before connecting
     record = _open_record(plan.record)
     try:
         backend = await open_backend(settings)
@@ -169,7 +218,7 @@ async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any,
             raise Unsupported("headers (-H, --msg-id) exist on JetStream only; NATS Streaming messages have none")
         require_jetstream_for(backend, stream_options, plan.create)
         backend.stream_options = stream_options
-        source: Any = _StopInput(messages, stop)
+        source: Messages = _StopInput(messages, stop)
         recorder = None
         if record is not None:
             from natsctl.core.record import Recorder
@@ -177,7 +226,7 @@ async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any,
             recorder = Recorder(record)
             source = recorder.wrap(source)
 
-        def on_ack(ack: Any) -> None:
+        def on_ack(ack: "PublishAck") -> None:
             if recorder is not None:
                 try:
                     recorder.on_ack(ack)
@@ -191,12 +240,11 @@ async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any,
                 try:
                     record.close()  # the last entries are written now: a full disk shows here
                 except OSError as exc:
-                    error = _record_error(plan.record, exc)
-                    error.summary = summary  # type: ignore[attr-defined]
-                    raise error from None
-        except Exception as exc:
-            # Whatever stopped the publish: say first what the server confirmed before it.
-            _report_partial(plan, getattr(exc, "summary", None), exc, backend.supports_headers)
+                    raise PublishInterrupted(_record_error(plan.record, exc), summary) from None
+        except PublishInterrupted as exc:
+            # Whatever stopped the publish: say first what the server confirmed before it. The runner
+            # then handles exc.cause as it would have without a publish in progress.
+            _report_partial(plan, exc.summary, exc.cause, backend.supports_headers)
             raise
     finally:
         progress.close()
@@ -205,23 +253,26 @@ async def publish_command(plan: PublishPlan, settings: Any, stream_options: Any,
     _print_summary(plan, summary)
     if summary.failed:
         more = f" (and {len(summary.failed) - 1} more)" if len(summary.failed) > 1 else ""
-        error_line(f"{len(summary.failed)} of {summary.published + _unsent(summary)} messages not confirmed; first: {summary.failed[0]}{more}{_rerun_hint(plan, summary.failed, backend.supports_headers)}")
+        say(
+            f"{len(summary.failed)} of {summary.published + _unsent(summary)} messages not confirmed; first: {summary.failed[0]}{more}{_rerun_hint(plan, summary.failed, backend.supports_headers)}",
+            "error",
+        )
         return ExitCode.UNCONFIRMED
     return ExitCode.OK
 
 
-def _open_record(path: str | None) -> Any:
+def _open_record(path: str | None) -> IO[str] | None:
     from natsctl.core.errors import UsageError
 
     if not path:
         return None
     try:
-        return open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by _close_all
+        return open(path, "w", encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot write --record {path}: {exc.strerror}") from None
 
 
-def _close_all(*handles: Any) -> None:
+def _close_all(*handles: IO[str] | IO[bytes] | None) -> None:
     for handle in handles:
         if handle is not None:
             try:
@@ -230,18 +281,18 @@ def _close_all(*handles: Any) -> None:
                 pass  # the record's last write is checked on success; here it must not hide the error
 
 
-def _record_error(path: str, exc: OSError) -> Any:
+def _record_error(path: str | None, exc: OSError) -> "NatsctlError":
     from natsctl.core.errors import NatsctlError
 
     return NatsctlError(f"cannot write --record {path}: {exc.strerror or exc}")
 
 
-def _report_partial(plan: PublishPlan, partial: Any, error: Exception, msg_ids: bool) -> None:
+def _report_partial(plan: PublishPlan, partial: "PublishSummary", error: BaseException, msg_ids: bool) -> None:
     """A publish that failed after the server confirmed messages: what is stored, and where it stopped."""
-    from natsctl.cli.run import warn
     from natsctl.core.errors import ConnectionFailed, Timeout, UsageError
+    from natsctl.core.stderr import say
 
-    if partial is None or not partial.confirmed:
+    if not partial.confirmed:
         return
     _print_summary(plan, partial)
     if isinstance(error, UsageError) and not partial.failed:
@@ -249,20 +300,27 @@ def _report_partial(plan: PublishPlan, partial: Any, error: Exception, msg_ids: 
     first = ""
     if partial.failed:
         in_doubt = isinstance(error, (ConnectionFailed, Timeout))
-        first = f"; first unconfirmed: {partial.failed[0]}{_rerun_hint(plan, partial.failed, msg_ids) if in_doubt else ''}"
+        first = (
+            f"; first unconfirmed: {partial.failed[0]}{_rerun_hint(plan, partial.failed, msg_ids) if in_doubt else ''}"
+        )
     many = "messages" if partial.confirmed != 1 else "message"
-    warn(f"{partial.confirmed} {many} confirmed before the error{first}")
+    say(f"{partial.confirmed} {many} confirmed before the error{first}", "warning")
 
 
-def _unsent(summary: Any) -> int:
+def _unsent(summary: "PublishSummary") -> int:
     # Messages refused before sending (over max_payload) are failed but were never "published".
     return max(0, len(summary.failed) + summary.confirmed - summary.published)
 
 
 # Failures after which the server may hold messages natsctl could not confirm, and publishing stopped.
 _IN_DOUBT = (
-    "connection lost", "no confirmation", "publishing stopped", "no stream answered",
-    "was lost", "is gone", "lost the NATS Streaming server",  # NATS Streaming
+    "connection lost",
+    "no confirmation",
+    "publishing stopped",
+    "no stream answered",
+    "was lost",
+    "is gone",
+    "lost the NATS Streaming server",  # NATS Streaming
 )
 
 
@@ -279,16 +337,14 @@ def _rerun_hint(plan: PublishPlan, failed: list[str], msg_ids: bool = True) -> s
 class _StopInput:
     """Stops reading input once Ctrl-C/SIGTERM arrives; what was sent is still confirmed."""
 
-    def __init__(self, messages: Any, stop: Any) -> None:
+    def __init__(self, messages: "Messages", stop: "Stop") -> None:
         self.messages = messages
         self.stop = stop
 
-    def __aiter__(self):
+    def __aiter__(self) -> AsyncIterator["OutgoingMessage"]:
         return self._run()
 
-    async def _run(self):
-        from collections.abc import AsyncIterable
-
+    async def _run(self) -> AsyncIterator["OutgoingMessage"]:
         if isinstance(self.messages, AsyncIterable):
             async for message in self.messages:
                 if self.stop.requested:
@@ -301,6 +357,12 @@ class _StopInput:
                 yield message
 
 
+class Progress(Protocol):
+    def advance(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class _NoProgress:
     def advance(self) -> None:
         pass
@@ -309,7 +371,7 @@ class _NoProgress:
         pass
 
 
-def _progress_for(plan: PublishPlan) -> Any:
+def _progress_for(plan: PublishPlan) -> Progress:
     from natsctl.cli.render import stderr_is_terminal
 
     many = plan.count > 1 or plan.file or plan.lines
@@ -320,7 +382,7 @@ def _progress_for(plan: PublishPlan) -> Any:
     return PublishProgress(plan.channel)
 
 
-def _print_summary(plan: PublishPlan, summary: Any) -> None:
+def _print_summary(plan: PublishPlan, summary: "PublishSummary") -> None:
     if plan.json_out:
         from dataclasses import asdict
 
@@ -334,9 +396,7 @@ def _print_summary(plan: PublishPlan, summary: Any) -> None:
         sys.stdout.write(f"published 1 message to {summary.channel} ({where}{seq})\n")
     else:
         seqs = (
-            f"sequences {summary.first_sequence}-{summary.last_sequence}"
-            if summary.last_sequence
-            else "all confirmed"
+            f"sequences {summary.first_sequence}-{summary.last_sequence}" if summary.last_sequence else "all confirmed"
         )
         dupes = f", {summary.duplicates} duplicates ignored" if summary.duplicates else ""
         sys.stdout.write(f"published {summary.confirmed} messages to {summary.channel} ({where}{seqs}{dupes})\n")

@@ -1,4 +1,5 @@
-"""The one place commands run asyncio code, turn errors into exit codes and handle signals.
+"""The one place commands run asyncio code and handle signals; what they raise becomes an exit status
+in :func:`natsctl.cli.boundary.exit_status`, as it does for ``main()``.
 
 Ctrl-C (SIGINT) and SIGTERM first ask the command to stop gracefully (``Stop.requested``; callbacks
 registered with ``Stop.on_stop`` run, e.g. a subscription stops taking new messages, acks what was
@@ -11,30 +12,24 @@ must not outlast Ctrl-C.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
-from natsctl.core.errors import ExitCode, NatsctlError
-
-PROG = "natsctl"
-
-
-def error_line(message: str) -> None:
-    sys.stderr.write(f"{PROG}: error: {message}\n")
-    sys.stderr.flush()
+from natsctl.cli.boundary import exit_status
+from natsctl.core.errors import ExitCode
+from natsctl.core.stderr import say
 
 
 def warn(message: str) -> None:
-    sys.stderr.write(f"{PROG}: warning: {message}\n")
-    sys.stderr.flush()
+    """``natsctl: warning: message`` on stderr (shorthand for ``say(message, "warning")``)."""
+    say(message, "warning")
 
 
 def note(message: str) -> None:
-    sys.stderr.write(f"{PROG}: {message}\n")
-    sys.stderr.flush()
+    """``natsctl: message`` on stderr (shorthand for ``say(message)``)."""
+    say(message)
 
 
 class Stop:
@@ -69,11 +64,36 @@ class Stop:
                 callback()
 
 
+WIND_DOWN_SECONDS = 1.0  # how long tasks left behind (a library's connect in progress) may take to end
+
+
 def run(command: Callable[[Stop], Awaitable[int | None]]) -> NoReturn:
     """Run ``command(stop)`` to completion and exit with the right status."""
-    code = asyncio.run(_main(command))
+    loop = asyncio.new_event_loop()
+    try:
+        code = loop.run_until_complete(_main(command))
+    finally:
+        _wind_down(loop)
     sys.stdout.flush()
     raise SystemExit(int(code))
+
+
+def _wind_down(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what the command left running and give it a moment, but never wait on it for long.
+
+    ``asyncio.run`` waits for every left-over task without limit; a nats-py connect cancelled by
+    Ctrl-C part-way through its handshake can take its time, and Ctrl-C must not hang on it.
+    """
+    leftovers = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in leftovers:
+        task.cancel()
+    if leftovers:
+        loop.run_until_complete(asyncio.wait(leftovers, timeout=WIND_DOWN_SECONDS))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    if any(not task.done() for task in leftovers):
+        # They end with the process; do not report them as "destroyed but pending" on the way out.
+        loop.set_exception_handler(lambda _loop, _context: None)
+    loop.close()
 
 
 async def _main(command: Callable[[Stop], Awaitable[int | None]]) -> int:
@@ -94,31 +114,11 @@ async def _main(command: Callable[[Stop], Awaitable[int | None]]) -> int:
         loop.add_signal_handler(sig, on_signal, code)
     try:
         result = await command(stop)
-    except NatsctlError as exc:
-        error_line(exc.line())
-        return int(exc.exit_code)
-    except asyncio.CancelledError:
-        return int(stop.exit_code or ExitCode.INTERRUPTED)
-    except BrokenPipeError:
-        # The reader of our stdout went away (e.g. `| head`): not an error for a CLI.
-        _silence_stdout()
-        return int(stop.exit_code or ExitCode.OK)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
-        if os.environ.get("NATSCTL_DEBUG"):
-            raise
-        error_line(f"unexpected {type(exc).__name__}: {exc} (run with --debug for a traceback)")
-        return int(ExitCode.ERROR)
+    except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - the one boundary decides what each means
+        return exit_status(exc, stop.exit_code)  # one boundary for the runner and for main()
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
-    if stop.requested:
-        return int(stop.exit_code)  # type: ignore[arg-type]
+    if stop.exit_code is not None:
+        return int(stop.exit_code)
     return int(result or 0)
-
-
-def _silence_stdout() -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except OSError:
-        pass

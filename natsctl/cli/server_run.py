@@ -3,6 +3,7 @@
 import signal
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -27,15 +28,29 @@ def register(group: typer.Typer) -> None:
 
 def run(
     port: Annotated[int, typer.Option("--port", "-p", metavar="PORT", min=1, max=65535, help="Client port")] = 4222,
-    monitor_port: Annotated[int, typer.Option("--monitor-port", metavar="PORT", min=1, max=65535, help="HTTP monitoring port")] = 8222,
-    store_dir: Annotated[str | None, typer.Option("--store-dir", metavar="DIR", help="JetStream store [default: <data dir>/natsctl/jetstream]", show_default=False)] = None,
+    monitor_port: Annotated[
+        int, typer.Option("--monitor-port", metavar="PORT", min=1, max=65535, help="HTTP monitoring port")
+    ] = 8222,
+    store_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--store-dir",
+            metavar="DIR",
+            help="JetStream store [default: <data dir>/natsctl/jetstream]",
+            show_default=False,
+        ),
+    ] = None,
     name: Annotated[str, typer.Option("--name", metavar="NAME", help="Server name")] = "natsctl",
-    cluster: Annotated[int, typer.Option("--cluster", metavar="N", min=1, max=9, help="Run this many clustered nodes")] = 1,
-    cluster_port: Annotated[int, typer.Option("--cluster-port", metavar="PORT", min=1, max=65535, help="First route port with --cluster")] = 6222,
+    cluster: Annotated[
+        int, typer.Option("--cluster", metavar="N", min=1, max=9, help="Run this many clustered nodes")
+    ] = 1,
+    cluster_port: Annotated[
+        int, typer.Option("--cluster-port", metavar="PORT", min=1, max=65535, help="First route port with --cluster")
+    ] = 6222,
 ) -> None:
     from natsctl import embedded
-    from natsctl.cli.run import note
     from natsctl.core.errors import ExitCode, NatsctlError, ServerError
+    from natsctl.core.stderr import say
 
     nodes = embedded.plan_nodes(
         count=cluster,
@@ -49,7 +64,7 @@ def run(
     servers = embedded.LocalServers(nodes, quiet=False)
     stopped_by: list[int] = []
 
-    def on_stop(signum, frame):
+    def on_stop(signum: int, frame: FrameType | None) -> None:
         # Stop the nodes ourselves: in a terminal they got the same Ctrl-C, but a signal sent to natsctl
         # alone (kill -INT, a supervisor) reaches only us. Installed explicitly, because a shell that
         # starts natsctl in the background leaves SIGINT ignored, and Python would keep it so.
@@ -70,8 +85,8 @@ def run(
         servers.stop()
         sys.exit(exit_code_for(stopped_by[0]))
     for node in nodes:
-        note(f"nats-server {node.name}: {node.url}  monitoring {node.monitor_url}  store {node.store_dir}")
-    note("Ctrl-C stops it")
+        say(f"nats-server {node.name}: {node.url}  monitoring {node.monitor_url}  store {node.store_dir}")
+    say("Ctrl-C stops it")
     try:
         status = servers.wait()
     finally:

@@ -14,7 +14,6 @@ from pathlib import Path
 from natsctl.core.settings import Resolution, Settings, resolve_full
 from natsctl.core.timeparse import check_timeout
 
-
 _LAST: list[Resolution] = []
 
 
@@ -34,10 +33,10 @@ def load_settings(flags: Mapping[str, object]) -> Settings:
 
 
 def warn_about(resolution: Resolution) -> None:
-    from natsctl.cli.run import warn
+    from natsctl.core.stderr import say
 
     for message in warnings_for(resolution):
-        warn(message)
+        say(message, "warning")
 
 
 def warnings_for(resolution: Resolution) -> list[str]:

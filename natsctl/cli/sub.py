@@ -1,12 +1,20 @@
 """`natsctl sub` and `natsctl replay`: read a channel, write each message out, then ack it."""
 
+# No "from __future__ import annotations": Typer reads these signatures through a wrapper (options.py).
+
 import sys
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from natsctl.cli.options import connection_options, require_jetstream_for, stream_options
+from natsctl.core.model import StreamOptions
+from natsctl.core.settings import Settings
+
+if TYPE_CHECKING:
+    from natsctl.cli.run import Stop
+    from natsctl.core.model import StartPosition, SubscribeSpec
 
 START = "Start position (choose one)"
 MAX_SEQUENCE = 2**64 - 1  # sequences are unsigned 64-bit on both servers
@@ -54,15 +62,37 @@ def register(app: typer.Typer) -> None:
 
 ChannelArg = Annotated[str, typer.Argument(metavar="CHANNEL", help="Channel (subject) to read", show_default=False)]
 AllOpt = Annotated[bool, typer.Option("--all", help="From the first message stored", rich_help_panel=START)]
-NewOpt = Annotated[bool, typer.Option("--new", help="Only messages published from now on (default)", rich_help_panel=START)]
+NewOpt = Annotated[
+    bool, typer.Option("--new", help="Only messages published from now on (default)", rich_help_panel=START)
+]
 LastOpt = Annotated[bool, typer.Option("--last", help="The last message, then new ones", rich_help_panel=START)]
-SeqOpt = Annotated[int | None, typer.Option("--seq", metavar="N", help="From this channel sequence", rich_help_panel=START, show_default=False)]
-SinceOpt = Annotated[str | None, typer.Option("--since", metavar="DURATION|TIME", help="From a time: a duration ago (90s, 1h) or RFC 3339", rich_help_panel=START)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON envelope per message (binary-safe)", rich_help_panel=OUTPUT)]
+SeqOpt = Annotated[
+    int | None,
+    typer.Option("--seq", metavar="N", help="From this channel sequence", rich_help_panel=START, show_default=False),
+]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        metavar="DURATION|TIME",
+        help="From a time: a duration ago (90s, 1h) or RFC 3339",
+        rich_help_panel=START,
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="One JSON envelope per message (binary-safe)", rich_help_panel=OUTPUT)
+]
 RawOpt = Annotated[bool, typer.Option("--raw", help="Payloads only, one per line", rich_help_panel=OUTPUT)]
-CountOpt = Annotated[int | None, typer.Option("--count", "-c", metavar="N", min=1, help="Stop after this many messages", show_default=False)]
-UntilOpt = Annotated[str | None, typer.Option("--until", metavar="TIME", help="Stop before the first message after this time")]
-ToSeqOpt = Annotated[int | None, typer.Option("--to-seq", metavar="N", help="Stop after this sequence", show_default=False)]
+CountOpt = Annotated[
+    int | None,
+    typer.Option("--count", "-c", metavar="N", min=1, help="Stop after this many messages", show_default=False),
+]
+UntilOpt = Annotated[
+    str | None, typer.Option("--until", metavar="TIME", help="Stop before the first message after this time")
+]
+ToSeqOpt = Annotated[
+    int | None, typer.Option("--to-seq", metavar="N", help="Stop after this sequence", show_default=False)
+]
 NoCreateOpt = Annotated[bool, typer.Option("--no-create", help="Fail instead of creating a missing channel")]
 
 
@@ -75,22 +105,40 @@ def sub(
     last: LastOpt = False,
     seq: SeqOpt = None,
     since: SinceOpt = None,
-    durable: Annotated[str | None, typer.Option("--durable", "-d", metavar="NAME", help="Durable name: resume where the last run acked")] = None,
-    queue: Annotated[str | None, typer.Option("--queue", "-q", metavar="GROUP", help="Queue group: share messages with its other members")] = None,
-    ack_wait: Annotated[str, typer.Option("--ack-wait", metavar="DURATION", help="Redeliver a message not acked within this time (>= 1s)")] = "30s",
-    max_in_flight: Annotated[int, typer.Option("--max-in-flight", metavar="N", min=1, help="Messages delivered but not yet acked, at most")] = 1024,
-    exec_: Annotated[str | None, typer.Option("--exec", metavar="CMD", help="Run CMD per message (payload on stdin); ack when it exits 0")] = None,
+    durable: Annotated[
+        str | None,
+        typer.Option("--durable", "-d", metavar="NAME", help="Durable name: resume where the last run acked"),
+    ] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option("--queue", "-q", metavar="GROUP", help="Queue group: share messages with its other members"),
+    ] = None,
+    ack_wait: Annotated[
+        str,
+        typer.Option("--ack-wait", metavar="DURATION", help="Redeliver a message not acked within this time (>= 1s)"),
+    ] = "30s",
+    max_in_flight: Annotated[
+        int, typer.Option("--max-in-flight", metavar="N", min=1, help="Messages delivered but not yet acked, at most")
+    ] = 1024,
+    exec_: Annotated[
+        str | None,
+        typer.Option("--exec", metavar="CMD", help="Run CMD per message (payload on stdin); ack when it exits 0"),
+    ] = None,
     count: CountOpt = None,
-    exit_at_end: Annotated[bool, typer.Option("--exit-at-end", "-e", help="Exit once the channel is caught up")] = False,
+    exit_at_end: Annotated[
+        bool, typer.Option("--exit-at-end", "-e", help="Exit once the channel is caught up")
+    ] = False,
     until: UntilOpt = None,
     to_seq: ToSeqOpt = None,
     json_: JsonOpt = False,
     raw: RawOpt = False,
-    unsubscribe: Annotated[bool, typer.Option("--unsubscribe", help="On exit delete the durable instead of keeping it")] = False,
+    unsubscribe: Annotated[
+        bool, typer.Option("--unsubscribe", help="On exit delete the durable instead of keeping it")
+    ] = False,
     no_create: NoCreateOpt = False,
     *,
-    settings: Any,
-    stream_options: Any,
+    settings: Settings,
+    stream_options: StreamOptions,
 ) -> None:
     from natsctl.cli.run import run
 
@@ -126,10 +174,9 @@ def replay(
     json_: JsonOpt = False,
     raw: RawOpt = False,
     *,
-    settings: Any,
+    settings: Settings,
 ) -> None:
     from natsctl.cli.run import run
-    from natsctl.core.model import StreamOptions
 
     request = ReadRequest(
         channel=channel,
@@ -162,18 +209,31 @@ class StartFlags:
     seq: int | None
     since: str | None
 
-    def position(self) -> Any:
+    def position(self) -> "StartPosition":
         from natsctl.core.errors import UsageError
         from natsctl.core.model import StartKind, StartPosition
         from natsctl.core.timeparse import parse_time
 
-        chosen = [n for n, on in (("--all", self.all_), ("--new", self.new), ("--last", self.last),
-                                   ("--seq", self.seq is not None), ("--since", self.since is not None)) if on]
+        chosen = [
+            n
+            for n, on in (
+                ("--all", self.all_),
+                ("--new", self.new),
+                ("--last", self.last),
+                ("--seq", self.seq is not None),
+                ("--since", self.since is not None),
+            )
+            if on
+        ]
         if len(chosen) > 1:
             raise UsageError(f"choose one start position, not {' and '.join(chosen)}")
         if self.seq is not None:
             if not 1 <= self.seq <= MAX_SEQUENCE:
-                raise UsageError(f"--seq must be 1 or more, not {self.seq}" if self.seq < 1 else f"--seq {self.seq} is past the largest sequence")
+                raise UsageError(
+                    f"--seq must be 1 or more, not {self.seq}"
+                    if self.seq < 1
+                    else f"--seq {self.seq} is past the largest sequence"
+                )
             return StartPosition(StartKind.SEQUENCE, sequence=self.seq)
         if self.since is not None:
             return StartPosition(StartKind.TIME, time=parse_time(self.since, what="--since"))
@@ -202,7 +262,7 @@ class ReadRequest:
     to_seq: int | None = None
     unsubscribe: bool = False
 
-    def spec(self) -> Any:
+    def spec(self) -> "SubscribeSpec":
         from natsctl.cli.settings import last_resolution
         from natsctl.core.errors import UsageError
         from natsctl.core.limits import check_subscription
@@ -249,8 +309,10 @@ class ReadRequest:
         )
 
 
-async def read_command(request: ReadRequest, spec: Any, settings: Any, stream_options: Any, stop: Any) -> int:
-    from natsctl.cli.run import note
+async def read_command(
+    request: ReadRequest, spec: "SubscribeSpec", settings: Settings, stream_options: StreamOptions, stop: "Stop"
+) -> int:
+    from natsctl.core.stderr import say
     from natsctl.opener import open_backend
 
     backend = await open_backend(settings)
@@ -258,11 +320,9 @@ async def read_command(request: ReadRequest, spec: Any, settings: Any, stream_op
         require_jetstream_for(backend, stream_options, spec.create or not request.ack)
         backend.stream_options = stream_options
         subscription = await backend.subscribe(spec)
-        if getattr(backend, "client_id_generated", False) and spec.durable:
-            note(
-                f"client id {backend.client_id} was generated; resume durable {spec.durable!r} with "
-                f"--client-id {backend.client_id}"
-            )
+        if getattr(backend, "client_id_generated", False) and spec.durable:  # NATS Streaming only
+            client_id = getattr(backend, "client_id", "")
+            say(f"client id {client_id} was generated; resume durable {spec.durable!r} with --client-id {client_id}")
         stop.on_stop(subscription.stop)
         try:
             if request.exec_cmd:
@@ -351,7 +411,9 @@ def _tell_what_was_not_taken(subscription: Any, outlet: Any, ledger: Any) -> Non
 
     left = ledger.unsettled()
     if left and subscription.spec.durable and (outlet.broken or outlet.error):
-        note(f"stdout stopped taking messages (its reader went away): {left} messages it did not read stay unacked and will be delivered again")
+        note(
+            f"stdout stopped taking messages (its reader went away): {left} messages it did not read stay unacked and will be delivered again"
+        )
 
 
 async def _consume_with_exec(subscription: Any, request: ReadRequest, stop: Any) -> None:
@@ -362,7 +424,7 @@ async def _consume_with_exec(subscription: Any, request: ReadRequest, stop: Any)
         for message in batch:
             if stop.requested:
                 return
-            code = await _handle(subscription, request.exec_cmd, message)
+            code = await _handle(subscription, request.exec_cmd or "", message)
             if code == 0:
                 await subscription.ack([message])
                 done += 1

@@ -1,11 +1,18 @@
 """`natsctl verify CHANNEL --against FILE`: is every message `pub --record` confirmed still there?"""
 
+# No "from __future__ import annotations": Typer reads these signatures through a wrapper (options.py).
+
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from natsctl.cli.options import connection_options
+from natsctl.core.settings import Settings
+
+if TYPE_CHECKING:
+    from natsctl.cli.run import Stop
+    from natsctl.core.record import Entry, Report
 
 VERIFY_HELP = """Check that CHANNEL holds every message a `natsctl pub --record FILE` run confirmed:
 each recorded line present exactly once, at its sequence, with its payload (sha256), in input order.
@@ -31,11 +38,15 @@ def register(app: typer.Typer) -> None:
 
 @connection_options
 def verify(
-    channel: Annotated[str, typer.Argument(metavar="CHANNEL", help="Channel the record was published to", show_default=False)],
-    against: Annotated[str, typer.Option("--against", metavar="FILE", help="Record file written by pub --record", show_default=False)],
+    channel: Annotated[
+        str, typer.Argument(metavar="CHANNEL", help="Channel the record was published to", show_default=False)
+    ],
+    against: Annotated[
+        str, typer.Option("--against", metavar="FILE", help="Record file written by pub --record", show_default=False)
+    ],
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
     *,
-    settings: Any,
+    settings: Settings,
 ) -> None:
     from natsctl.cli.run import run
     from natsctl.core.names import validate_channel
@@ -45,7 +56,7 @@ def verify(
     run(lambda stop: verify_command(channel, entries, settings, json_out, stop))
 
 
-def _load(path: str) -> list[Any]:
+def _load(path: str) -> list["Entry"]:
     from natsctl.core.errors import UsageError
     from natsctl.core.record import read_record
 
@@ -58,7 +69,7 @@ def _load(path: str) -> list[Any]:
         raise UsageError(f"cannot read --against {path}: {(exc.strerror or type(exc).__name__).lower()}") from None
 
 
-async def verify_command(channel: str, entries: list[Any], settings: Any, json_out: bool, stop: Any) -> int:
+async def verify_command(channel: str, entries: list["Entry"], settings: Settings, json_out: bool, stop: "Stop") -> int:
     from natsctl.core.errors import ExitCode
     from natsctl.core.record import check
 
@@ -67,21 +78,25 @@ async def verify_command(channel: str, entries: list[Any], settings: Any, json_o
     report = check(channel, entries, stored)
     _print(report, json_out)
     if not report.ok:
-        from natsctl.cli.run import error_line
+        from natsctl.core.stderr import say
 
-        error_line(_summary_line(report))
+        say(_summary_line(report), "error")
         return ExitCode.MISMATCH
     return ExitCode.OK
 
 
-async def read_channel(channel: str, start: int, settings: Any, stop: Any) -> dict[int, str]:
+async def read_channel(channel: str, start: int, settings: Settings, stop: "Stop") -> dict[int, str]:
     """sequence -> payload digest for the channel from ``start`` to its end."""
     from natsctl.core.model import StartKind, StartPosition, SubscribeSpec
     from natsctl.core.record import digest
     from natsctl.opener import open_backend
 
     spec = SubscribeSpec(
-        channel=channel, start=StartPosition(StartKind.SEQUENCE, sequence=start), ack=False, stop_at_end=True, create=False
+        channel=channel,
+        start=StartPosition(StartKind.SEQUENCE, sequence=start),
+        ack=False,
+        stop_at_end=True,
+        create=False,
     )
     stored: dict[int, str] = {}
     backend = await open_backend(settings)
@@ -99,16 +114,20 @@ async def read_channel(channel: str, start: int, settings: Any, stop: Any) -> di
     return stored
 
 
-def _summary_line(report: Any) -> str:
+def _summary_line(report: "Report") -> str:
     parts = []
-    for what, lines in (("missing", report.missing), ("changed", report.changed),
-                        ("duplicated", report.duplicated), ("out of order", report.out_of_order)):
+    for what, lines in (
+        ("missing", report.missing),
+        ("changed", report.changed),
+        ("duplicated", report.duplicated),
+        ("out of order", report.out_of_order),
+    ):
         if lines:
             parts.append(f"{len(lines)} {what} (first: line {lines[0]})")
     return f"{report.channel}: " + ", ".join(parts) + f" of {report.recorded} recorded lines"
 
 
-def _print(report: Any, json_out: bool) -> None:
+def _print(report: "Report", json_out: bool) -> None:
     import json
 
     if json_out:
@@ -127,7 +146,10 @@ def _print(report: Any, json_out: bool) -> None:
         ("Present", str(report.present)),
         ("Missing", lines(report.missing)),
         ("Changed", lines(report.changed)),
-        ("Duplicated", lines(report.duplicated) + (f", {report.extra_copies} extra copies" if report.extra_copies else "")),
+        (
+            "Duplicated",
+            lines(report.duplicated) + (f", {report.extra_copies} extra copies" if report.extra_copies else ""),
+        ),
         ("Out of order", lines(report.out_of_order)),
         ("Sequences", f"{report.first_seq}-{report.last_seq}" if report.first_seq else "-"),
     ]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from natsctl.core.contexts import config_home
 from natsctl.core.errors import UsageError
+from natsctl.core.files import DocumentKind, kind_of, load_document, parse_document
 from natsctl.core.settings import LIST_FIELDS, split_list
 from natsctl.core.timeparse import check_timeout
 
@@ -83,39 +84,12 @@ def path(env: Mapping[str, str] | None = None) -> Path:
 
 def load(env: Mapping[str, str] | None = None) -> dict[str, object]:
     """The parsed config document (``{}`` when there is no file)."""
-    where = path(env)
-    try:
-        raw = where.read_bytes()
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise ConfigFileError(f"cannot read the config file {where}: {(exc.strerror or str(exc)).lower()}") from None
-    return parse(raw, where)
+    document = load_document(path(env), CONFIG_FILE)
+    return {} if document is None else document
 
 
 def parse(raw: bytes, where: Path) -> dict[str, object]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigFileError(f"the config file {where} is not UTF-8 text") from None
-    except RecursionError:
-        raise ConfigFileError(
-            f"the config file {where} nests too deeply to be natsctl's config",
-            hint="it maps keys (server, timeout, monitor, cluster_id...) to plain values, and 'contexts' to such mappings",
-        ) from None
-    except yaml.YAMLError as exc:
-        # Never the parser's own text: it quotes the offending line, which may hold a password.
-        mark = getattr(exc, "problem_mark", None)
-        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        raise ConfigFileError(f"the config file {where} is not valid YAML{at}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigFileError(f"the config file {where} must hold a mapping of keys to values")
-    validate(data, where)
-    return data
+    return parse_document(raw, where, CONFIG_FILE)
 
 
 def validate(data: Mapping[str, object], where: Path) -> None:
@@ -143,7 +117,9 @@ def _validate_key(key: str, value: object, where: Path, prefix: str) -> None:
     field_name = KEYS[key]
     expected = _TYPES.get(field_name, (str,))
     if value is not None and (not isinstance(value, expected) or (bool in expected) != isinstance(value, bool)):
-        raise ConfigFileError(f"the config file {where}: '{prefix}{key}' must be {_kinds(expected)}, not {_kind_of(value)}")
+        raise ConfigFileError(
+            f"the config file {where}: '{prefix}{key}' must be {_kinds(expected)}, not {kind_of(value, 'YAML')}"
+        )
     if value is None:
         return
     if field_name in LIST_FIELDS:
@@ -163,14 +139,15 @@ def _validate_urls(key: str, value: object, where: Path, prefix: str) -> None:
         wrong = next((item for item in value if not isinstance(item, str)), None)
         if wrong is not None:
             raise ConfigFileError(
-                f"the config file {where}: '{prefix}{key}' must list URLs as strings, not {_kind_of(wrong)}"
+                f"the config file {where}: '{prefix}{key}' must list URLs as strings, not {kind_of(wrong, 'YAML')}"
             )
     elif value == "":
         return
     if not split_list(value):  # type: ignore[arg-type]
         example = "http://host:8222" if KEYS[key] == "monitor_urls" else "nats://host:4222"
         raise ConfigFileError(
-            f"the config file {where}: '{prefix}{key}' names no URL", hint=f"give one such as {example}, or remove the key"
+            f"the config file {where}: '{prefix}{key}' names no URL",
+            hint=f"give one such as {example}, or remove the key",
         )
 
 
@@ -179,21 +156,15 @@ def _kinds(expected: tuple[type, ...]) -> str:
     return " or ".join(dict.fromkeys(names[t] for t in expected))
 
 
-def _kind_of(value: object) -> str:
-    """What a YAML value is, in the words of its type (never the value: it may be a secret)."""
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    if value is None:
-        return "empty"
-    return f"a {type(value).__name__}"
+CONFIG_FILE = DocumentKind(
+    what="the config file",
+    syntax="YAML",
+    too_deep="natsctl's config",
+    too_deep_hint="it maps keys (server, timeout, monitor, cluster_id...) to plain values, and 'contexts' to such mappings",
+    not_a_mapping="must hold a mapping of keys to values",
+    error=ConfigFileError,
+    check=validate,
+)
 
 
 def to_layer(section: Mapping[str, object]) -> dict[str, object]:

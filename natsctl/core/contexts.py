@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from natsctl.core.errors import NotFound, UsageError
+from natsctl.core.files import DocumentKind, kind_of, load_document, parse_document
 
 # natscli JSON key -> Settings field. Keys natscli has that natsctl does not use (nsc, socks_proxy,
 # color_scheme, windows_cert_*...) are kept untouched when natsctl rewrites a file.
@@ -105,62 +106,41 @@ def selected(env: Mapping[str, str] | None = None) -> str | None:
 def read(name: str, env: Mapping[str, str] | None = None) -> dict[str, object]:
     """The raw JSON object of context ``name``."""
     path = context_path(name, env)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise NotFound(
-            f"no context named {name!r} (looked for {path})", hint="see 'natsctl context ls'"
-        ) from None
-    except OSError as exc:
-        raise ContextFileError(f"cannot read the context file {path}: {_reason(exc)}") from None
-    return parse(raw, path)
+    document = load_document(path, CONTEXT_FILE)
+    if document is None:
+        raise NotFound(f"no context named {name!r} (looked for {path})", hint="see 'natsctl context ls'")
+    return document
 
 
 def parse(raw: bytes, path: Path) -> dict[str, object]:
-    # The JSON error text can quote the file's content (a password), so only its position is kept.
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ContextFileError(f"the context file {path} is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise ContextFileError(
-            f"the context file {path} is not valid JSON (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    except RecursionError:
-        raise ContextFileError(
-            f"the context file {path} nests too deeply to be a natscli context",
-            hint="a context is one JSON object of strings and true/false; rewrite it with 'natsctl context add --force'",
-        ) from None
-    if not isinstance(data, dict):
-        raise ContextFileError(f"the context file {path} does not hold a JSON object")
+    return parse_document(raw, path, CONTEXT_FILE)
+
+
+def check_values(data: Mapping[str, object], path: Path) -> None:
+    """natscli's keys hold strings (``tls_first`` true or false); a url names at least one server."""
     for key, value in data.items():
         if key not in FIELDS or value is None:
             continue
         expected = bool if FIELDS[key] == "tls_first" else str
         if not isinstance(value, expected):
             kind = "true or false" if expected is bool else "a string"
-            raise ContextFileError(f"the context file {path}: {key!r} must be {kind}, not {_json_kind(value)}")
-        if FIELDS[key] == "servers" and value != "" and not any(part.strip() for part in value.split(",")):
+            raise ContextFileError(f"the context file {path}: {key!r} must be {kind}, not {kind_of(value, 'JSON')}")
+        if FIELDS[key] == "servers" and value != "" and not any(part.strip() for part in str(value).split(",")):
             raise ContextFileError(
                 f"the context file {path}: 'url' is {value!r}, which names no server",
-                hint="set it to a URL such as nats://host:4222, or to \"\" for none",
+                hint='set it to a URL such as nats://host:4222, or to "" for none',
             )
-    return data
 
 
-def _json_kind(value: object) -> str:
-    """What a JSON value is (never the value itself: it may be a secret)."""
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return f"a {type(value).__name__}"
+CONTEXT_FILE = DocumentKind(
+    what="the context file",
+    syntax="JSON",
+    too_deep="a natscli context",
+    too_deep_hint="a context is one JSON object of strings and true/false; rewrite it with 'natsctl context add --force'",
+    not_a_mapping="does not hold a JSON object",
+    error=ContextFileError,
+    check=check_values,
+)
 
 
 def to_layer(data: Mapping[str, object]) -> dict[str, object]:

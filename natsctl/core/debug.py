@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable
+
+from .stderr import say
 
 
 def enabled() -> bool:
@@ -20,5 +21,4 @@ def mask(text: str, secrets: Iterable[str]) -> str:
 
 def log(message: str, secrets: Iterable[str] = ()) -> None:
     if enabled():
-        sys.stderr.write(f"natsctl: debug: {mask(message, secrets)}\n")
-        sys.stderr.flush()
+        say(mask(message, secrets), "debug")

@@ -90,6 +90,4 @@ def outgoing_from_envelope(line: bytes | str, source: str) -> OutgoingMessage:
         raise UsageError(f"{source}: not a JSON envelope (nested too deeply)") from None
     if not isinstance(envelope, dict):
         raise UsageError(f"{source}: a JSON envelope must be an object")
-    return OutgoingMessage(
-        data=decode_data(envelope, source), headers=decode_headers(envelope, source), source=source
-    )
+    return OutgoingMessage(data=decode_data(envelope, source), headers=decode_headers(envelope, source), source=source)

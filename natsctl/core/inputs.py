@@ -14,7 +14,7 @@ import stat
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 from .envelope import outgoing_from_envelope
@@ -32,7 +32,7 @@ def render_template(text: str, count: int, now: datetime | None = None) -> str:
     """Expand ``{{Count}}``, ``{{ID}}``, ``{{Time}}`` (also natscli's ``{{.Count}}``, ``{{.TimeStamp}}``...)."""
     if "{{" not in text:
         return text
-    moment = now or datetime.now(timezone.utc)
+    moment = now or datetime.now(UTC)
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -46,7 +46,9 @@ def render_template(text: str, count: int, now: datetime | None = None) -> str:
             return str(int(moment.timestamp()))
         if name == "UnixNano":
             return str(int(moment.timestamp() * 1e9))
-        raise UsageError(f"unknown template {match.group(0)}; known: " + ", ".join(f"{{{{{n}}}}}" for n in TEMPLATE_NAMES))
+        raise UsageError(
+            f"unknown template {match.group(0)}; known: " + ", ".join(f"{{{{{n}}}}}" for n in TEMPLATE_NAMES)
+        )
 
     return _TEMPLATE.sub(value, text)
 
@@ -68,9 +70,7 @@ def parse_headers(items: list[str]) -> dict[str, list[str]] | None:
     return headers or None
 
 
-def templated_messages(
-    data: bytes, headers: dict[str, list[str]] | None, count: int
-) -> Iterator[OutgoingMessage]:
+def templated_messages(data: bytes, headers: dict[str, list[str]] | None, count: int) -> Iterator[OutgoingMessage]:
     """``count`` messages from one DATA with its templates expanded per message."""
     text = data.decode("utf-8", errors="surrogateescape")
     has_template = "{{" in text or any("{{" in v for vs in (headers or {}).values() for v in vs)

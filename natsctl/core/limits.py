@@ -30,8 +30,9 @@ def check_subscription(kind: str, *, ack_wait: float, max_in_flight: int, ack_wa
         if math.ceil(ack_wait) > STAN_MAX_ACK_WAIT:
             shown = ack_wait_text or f"{ack_wait:g}s"
             raise UsageError(
-                f"--ack-wait {shown} is more than NATS Streaming takes "
-                f"(at most {STAN_MAX_ACK_WAIT}s, about 68 years)"
+                f"--ack-wait {shown} is more than NATS Streaming takes (at most {STAN_MAX_ACK_WAIT}s, about 68 years)"
             )
     elif max_in_flight > JETSTREAM_MAX_ACK_PENDING:
-        raise UsageError(f"--max-in-flight {max_in_flight} is more than JetStream takes (at most {JETSTREAM_MAX_ACK_PENDING})")
+        raise UsageError(
+            f"--max-in-flight {max_in_flight} is more than JetStream takes (at most {JETSTREAM_MAX_ACK_PENDING})"
+        )

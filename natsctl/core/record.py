@@ -77,13 +77,17 @@ def read_record(lines: Iterable[str], name: str) -> list[Entry]:
             continue
         try:
             item = json.loads(text)
-            entry = Entry(int(item["line"]), int(item["seq"]), str(item.get("sha256") or ""), bool(item.get("duplicate")))
+            entry = Entry(
+                int(item["line"]), int(item["seq"]), str(item.get("sha256") or ""), bool(item.get("duplicate"))
+            )
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
             # OverflowError: a number such as 1e999 (infinite); RecursionError: arrays nested thousands deep
             raise UsageError(f"{name} line {number} is not a natsctl pub --record entry") from None
         if entry.seq == 0:
             # NATS Streaming confirms a publish without its sequence, so there is nothing to look up.
-            raise UsageError(f"{name} line {number} has no sequence (NATS Streaming does not confirm with one): verify needs a JetStream channel")
+            raise UsageError(
+                f"{name} line {number} has no sequence (NATS Streaming does not confirm with one): verify needs a JetStream channel"
+            )
         if entry.seq < 0 or entry.line < 1:
             raise UsageError(f"{name} line {number}: line and seq must be positive")
         entries.append(entry)
@@ -112,10 +116,15 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         lists = {k: getattr(self, k) for k in ("missing", "changed", "duplicated", "out_of_order")}
         return {
-            "channel": self.channel, "ok": self.ok, "recorded": self.recorded, "present": self.present,
+            "channel": self.channel,
+            "ok": self.ok,
+            "recorded": self.recorded,
+            "present": self.present,
             **{f"{k}_count": len(v) for k, v in lists.items()},
             **{f"{k}_lines": v[:SHOWN] for k, v in lists.items()},
-            "extra_copies": self.extra_copies, "first_seq": self.first_seq, "last_seq": self.last_seq,
+            "extra_copies": self.extra_copies,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
         }
 
 
@@ -138,7 +147,9 @@ def check(channel: str, entries: list[Entry], stored: dict[int, str]) -> Report:
     return report
 
 
-def _check_presence(report: Report, by_line: dict[int, set[int]], digests: dict[int, str], stored: dict[int, str]) -> None:
+def _check_presence(
+    report: Report, by_line: dict[int, set[int]], digests: dict[int, str], stored: dict[int, str]
+) -> None:
     for line in sorted(by_line):
         seqs = by_line[line]
         found = [s for s in seqs if s in stored]
@@ -150,7 +161,9 @@ def _check_presence(report: Report, by_line: dict[int, set[int]], digests: dict[
             report.present += 1
 
 
-def _check_copies(report: Report, by_line: dict[int, set[int]], digests: dict[int, str], stored: dict[int, str]) -> None:
+def _check_copies(
+    report: Report, by_line: dict[int, set[int]], digests: dict[int, str], stored: dict[int, str]
+) -> None:
     """A line is duplicated when it was confirmed at two sequences, or when the channel holds its
     payload more often than the record has lines with that payload."""
     lines_per_digest = Counter(digests.values())
@@ -164,7 +177,9 @@ def _check_copies(report: Report, by_line: dict[int, set[int]], digests: dict[in
         if sha in extra_by_digest:
             duplicated.add(line)
     report.duplicated = sorted(duplicated)
-    undigested = sum(max(0, len({s for s in seqs if s in stored}) - 1) for line, seqs in by_line.items() if line not in digests)
+    undigested = sum(
+        max(0, len({s for s in seqs if s in stored}) - 1) for line, seqs in by_line.items() if line not in digests
+    )
     report.extra_copies = sum(extra_by_digest.values()) + undigested
 
 

@@ -142,10 +142,8 @@ def redact_url(url: str) -> str:
     except ValueError:
         port = None
     netloc = host + (f":{port}" if port else "")
-    if parts.password is not None:
-        netloc = f"{parts.username}:***@{netloc}"
-    else:
-        netloc = f"***@{netloc}"  # a bare user part in a NATS URL is a token
+    # A bare user part in a NATS URL is a token (nats://TOKEN@host): hide it too.
+    netloc = f"{parts.username}:***@{netloc}" if parts.password is not None else f"***@{netloc}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
@@ -165,7 +163,9 @@ def names_nothing(name: str, key: str, value: object) -> UsageError:
     what = "monitoring URL" if key == "monitor_urls" else "server"
     if name.startswith("-"):
         return UsageError(f"{name} {value!r} names no {what}", hint=f"give a URL such as {example}")
-    return UsageError(f"{name} is {value!r}, which names no {what}", hint=f"set it to a URL such as {example}, or unset it")
+    return UsageError(
+        f"{name} is {value!r}, which names no {what}", hint=f"set it to a URL such as {example}, or unset it"
+    )
 
 
 def from_environment(env: Mapping[str, str]) -> dict[str, object]:
@@ -173,11 +173,14 @@ def from_environment(env: Mapping[str, str]) -> dict[str, object]:
     layer: dict[str, object] = {}
     for name, key in ENVIRONMENT.items():
         value = env.get(name)
-        if value:
-            if key in LIST_FIELDS:
-                value = split_list(value)
-                if not value:
-                    raise names_nothing(name, key, env[name])
+        if not value:
+            continue
+        if key in LIST_FIELDS:
+            urls = split_list(value)
+            if not urls:
+                raise names_nothing(name, key, value)
+            layer[key] = urls
+        else:
             layer[key] = value
     return layer
 

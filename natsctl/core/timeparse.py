@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from .errors import UsageError
 
@@ -60,7 +60,7 @@ def parse_time(text: str, *, what: str = "time", now: datetime | None = None) ->
     value = (text or "").strip()
     if not value:
         raise UsageError(f"empty {what}; use a duration ago (90s, 1h) or a time (2026-11-28T10:00:00Z)")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if value[0].isdigit() and not re.fullmatch(r"\d{4}-\d{2}-\d{2}.*", value):
         try:
             return now - timedelta(seconds=parse_duration(value, what=what))
@@ -73,9 +73,9 @@ def parse_time(text: str, *, what: str = "time", now: datetime | None = None) ->
             f"invalid {what} {text!r}; use a duration ago (90s, 1h) or an RFC 3339 time (2026-11-28T10:00:00Z)"
         ) from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     try:
-        return parsed.astimezone(timezone.utc)
+        return parsed.astimezone(UTC)
     except OverflowError:
         raise UsageError(f"invalid {what} {text!r}: out of the range of dates") from None
 
@@ -84,4 +84,4 @@ def format_time(moment: datetime | None) -> str | None:
     """RFC 3339 in UTC with microseconds and a Z, the form natsctl prints and reads back."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -31,8 +31,20 @@ STAN_HEALTHY_STATES = {"STANDALONE", "CLUSTERED", "FT_ACTIVE", "FT_STANDBY"}
 # The sort options nats-server 2.x accepts for /connz (anything else: 400 "invalid sorting option");
 # stop and reason only for closed connections, which the server itself checks.
 CONNZ_SORTS = (
-    "cid", "start", "subs", "pending", "msgs_to", "msgs_from", "bytes_to", "bytes_from",
-    "last", "idle", "uptime", "rtt", "stop", "reason",
+    "cid",
+    "start",
+    "subs",
+    "pending",
+    "msgs_to",
+    "msgs_from",
+    "bytes_to",
+    "bytes_from",
+    "last",
+    "idle",
+    "uptime",
+    "rtt",
+    "stop",
+    "reason",
 )
 JSZ_ALL = {"accounts": "true", "streams": "true", "consumers": "true", "config": "true"}
 
@@ -125,7 +137,7 @@ async def paged(
             offset, previous, rereads, reread = max(0, offset - page_size), None, rereads + 1, True
             continue
         added, left_out = 0, False
-        for item_key, item in zip(keys, page):
+        for item_key, item in zip(keys, page, strict=True):
             if item_key in seen:
                 continue
             if len(found) >= wanted:
@@ -143,7 +155,14 @@ async def paged(
         if ended:
             break
         if not added and not reread:
-            _cut(client, path, list_key, len(found), total, f"page {pages:,} (offset {offset:,}) repeated only what was read already")
+            _cut(
+                client,
+                path,
+                list_key,
+                len(found),
+                total,
+                f"page {pages:,} (offset {offset:,}) repeated only what was read already",
+            )
             break
         reread = False
         step = len(page) - overlap if len(page) > overlap else len(page)
@@ -173,23 +192,39 @@ async def connections(
     if account or user:
         params["auth"] = "true"  # the account and user fields are only filled with auth=true
     return await paged(
-        client, "/connz", params, "connections", lambda c: c.get("cid"),
-        page_size=page_size, limit=limit, convert=parse.connection,
+        client,
+        "/connz",
+        params,
+        "connections",
+        lambda c: c.get("cid"),
+        page_size=page_size,
+        limit=limit,
+        convert=parse.connection,
     )
 
 
 async def stan_channels(client: MonitorClient, page_size: int = PAGE_SIZE) -> list[Channel]:
     return await paged(
-        client, "/streaming/channelsz", {"subs": 1}, "channels", lambda c: c.get("name"),
-        page_size=page_size, convert=parse.stan_channel,
+        client,
+        "/streaming/channelsz",
+        {"subs": 1},
+        "channels",
+        lambda c: c.get("name"),
+        page_size=page_size,
+        convert=parse.stan_channel,
     )
 
 
 async def stan_clients(client: MonitorClient, page_size: int = PAGE_SIZE) -> list[StreamingClient]:
     last_seqs = {c.name: c.last_seq for c in await stan_channels(client, page_size)}
     return await paged(
-        client, "/streaming/clientsz", {"subs": 1}, "clients", lambda c: c.get("id"),
-        page_size=page_size, convert=lambda c: parse.stan_client(c, last_seqs),
+        client,
+        "/streaming/clientsz",
+        {"subs": 1},
+        "clients",
+        lambda c: c.get("id"),
+        page_size=page_size,
+        convert=lambda c: parse.stan_client(c, last_seqs),
     )
 
 
@@ -241,9 +276,11 @@ async def subscriptions(
     if target.kind == KIND_STAN:
         subs = [s for c in await stan_channels(client) for s in c.subscriptions]
     else:
-        subs = [] if target.kind == KIND_NATS else [
-            s for c in await jetstream_channels(client, target, account) for s in c.subscriptions
-        ]
+        subs = (
+            []
+            if target.kind == KIND_NATS
+            else [s for c in await jetstream_channels(client, target, account) for s in c.subscriptions]
+        )
         if include_core:
             subs.extend(await core_subscriptions(client, account))
     return [s for s in subs if channel is None or s.channel == channel]

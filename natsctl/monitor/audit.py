@@ -29,7 +29,11 @@ class Finding:
 
 def audit(nodes: list[NodeReport]) -> list[Finding]:
     answered = [n for n in nodes if n.ok]
-    findings = [Finding("unreachable", n.url, f"{n.url} did not answer ({n.error}): its durability is unknown") for n in nodes if not n.ok]
+    findings = [
+        Finding("unreachable", n.url, f"{n.url} did not answer ({n.error}): its durability is unknown")
+        for n in nodes
+        if not n.ok
+    ]
     with_js = [n for n in answered if _js_config(n)]
     if not with_js:
         return findings
@@ -55,14 +59,20 @@ def fsync_findings(nodes: list[NodeReport]) -> list[Finding]:
         if config.get("sync_always") is True:
             continue
         interval = config.get("sync_interval")
-        lazy.setdefault(duration(interval) if isinstance(interval, int) else "2m (the default)", []).append(node.name or node.url)
+        lazy.setdefault(duration(interval) if isinstance(interval, int) else "2m (the default)", []).append(
+            node.name or node.url
+        )
     return [
-        Finding("fsync", ", ".join(names), (
-            f"lazy fsync on {', '.join(names)}: JetStream writes reach the disk only every {every} (sync_interval), "
-            f"not before a message is acknowledged, so a crash or power loss of the machine (on a cluster, of a majority "
-            f"of nodes at once) can lose acknowledged messages of the last {every}, as Jepsen found with nats-server "
-            f"2.12.1 (Dec 2025); set jetstream {{ sync_interval: always }} where that loss is not acceptable"
-        ))
+        Finding(
+            "fsync",
+            ", ".join(names),
+            (
+                f"lazy fsync on {', '.join(names)}: JetStream writes reach the disk only every {every} (sync_interval), "
+                f"not before a message is acknowledged, so a crash or power loss of the machine (on a cluster, of a majority "
+                f"of nodes at once) can lose acknowledged messages of the last {every}, as Jepsen found with nats-server "
+                f"2.12.1 (Dec 2025); set jetstream {{ sync_interval: always }} where that loss is not acceptable"
+            ),
+        )
         for every, names in lazy.items()
     ]
 
@@ -75,20 +85,32 @@ def _clustered(node: NodeReport) -> bool:
 def topology_findings(nodes: list[NodeReport]) -> list[Finding]:
     if not any(_clustered(n) for n in nodes):
         name = nodes[0].name or nodes[0].url
-        return [Finding("single-node", name, (
-            f"single server {name}: every channel has one copy on one machine, so losing its disk loses every "
-            f"message, and while it is down nothing can be published or read; run a cluster of 3 with --replicas 3"
-        ))]
+        return [
+            Finding(
+                "single-node",
+                name,
+                (
+                    f"single server {name}: every channel has one copy on one machine, so losing its disk loses every "
+                    f"message, and while it is down nothing can be published or read; run a cluster of 3 with --replicas 3"
+                ),
+            )
+        ]
     size = max(len(_peers(n)) for n in nodes)
     found = []
     for stream in _unique_streams(nodes).values():
         config = stream.get("config") or {}
         if config.get("num_replicas", 1) == 1:
             where = (stream.get("cluster") or {}).get("leader") or "one node"
-            found.append(Finding("one-replica", _label(stream), (
-                f"channel {_label(stream)} keeps one copy, on {where}, in a cluster of {size}: if that node's disk "
-                f"fails its messages are lost, and while it is down the channel cannot be used; recreate it with --replicas 3"
-            )))
+            found.append(
+                Finding(
+                    "one-replica",
+                    _label(stream),
+                    (
+                        f"channel {_label(stream)} keeps one copy, on {where}, in a cluster of {size}: if that node's disk "
+                        f"fails its messages are lost, and while it is down the channel cannot be used; recreate it with --replicas 3"
+                    ),
+                )
+            )
         found += _replica_findings(stream)
     return found
 
@@ -105,10 +127,16 @@ def _replica_findings(stream: dict[str, Any]) -> list[Finding]:
         if not isinstance(replica, dict) or (replica.get("current") and not replica.get("offline")):
             continue
         state = "offline" if replica.get("offline") else f"behind the leader by {replica.get('lag') or 0} operations"
-        found.append(Finding("replica", f"{_label(stream)}@{replica.get('name')}", (
-            f"the copy of channel {_label(stream)} on {replica.get('name')} is {state}: acknowledged messages rest on "
-            f"fewer nodes than configured, and one more failure can make them unavailable or lose them"
-        )))
+        found.append(
+            Finding(
+                "replica",
+                f"{_label(stream)}@{replica.get('name')}",
+                (
+                    f"the copy of channel {_label(stream)} on {replica.get('name')} is {state}: acknowledged messages rest on "
+                    f"fewer nodes than configured, and one more failure can make them unavailable or lose them"
+                ),
+            )
+        )
     return found
 
 
@@ -120,10 +148,16 @@ def storage_findings(nodes: list[NodeReport]) -> list[Finding]:
         for kind, used_key, max_key in (("file", "storage", "max_storage"), ("memory", "memory", "max_memory")):
             used, limit = stats.get(used_key), config.get(max_key)
             if isinstance(used, int) and isinstance(limit, int) and limit > 0 and used >= FULL * limit:
-                found.append(Finding("storage", node.name or node.url, (
-                    f"JetStream {kind} storage on {node.name or node.url} is {100 * used // limit}% full "
-                    f"({used} of {limit} bytes): once full, new messages are refused and publishing fails"
-                )))
+                found.append(
+                    Finding(
+                        "storage",
+                        node.name or node.url,
+                        (
+                            f"JetStream {kind} storage on {node.name or node.url} is {100 * used // limit}% full "
+                            f"({used} of {limit} bytes): once full, new messages are refused and publishing fails"
+                        ),
+                    )
+                )
     return found
 
 
@@ -131,13 +165,23 @@ def limit_findings(streams: dict[str, dict[str, Any]]) -> list[Finding]:
     found = []
     for stream in streams.values():
         config, state = stream.get("config") or {}, stream.get("state") or {}
-        for what, used, limit in (("messages", state.get("messages"), config.get("max_msgs")), ("bytes", state.get("bytes"), config.get("max_bytes"))):
+        for what, used, limit in (
+            ("messages", state.get("messages"), config.get("max_msgs")),
+            ("bytes", state.get("bytes"), config.get("max_bytes")),
+        ):
             if isinstance(used, int) and isinstance(limit, int) and limit > 0 and used >= FULL * limit:
-                effect = ("new messages will be refused" if config.get("discard") == "new"
-                          else "the oldest messages are dropped to make room, unread or not")
-                found.append(Finding("channel-limit", _label(stream), (
-                    f"channel {_label(stream)} holds {used} of its {limit} max {what}: {effect}"
-                )))
+                effect = (
+                    "new messages will be refused"
+                    if config.get("discard") == "new"
+                    else "the oldest messages are dropped to make room, unread or not"
+                )
+                found.append(
+                    Finding(
+                        "channel-limit",
+                        _label(stream),
+                        (f"channel {_label(stream)} holds {used} of its {limit} max {what}: {effect}"),
+                    )
+                )
     return found
 
 
@@ -159,17 +203,30 @@ def _consumer_finding(stream: dict[str, Any], consumer: dict[str, Any]) -> Findi
     delivered_age = _age(now, (consumer.get("delivered") or {}).get("last_active"))
     acked_age = _age(now, (consumer.get("ack_floor") or {}).get("last_active"))
     if unacked and acked_age is not None and acked_age >= IDLE_SECONDS:
-        return Finding("consumer", name, (
-            f"consumer {name} is stalled: {unacked} delivered messages unacknowledged, none acknowledged for "
-            f"{duration(int(acked_age * 1e9))}; they will be delivered again after the ack wait, so a reader that "
-            f"finishes them late processes them twice"
-        ))
-    if pending and not consumer.get("num_waiting") and not consumer.get("push_bound") and (delivered_age is None or delivered_age >= IDLE_SECONDS):
+        return Finding(
+            "consumer",
+            name,
+            (
+                f"consumer {name} is stalled: {unacked} delivered messages unacknowledged, none acknowledged for "
+                f"{duration(int(acked_age * 1e9))}; they will be delivered again after the ack wait, so a reader that "
+                f"finishes them late processes them twice"
+            ),
+        )
+    if (
+        pending
+        and not consumer.get("num_waiting")
+        and not consumer.get("push_bound")
+        and (delivered_age is None or delivered_age >= IDLE_SECONDS)
+    ):
         idle = f"for {duration(int(delivered_age * 1e9))}" if delivered_age is not None else "yet"
-        return Finding("consumer", name, (
-            f"consumer {name} is offline: {pending} messages wait and no reader has fetched {idle}; the channel keeps "
-            f"them, but its limits (max age, messages, bytes) can drop them before the reader returns, and then they are lost to it"
-        ))
+        return Finding(
+            "consumer",
+            name,
+            (
+                f"consumer {name} is offline: {pending} messages wait and no reader has fetched {idle}; the channel keeps "
+                f"them, but its limits (max age, messages, bytes) can drop them before the reader returns, and then they are lost to it"
+            ),
+        )
     return None
 
 

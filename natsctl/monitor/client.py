@@ -277,20 +277,30 @@ def parse_json(body: str, shown: str, *, strict: bool) -> Any:
     except RecursionError:
         if not strict:
             return None
-        raise ServerError(f"the answer of {shown} is nested too deeply to read: not a NATS monitoring answer?") from None
+        raise ServerError(
+            f"the answer of {shown} is nested too deeply to read: not a NATS monitoring answer?"
+        ) from None
     except BadNumber as exc:
         if not strict:
             return None
         number = first_line(str(exc), 40)
-        raise ServerError(f"the answer of {shown} holds the number {number}, which natsctl cannot read: not a NATS monitoring answer?") from None
+        raise ServerError(
+            f"the answer of {shown} holds the number {number}, which natsctl cannot read: not a NATS monitoring answer?"
+        ) from None
     except ValueError as exc:
         if not strict:
             return None
         if not isinstance(exc, json.JSONDecodeError):  # e.g. an integer of more than 4300 digits
-            raise ServerError(f"the answer of {shown} holds a number too long to read: not a NATS monitoring answer?") from None
+            raise ServerError(
+                f"the answer of {shown} holds a number too long to read: not a NATS monitoring answer?"
+            ) from None
         if _cut_off(exc, body):
-            raise ServerError(f"the answer of {shown} was cut off after {len(body.encode())} bytes (invalid JSON)") from None
-        raise ServerError(f"{shown} did not answer JSON (it starts with {first_line(body)!r}): not a NATS monitoring endpoint?") from None
+            raise ServerError(
+                f"the answer of {shown} was cut off after {len(body.encode())} bytes (invalid JSON)"
+            ) from None
+        raise ServerError(
+            f"{shown} did not answer JSON (it starts with {first_line(body)!r}): not a NATS monitoring endpoint?"
+        ) from None
 
 
 def _cut_off(exc: ValueError, body: str) -> bool:
@@ -318,7 +328,9 @@ def error_text(body: str) -> str:
 
 def status_error(status: int, body: str, shown: str) -> NatsctlError:
     if status == 400 and HTTPS_PORT_ANSWER in body:
-        return TLSFailed(f"{shown} is an https monitoring port: use https:// (and --monitor-ca FILE if its certificate is private)")
+        return TLSFailed(
+            f"{shown} is an https monitoring port: use https:// (and --monitor-ca FILE if its certificate is private)"
+        )
     reason = error_text(body)
     if status == 404:
         return NotFound(

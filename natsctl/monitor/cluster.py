@@ -106,10 +106,16 @@ def _rows_for(name: str, views: list[tuple[NodeReport, dict[str, Any]]]) -> list
     rows = [row(leader, "leader", current=True, lag=0)] if leader else []
     for replica in cluster.get("replicas") or []:
         if isinstance(replica, dict):
-            rows.append(row(
-                str(replica.get("name") or "?"), "replica", current=bool(replica.get("current")),
-                offline=bool(replica.get("offline")), lag=replica.get("lag"), last_seen_ms=_ms(replica.get("active")),
-            ))
+            rows.append(
+                row(
+                    str(replica.get("name") or "?"),
+                    "replica",
+                    current=bool(replica.get("current")),
+                    offline=bool(replica.get("offline")),
+                    lag=replica.get("lag"),
+                    last_seen_ms=_ms(replica.get("active")),
+                )
+            )
     if not rows:
         rows = [row(node.name, "unknown") for node, _ in views]
     return rows

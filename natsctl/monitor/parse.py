@@ -148,7 +148,9 @@ def _seconds(data: Mapping[str, Any], key: str) -> float | None:
     return None if value is None else value / NANOS
 
 
-def stan_server_info(url: str, serverz: Mapping[str, Any], storez: Mapping[str, Any], varz: Mapping[str, Any]) -> ServerInfo:
+def stan_server_info(
+    url: str, serverz: Mapping[str, Any], storez: Mapping[str, Any], varz: Mapping[str, Any]
+) -> ServerInfo:
     """The embedded nats-server's /varz for traffic and memory, plus the streaming layer on top."""
     info = server_info(url, varz) if varz else ServerInfo(monitor_url=url, kind=KIND_STAN)
     info.kind = KIND_STAN
@@ -244,9 +246,8 @@ def consumer(account: str, stream_name: str, data: Mapping[str, Any]) -> Subscri
         last_active=opt_text(delivered, "last_active"),
         ack_wait_seconds=None if ack_wait is None else ack_wait / NANOS,
         max_inflight=opt_num(config, "max_ack_pending"),
-        filter_subject=text(config, "filter_subject") or " ".join(
-            s for s in items(config, "filter_subjects") if isinstance(s, str)
-        ),
+        filter_subject=text(config, "filter_subject")
+        or " ".join(s for s in items(config, "filter_subjects") if isinstance(s, str)),
         account=account,
     )
 
@@ -308,7 +309,10 @@ def stan_client(data: Mapping[str, Any], last_seqs: Mapping[str, int]) -> Stream
             last = last_seqs.get(channel)
             subs.extend(stan_subscription(channel, last, s) for s in listed if isinstance(s, dict))
     return StreamingClient(
-        id=text(data, "id"), hb_inbox=text(data, "hb_inbox"), subs_count=num(data, "subs_count", len(subs)), subscriptions=subs
+        id=text(data, "id"),
+        hb_inbox=text(data, "hb_inbox"),
+        subs_count=num(data, "subs_count", len(subs)),
+        subscriptions=subs,
     )
 
 
@@ -334,7 +338,9 @@ def route(data: Mapping[str, Any]) -> Route:
 
 
 def route_report(routez: Mapping[str, Any], varz: Mapping[str, Any]) -> RouteReport:
-    routes = sorted((route(r) for r in items(routez, "routes") if isinstance(r, dict)), key=lambda r: (r.remote_name, r.rid))
+    routes = sorted(
+        (route(r) for r in items(routez, "routes") if isinstance(r, dict)), key=lambda r: (r.remote_name, r.rid)
+    )
     return RouteReport(
         server_id=text(routez, "server_id"),
         server_name=text(routez, "server_name") or text(varz, "server_name"),

@@ -22,7 +22,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--hb-interval", type=float, default=30.0, help="seconds, like -hbi")
     parser.add_argument("--hb-timeout", type=float, default=10.0, help="seconds, like -hbt")
     parser.add_argument("--hb-fail-count", type=int, default=10, help="like -hbf")
-    parser.add_argument("--monitor-port", type=int, default=None, help="serve a monitoring port (0: a free one), like -m")
+    parser.add_argument(
+        "--monitor-port", type=int, default=None, help="serve a monitoring port (0: a free one), like -m"
+    )
     return parser.parse_args(argv)
 
 

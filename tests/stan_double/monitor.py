@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,7 +29,7 @@ class MonitorPort:
     def __init__(self, double: StanDouble) -> None:
         self.double = double
         self.server: asyncio.AbstractServer | None = None
-        self.started = datetime.now(timezone.utc)
+        self.started = datetime.now(UTC)
         self.requests: list[str] = []  # paths asked, in order (tests check what natsctl asked)
 
     async def start(self, port: int = 0) -> str:
@@ -53,7 +53,7 @@ class MonitorPort:
             )
             writer.write(head.encode() + body)
             await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.LimitOverrunError, ValueError, ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, ConnectionError):
             pass
         finally:
             writer.close()
@@ -74,7 +74,7 @@ class MonitorPort:
     def serverz(self) -> dict:
         double = self.double
         channels = double.channels.values()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         return {
             "cluster_id": double.config.cluster_id,
             "server_id": double.subjects["pub"].rsplit(".", 1)[-1],

@@ -92,7 +92,11 @@ class Player:
                 self.skipped.append(f"{record['type']} on {record['subject']!r} (not deliverable on nats-server 2.x)")
                 guid = record["fields"].get("guid")
                 for other in net:
-                    if other["dir"] == "server->client" and other["subject"] == record["reply"] and other["fields"].get("guid") == guid:
+                    if (
+                        other["dir"] == "server->client"
+                        and other["subject"] == record["reply"]
+                        and other["fields"].get("guid") == guid
+                    ):
                         skip.add(id(other))
         return skip
 
@@ -150,7 +154,7 @@ class Player:
             self.arrived.clear()
             try:
                 await asyncio.wait_for(self.arrived.wait(), max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
 
     async def run(self, nats_url: str) -> None:
@@ -166,7 +170,9 @@ class Player:
                 delay = start + (record["t_ms"] - t0) / 1000 - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                await nc.publish(self.translate(record["subject"]), self.payload(record), reply=self.translate(record["reply"] or ""))
+                await nc.publish(
+                    self.translate(record["subject"]), self.payload(record), reply=self.translate(record["reply"] or "")
+                )
             await nc.flush()
             await self.wait_due(float("inf"), WAIT_FOR_SERVER)
             await asyncio.sleep(0.3)  # room for anything unexpected to show up
@@ -202,7 +208,7 @@ class Player:
     def _live_responses(self) -> list[tuple[int, str, str]]:
         found = []
         for subject, records in self.by_subject.items():
-            for record, live in zip(records, self.live.get(subject, [])):
+            for record, live in zip(records, self.live.get(subject, []), strict=False):
                 if record["type"] in RESPONSES:
                     fields = decoded(record["type"], live.data)
                     found.append((live.order, record["type"], fields.get("error", "")))

@@ -133,9 +133,7 @@ class StanDouble:
         self._tasks: set[asyncio.Task] = set()
         self._redelivery: asyncio.Task | None = None
         tag = config.cluster_id if config.version == "0.23.2" else self._new_nuid()
-        self.subjects = {
-            kind: f"_STAN.{kind}.{tag}" for kind in ("pub", "sub", "unsub", "subclose", "close")
-        }
+        self.subjects = {kind: f"_STAN.{kind}.{tag}" for kind in ("pub", "sub", "unsub", "subclose", "close")}
         self.discover = f"_STAN.discover.{config.cluster_id}"
         self.pings = f"{self.discover}.pings"
 
@@ -271,7 +269,7 @@ class StanDouble:
         try:
             await self.nc.publish(inbox, b"", reply=f"{self._hb_prefix}.{token}")
             return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         finally:
             self._probes.pop(token, None)

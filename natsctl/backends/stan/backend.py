@@ -7,11 +7,11 @@ import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import ClassVar
 
 from natsctl.core.backend import AckCallback, Backend, ErrorCallback, Messages, Subscription, each_message
-from natsctl.core.errors import ConnectionFailed, NatsctlError, NotFound, Unsupported, UsageError
+from natsctl.core.errors import ConnectionFailed, NatsctlError, NotFound, PublishInterrupted, Unsupported, UsageError
 from natsctl.core.limits import INT64_MAX, check_subscription
 from natsctl.core.model import (
     ChannelRef,
@@ -55,7 +55,7 @@ class StanBackend(Backend):
 
     @classmethod
     async def open(cls, settings: Settings, **client_options) -> StanBackend:
-        from natsctl.backends.connection import close_quietly, connect_nats
+        from natsctl.transport.connect import close_quietly, connect_nats
 
         client_id = settings.client_id or generated_client_id()
         nc = await connect_nats(settings, purpose="stan")
@@ -83,7 +83,7 @@ class StanBackend(Backend):
         return ChannelRef(channel=channel)
 
     async def _require_channel(self, channel: str) -> None:
-        from natsctl.backends.connection import stderr_notify
+        from natsctl.transport.connect import stderr_notify
 
         from .lookup import channel_exists
 
@@ -120,7 +120,8 @@ class StanBackend(Backend):
                 # Bad input (or a failing callback) mid-way: what was sent is still confirmed and
                 # reported first. After a loss every awaited confirmation was given up already.
                 await run._wait_all()
-            exc.summary = run.summary  # type: ignore[attr-defined]  # what is stored before the error
+            if run.summary.confirmed:  # what is stored before the error goes with it
+                raise PublishInterrupted(exc, run.summary) from exc
             raise
         return run.summary
 
@@ -130,7 +131,7 @@ class StanBackend(Backend):
         return subscription
 
     async def close(self) -> None:
-        from natsctl.backends.connection import close_quietly
+        from natsctl.transport.connect import close_quietly
 
         try:
             await self.client.close()
@@ -208,7 +209,7 @@ class _PublishRun:
             try:
                 await asyncio.wait_for(self.room.acquire(), self._ack_deadline())
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._give_up_if_stalled()
 
     def _ack_deadline(self) -> float:
@@ -224,7 +225,7 @@ class _PublishRun:
             self.progress.clear()
             try:
                 await asyncio.wait_for(self.progress.wait(), self._ack_deadline())
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._give_up_if_stalled()
 
     def _report(self) -> None:
@@ -289,7 +290,9 @@ def request_fields(spec: SubscribeSpec) -> dict:
         if name is not None and (not name or any(c.isspace() for c in name)):
             raise UsageError(f"invalid {label} name {name!r}: it must be non-empty, without spaces")
     if spec.durable and spec.queue and ":" in spec.durable:
-        raise UsageError(f"invalid durable name {spec.durable!r}: a durable queue group's durable name cannot contain ':'")
+        raise UsageError(
+            f"invalid durable name {spec.durable!r}: a durable queue group's durable name cannot contain ':'"
+        )
     fields = dict(
         subject=spec.channel,
         qGroup=spec.queue or None,
@@ -307,7 +310,7 @@ def to_message(channel: str, msg) -> Message:
         channel=channel,
         subject=channel,
         sequence=msg.sequence,
-        time=datetime.fromtimestamp(msg.timestamp / 1e9, tz=timezone.utc) if msg.timestamp else None,
+        time=datetime.fromtimestamp(msg.timestamp / 1e9, tz=UTC) if msg.timestamp else None,
         data=bytes(msg.data),
         redelivered=msg.redelivered,
         deliveries=1 + count if count else (2 if msg.redelivered else 1),
@@ -358,7 +361,7 @@ class StanSubscription(Subscription):
         handle = await self.client.subscribe(probe, on_msg)
         try:
             last = await asyncio.wait_for(seen.get(), PROBE_WAIT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             last = None
         finally:
             await handle.close(unsubscribe=True)
@@ -373,11 +376,9 @@ class StanSubscription(Subscription):
             return False  # a resumed durable ignores the start position: what it has not acked comes
         if start.kind is StartKind.NEW:
             return True
-        if start.kind is StartKind.SEQUENCE and (start.sequence or 0) > self.end_sequence:
-            return True
-        if start.kind is StartKind.TIME and start.time and self._last_time < start.time.timestamp() * 1e9:
-            return True
-        return False
+        if start.kind is StartKind.SEQUENCE:
+            return (start.sequence or 0) > (self.end_sequence or 0)
+        return bool(start.kind is StartKind.TIME and start.time and self._last_time < start.time.timestamp() * 1e9)
 
     def _on_msg(self, payload: bytes) -> None:
         try:
@@ -414,7 +415,7 @@ class StanSubscription(Subscription):
                     await asyncio.wait_for(self.wakeup.wait(), quiet)
                 else:
                     await self.wakeup.wait()
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if self._lone_durable_behind():
                     continue  # a gap in delivery, not the end: the channel's last message is still to come
                 return STOP  # nothing more is coming to this durable / queue member: caught up

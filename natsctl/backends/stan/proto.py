@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
 
 SCHEMA = """\
 // NATS Streaming (STAN) client <-> server messages, written for natsctl.
@@ -173,19 +176,17 @@ def _file_descriptor() -> Any:
 
 
 @cache
-def messages() -> dict[str, type]:
+def messages() -> dict[str, type[Message]]:
     """Message name -> protobuf class, built once per process."""
     from google.protobuf import descriptor_pool, message_factory
 
     pool = descriptor_pool.DescriptorPool()
     fd = pool.Add(_file_descriptor())
     file_desc = pool.FindFileByName(fd.name)
-    return {
-        name: message_factory.GetMessageClass(desc) for name, desc in file_desc.message_types_by_name.items()
-    }
+    return {name: message_factory.GetMessageClass(desc) for name, desc in file_desc.message_types_by_name.items()}
 
 
-def message_class(name: str) -> type:
+def message_class(name: str) -> type[Message]:
     return messages()[name]
 
 
@@ -200,7 +201,7 @@ def decode(name: str, payload: bytes) -> Any:
     msg = message_class(name)()
     try:
         msg.ParseFromString(payload)
-    except Exception as exc:  # google.protobuf.message.DecodeError and friends
+    except Exception as exc:  # noqa: BLE001 - google.protobuf's DecodeError and whatever a bad field raises
         raise DecodeError(f"invalid {name} payload: {exc}") from None
     return msg
 

@@ -18,8 +18,8 @@ from nats import errors as nats_errors
 from nats.aio.client import Client as NatsClient
 from nats.nuid import NUID
 
-from natsctl.backends.wire import route_raw, send_raw, unroute, wake_flusher
 from natsctl.core.errors import ConnectionFailed, NatsctlError, Timeout, UsageError
+from natsctl.transport.fast import publish_many, route_raw, unroute
 
 from . import proto
 from .errors import ERR_REPLACED, server_error
@@ -123,7 +123,7 @@ class StanClient:
         subject = f"_STAN.discover.{self.cluster_id}"
         try:
             msg = await self.nc.request(subject, request, timeout=self.timeout)
-        except (nats_errors.NoRespondersError, nats_errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats_errors.NoRespondersError, nats_errors.TimeoutError):
             await self._drop_subs()
             raise ConnectionFailed(
                 f"no NATS Streaming server with cluster id {self.cluster_id!r} answered at {self.where}",
@@ -137,8 +137,15 @@ class StanClient:
         self._nats_subs.append(await self.nc.subscribe(self._ack_prefix + ".*", cb=self._on_pub_ack))
         self._ping_inbox = self.nc.new_inbox()
         self._nats_subs.append(await self.nc.subscribe(self._ping_inbox, cb=self._on_ping_response))
-        if self.subjects.ping:  # protocol-1 servers only
+        if self._subjects.ping:  # protocol-1 servers only
             self._ping_task = asyncio.get_running_loop().create_task(self._ping_loop())
+
+    @property
+    def _subjects(self) -> Subjects:  # also read by the subscription handles of this module
+        """The server's protocol subjects, known once connected."""
+        if self.subjects is None:
+            raise ConnectionFailed(f"not connected to the NATS Streaming server at {self.where}")
+        return self.subjects
 
     async def close(self) -> None:
         """Unregister with a CloseRequest (durables stay on the server); quiet if the client was already lost."""
@@ -146,7 +153,7 @@ class StanClient:
             self._ping_task.cancel()
         try:
             if self.subjects and self.lost is None and not self.nc.is_closed:
-                await self._request(self.subjects.close, proto.encode("CloseRequest", clientID=self.client_id))
+                await self._request(self._subjects.close, proto.encode("CloseRequest", clientID=self.client_id))
         except NatsctlError:
             pass  # closing after a loss: nothing left to close
         finally:
@@ -176,12 +183,11 @@ class StanClient:
             if self._pings_out > self.ping_max_out:
                 return self._lose(
                     ConnectionFailed(
-                        f"lost the NATS Streaming server at {self.where}: "
-                        f"{self.ping_max_out} pings went unanswered",
+                        f"lost the NATS Streaming server at {self.where}: {self.ping_max_out} pings went unanswered",
                     )
                 )
             try:
-                await self.nc.publish(self.subjects.ping, ping, reply=self._ping_inbox)
+                await self.nc.publish(self._subjects.ping, ping, reply=self._ping_inbox)
             except Exception:  # noqa: BLE001 - reconnecting: the missing answer counts
                 pass
 
@@ -230,8 +236,10 @@ class StanClient:
             msg = await self.nc.request(subject, payload, timeout=self.timeout)
         except nats_errors.NoRespondersError:
             raise ConnectionFailed(f"the NATS Streaming server at {self.where} is gone (no responders)") from None
-        except (nats_errors.TimeoutError, asyncio.TimeoutError):
-            raise Timeout(f"the NATS Streaming server at {self.where} did not answer within {self.timeout:g}s") from None
+        except (TimeoutError, nats_errors.TimeoutError):
+            raise Timeout(
+                f"the NATS Streaming server at {self.where} did not answer within {self.timeout:g}s"
+            ) from None
         except nats_errors.ConnectionClosedError:
             raise ConnectionFailed(f"the connection to {self.where} was closed") from None
         return self._decode(response, msg.data)
@@ -254,7 +262,7 @@ class StanClient:
             return
         self._acks[guid] = on_done
         try:
-            await self.nc.publish(f"{self.subjects.pub}.{channel}", payload, reply=f"{self._ack_prefix}.{guid}")
+            await self.nc.publish(f"{self._subjects.pub}.{channel}", payload, reply=f"{self._ack_prefix}.{guid}")
         except (nats_errors.ConnectionClosedError, nats_errors.OutboundBufferLimitError) as exc:
             # Not sent: this message is not awaited; every one that is fails with the loss.
             self._acks.pop(guid, None)
@@ -288,8 +296,8 @@ class StanClient:
     async def subscribe(self, request: dict, on_message: Callable[[bytes], None]) -> StanSubscriptionHandle:
         """Open a subscription; ``request`` holds SubscriptionRequest fields other than clientID and inbox.
 
-        ``on_message(payload)`` gets each MsgProto payload straight from the parser (synchronously, in
-        order; it must not raise): no nats-py Msg object or task switch per message.
+        ``on_message(payload)`` gets each MsgProto payload in order and must not raise: on the fast path
+        straight from nats-py's parser, with no Msg object or task switch per message (natsctl/transport/fast.py).
         """
         self.check()
         inbox = self.nc.new_inbox()
@@ -298,7 +306,7 @@ class StanClient:
         route_raw(self.nc, nats_sub, lambda subject, reply, payload, headers: on_message(payload))
         payload = proto.encode("SubscriptionRequest", clientID=self.client_id, inbox=inbox, **request)
         try:
-            response = await self._request(self.subjects.sub, payload, "SubscriptionResponse")
+            response = await self._request(self._subjects.sub, payload, "SubscriptionResponse")
         except NatsctlError:
             await _drop(self.nc, nats_sub)
             raise
@@ -310,7 +318,9 @@ class StanClient:
                 channel=request.get("subject", ""),
                 durable=request.get("durableName") or "",
             )
-        return StanSubscriptionHandle(self, request["subject"], response.ackInbox, nats_sub, request.get("durableName") or "")
+        return StanSubscriptionHandle(
+            self, request["subject"], response.ackInbox, nats_sub, request.get("durableName") or ""
+        )
 
 
 class StanSubscriptionHandle:
@@ -324,7 +334,7 @@ class StanSubscriptionHandle:
         self.durable = durable
         self.closed = False
 
-        self._ack_pub = b"PUB " + ack_inbox.encode() + b" "
+        self._ack_inbox = ack_inbox.encode()
         self._ack_head = ack_head(channel)
 
     async def ack(self, sequence: int) -> None:
@@ -334,16 +344,11 @@ class StanSubscriptionHandle:
         """One Ack per sequence, written out together (one PUB each, as the protocol wants)."""
         if not sequences:
             return
-        pub, head = self._ack_pub, self._ack_head
-        frames = []
-        for sequence in sequences:
-            ack = head + varint(sequence)
-            frames.append(b"%s%d\r\n%s\r\n" % (pub, len(ack), ack))
+        inbox, head = self._ack_inbox, self._ack_head
         nc = self.client.nc
         if nc.is_closed:
             raise nats_errors.ConnectionClosedError
-        await send_raw(nc, b"".join(frames))
-        await wake_flusher(nc)
+        await publish_many(nc, [(inbox, b"", head + varint(sequence)) for sequence in sequences])
 
     async def close(self, *, unsubscribe: bool) -> None:
         """``unsubscribe`` deletes a durable (unsubRequests); otherwise it stays (subCloseRequests)."""
@@ -351,7 +356,7 @@ class StanSubscriptionHandle:
             return
         self.closed = True
         client = self.client
-        subject = client.subjects.unsub if unsubscribe else client.subjects.subclose
+        subject = client._subjects.unsub if unsubscribe else client._subjects.subclose
         payload = proto.encode(
             "UnsubscribeRequest",
             clientID=client.client_id,
@@ -363,7 +368,9 @@ class StanSubscriptionHandle:
             if client.lost is None and not client.nc.is_closed:
                 response = await client._request(subject, payload, "SubscriptionResponse")
                 if response.error:
-                    raise server_error(response.error, client_id=client.client_id, channel=self.channel, durable=self.durable)
+                    raise server_error(
+                        response.error, client_id=client.client_id, channel=self.channel, durable=self.durable
+                    )
         finally:
             await _drop(client.nc, self.nats_sub)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.console import RenderableType as Renderable  # noqa: F401 - what a table function gives, for other modules' hints
 
 # Off a terminal nothing should be cut or wrapped to fit: scripts read the whole line.
 UNLIMITED_WIDTH = 100_000

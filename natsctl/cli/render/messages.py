@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring  # what json.dumps(ensure_ascii=False) uses for a str
 from typing import BinaryIO
 
@@ -52,7 +52,7 @@ class JsonWriter(MessageWriter):
     def __init__(self, out: BinaryIO | None = None) -> None:
         super().__init__(out)
         self.names: dict[str, str] = {}
-        self.second = datetime(1970, 1, 1, tzinfo=timezone.utc)  # the second second_text spells
+        self.second = datetime(1970, 1, 1, tzinfo=UTC)  # the second second_text spells
         self.second_text = "1970-01-01T00:00:00"
 
     def encode(self, batch: list[Message]) -> bytes:
@@ -63,7 +63,7 @@ class JsonWriter(MessageWriter):
         channel_text = subject_text = ""
         for message in batch:
             moment = message.time
-            if message.headers or moment is None or moment.tzinfo is not timezone.utc:
+            if message.headers or moment is None or moment.tzinfo is not UTC:
                 append(message_to_json(message) + "\n")
                 continue
             try:

@@ -13,11 +13,16 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from natsctl.cli.render import stdout_console, stdout_is_terminal
 from natsctl.core.errors import UsageError
 from natsctl.monitor.models import Channel, Connection, Route, StreamingClient, Subscription
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.live import Live
+    from rich.table import Table
 
 FORMATS = ("table", "json", "yaml", "csv")
 
@@ -87,7 +92,8 @@ def record_lists(cls: type) -> frozenset[str]:
         except (NameError, TypeError):
             hints = {}
         _record_lists[cls] = frozenset(
-            name for name, hint in hints.items()
+            name
+            for name, hint in hints.items()
             if typing.get_origin(hint) is list and any(dataclasses.is_dataclass(a) for a in typing.get_args(hint))
         )
     return _record_lists[cls]
@@ -243,8 +249,13 @@ VIEWS: dict[type, list[Column]] = {
 }
 
 
-def build_table(rows: Sequence[Any], *, row_type: type | None = None, title: str | None = None,
-                extra: Sequence[dict[str, str]] | None = None) -> Any:
+def build_table(
+    rows: Sequence[Any],
+    *,
+    row_type: type | None = None,
+    title: str | None = None,
+    extra: Sequence[dict[str, str]] | None = None,
+) -> RenderableType:
     """A rich Table of ``rows`` with the view of their type; ``extra`` adds per-row columns (rates)."""
     from rich import box
     from rich.table import Table
@@ -277,14 +288,21 @@ def build_table(rows: Sequence[Any], *, row_type: type | None = None, title: str
     return table
 
 
-def record_table(pairs: Sequence[tuple[str, str]], title: str | None = None) -> Any:
+def record_table(pairs: Sequence[tuple[str, str]], title: str | None = None) -> Table:
     """A two-column FIELD / VALUE table for one object (server, health)."""
     from rich import box
     from rich.table import Table
 
     terminal = stdout_is_terminal()
-    table = Table(title=title, box=box.SIMPLE if terminal else None, show_header=False, show_edge=False,
-                  pad_edge=False, padding=(0, 2), title_justify="left")
+    table = Table(
+        title=title,
+        box=box.SIMPLE if terminal else None,
+        show_header=False,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 2),
+        title_justify="left",
+    )
     table.add_column("FIELD", style="bold" if terminal else "", no_wrap=True)
     table.add_column("VALUE")
     for name, value in pairs:
@@ -292,7 +310,7 @@ def record_table(pairs: Sequence[tuple[str, str]], title: str | None = None) -> 
     return table
 
 
-def channel_table(channel: Channel, extra: Any = None) -> Any:
+def channel_table(channel: Channel, extra: list[dict[str, str]] | None = None) -> RenderableType:
     """``natsctl channel NAME``: the channel's fields, then its subscriptions (if any) below."""
     from rich.console import Group
 
@@ -315,7 +333,7 @@ def channel_table(channel: Channel, extra: Any = None) -> Any:
     return Group(record_table(pairs), "", build_table(channel.subscriptions, row_type=Subscription))
 
 
-def grid(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Any:
+def grid(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
     """A titled table of ready-made cells, no borders (``natsctl cluster``'s nodes and replicas)."""
     from rich.table import Table
 
@@ -352,7 +370,7 @@ def write_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def print_table(renderable: Any) -> None:
+def print_table(renderable: RenderableType) -> None:
     console = stdout_console()
     if stdout_is_terminal():
         console.print(renderable)
@@ -363,7 +381,7 @@ def print_table(renderable: Any) -> None:
     write("\n".join(line.rstrip() for line in capture.get().splitlines()))
 
 
-def emit(data: Any, fmt: str, table: Callable[[], Any] | None = None) -> None:
+def emit(data: Any, fmt: str, table: Callable[[], RenderableType] | None = None) -> None:
     """Print ``data`` in ``fmt``; ``table`` builds the human view (default: the rows' view)."""
     if fmt == "json":
         write_json(data)
@@ -377,9 +395,9 @@ def emit(data: Any, fmt: str, table: Callable[[], Any] | None = None) -> None:
 
 
 def empty_note(what: str) -> None:
-    from natsctl.cli.run import note
+    from natsctl.core.stderr import say
 
-    note(f"no {what}")
+    say(f"no {what}")
 
 
 class LiveView:
@@ -388,7 +406,7 @@ class LiveView:
 
     def __init__(self, fmt: str) -> None:
         self.fmt = fmt
-        self.live: Any = None
+        self.live: Live | None = None
 
     def __enter__(self) -> LiveView:
         if self.fmt == "table" and stdout_is_terminal():
@@ -402,7 +420,7 @@ class LiveView:
         if self.live is not None:
             self.live.__exit__(None, None, None)
 
-    def show(self, data: Any, table: Callable[[], Any]) -> None:
+    def show(self, data: Any, table: Callable[[], RenderableType]) -> None:
         if self.live is not None:
             self.live.update(table(), refresh=True)
         elif self.fmt == "table":

@@ -1,0 +1,107 @@
+"""The JetStream backend: a channel is a stream whose subject is the channel name."""
+
+from __future__ import annotations
+
+from nats.aio.client import Client
+from nats.js import api
+
+from natsctl.backends.jetstream.admin import Admin, api_prefix, stream_config
+from natsctl.backends.jetstream.publish import PublishPipeline
+from natsctl.backends.jetstream.pull import PullSubscription
+from natsctl.core.backend import (
+    AckCallback,
+    Backend,
+    ErrorCallback,
+    Messages,
+    Subscription,
+)
+from natsctl.core.errors import NotFound
+from natsctl.core.model import ChannelRef, PublishSummary, StreamOptions, SubscribeSpec
+from natsctl.core.names import validate_channel, validate_durable
+from natsctl.core.settings import Settings
+from natsctl.transport.connect import Notify, close_quietly, connect_nats, stderr_notify
+
+# A missing channel met by a reader that never creates one (replay, verify).
+READER_MISSING_HINT = "check the name ('natsctl channels' lists the channels there); reading a channel never creates it"
+
+
+async def connect(settings: Settings, notify: Notify = stderr_notify) -> JetStreamBackend:
+    client = await connect_nats(settings, notify=notify)
+    return JetStreamBackend(client, settings)
+
+
+class JetStreamBackend(Backend):
+    kind = "jetstream"
+    supports_headers = True
+
+    def __init__(self, client: Client, settings: Settings, stream_options: StreamOptions | None = None) -> None:
+        self.nc = client
+        self.settings = settings
+        self.stream_options = stream_options or StreamOptions()
+        self.api_prefix = api_prefix(settings)  # next-requests are sent under it, as the API calls are
+        self.js = client.jetstream(prefix=self.api_prefix, timeout=settings.timeout)
+        self.admin = Admin(client, self.js, settings)
+        self._channels: dict[str, ChannelRef] = {}
+
+    @property
+    def max_payload(self) -> int:
+        return self.nc.max_payload
+
+    async def close(self) -> None:
+        await close_quietly(self.nc)
+
+    # Stream creation as tests/test_jetstream_backend.py drives it, without a channel lookup first.
+    def _stream_config(self, channel: str) -> api.StreamConfig:
+        return stream_config(channel, self.stream_options)
+
+    async def _add_stream_asking_again(self, config: api.StreamConfig) -> None:
+        await self.admin.add_stream_asking_again(config)
+
+    async def resolve_channel(self, channel: str, *, create: bool) -> ChannelRef:
+        validate_channel(channel)
+        known = self._channels.get(channel)
+        if known:
+            return known
+        name = await self.admin.stream_for_subject(channel)
+        if name:
+            ref = ChannelRef(channel=channel, stream=name)
+        elif not create:
+            raise NotFound(
+                f"no stream holds channel {channel!r}",
+                hint="drop --no-create to let natsctl create it, or create a stream for that subject",
+            )
+        else:
+            ref = await self.admin.create_stream(channel, self.stream_options)
+        self._channels[channel] = ref
+        return ref
+
+    async def publish(
+        self,
+        channel: str,
+        messages: Messages,
+        *,
+        create: bool = True,
+        on_ack: AckCallback | None = None,
+        on_error: ErrorCallback | None = None,
+    ) -> PublishSummary:
+        """Publish ``messages``; an error on the way comes out as ``PublishInterrupted`` (with what was confirmed)."""
+        ref = await self.resolve_channel(channel, create=create)
+        if ref.created:
+            await self.admin.until_stream_listens(ref)
+        pipeline = PublishPipeline(self, ref, on_ack, on_error)
+        return await pipeline.run(messages)
+
+    async def subscribe(self, spec: SubscribeSpec) -> Subscription:
+        try:
+            ref = await self.resolve_channel(spec.channel, create=spec.create)
+        except NotFound as exc:
+            if spec.ack:
+                raise  # sub --no-create: the hint to drop it stands
+            # replay and verify never create a channel: no flag of theirs would help
+            raise NotFound(exc.message, hint=READER_MISSING_HINT) from None
+        for name, what in ((spec.durable, "durable"), (spec.queue, "queue group")):
+            if name is not None:
+                validate_durable(name, what)
+        subscription = PullSubscription(self, spec, ref)
+        await subscription.start()
+        return subscription

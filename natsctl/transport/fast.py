@@ -1,0 +1,363 @@
+"""The bulk paths of both backends, and the only module that touches nats-py internals.
+
+Every function here takes the fast path when this client's nats-py is shaped as probed, and the public
+path (natsctl/transport/public.py: nats-py's documented API only) otherwise. The choice is made once
+per client (``choose``, called by connect_nats before connecting; lazily for any other client) and
+said in one ``--debug`` line. ``NATSCTL_PUBLIC_PATH=1`` forces the public path.
+
+The internals, as nats-py 2.16 has them (any other release takes the public path; guarded by
+tests/test_jetstream_internals.py):
+
+- its parser hands every MSG to ``Client._process_msg(sid, subject, reply, payload, headers)`` (all
+  bytes; ``headers`` is the raw NATS/1.0 block, parsed here so that a repeated key keeps every value),
+  called through the instance, so an instance attribute replaces it; ``Subscription._id`` is the sid;
+- ``Client._ps`` is the parser: ``parse(data)`` appends to its bytearray ``buf`` and works while
+  ``state`` is AWAITING_CONTROL_LINE between frames (``reset()`` replaces ``buf``);
+- ``Client._send_command(cmd)`` + ``Client._flush_pending()`` queue protocol bytes and wake the
+  flusher (what ``Client.publish`` does after building its PUB line; natsctl builds its own lines);
+- ``Client._pending`` / ``Client._pending_data_size`` are what is buffered for the server (dropped
+  after a lost connection, so a reconnect does not send a publish's unconfirmed tail);
+- ``Client._server_info`` is the server's INFO (TLS and auth flags, for checks and diagnosis).
+
+Together they save a Msg object, a queue hop, a task switch and subject checks per message. The
+public path pays those (3-4x the client CPU per message in bench/run.py) and keeps one value per header
+key; everything else behaves the same (tests/test_jetstream_internals.py, the public-path run in .ci/run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from natsctl.core import debug
+
+from . import public
+from .frames import header_block, hpub_line, parse_header_block, pub_line  # noqa: F401 - the bulk API in one place
+
+# (subject, reply, payload, headers): headers map each key to its values in order (see parse_header_block).
+RawHandler = Callable[[bytes, bytes, bytes, "dict[str, list[str]] | None"], None]
+
+FAST_SERIES = "2.16."  # the nats-py release whose internals the fast path was written and checked against
+PUBLIC_ENV = "NATSCTL_PUBLIC_PATH"
+_STATE = "_natsctl_transport"  # natsctl's own attribute on a client: its _Transport
+
+
+class _Transport:
+    """The path one client takes, and what that path keeps."""
+
+    __slots__ = ("fast", "public", "reason", "routes")
+
+    def __init__(self, fast: bool, reason: str) -> None:
+        self.fast = fast
+        self.reason = reason
+        self.routes: dict[int, RawHandler] | None = None  # fast path: sid -> handler, once installed
+        self.public = public.PublicState()
+
+
+# -- choosing the path ------------------------------------------------------------------------------
+
+
+def choose(nc: Any, secrets: Iterable[str] = (), warn: Callable[[str], None] | None = None) -> bool:
+    """Probe ``nc`` (connected or not) and fix its path; True for the fast path. Says which, and why."""
+    reason = why_not_fast(nc)
+    state = _Transport(reason is None, reason or f"nats-py {nats_py_version()} internals as expected")
+    if warn is not None:
+        state.public.warn = warn
+    try:
+        setattr(nc, _STATE, state)
+    except AttributeError:  # a client that takes no attributes cannot keep routes either
+        state = _Transport(False, "the client takes no attributes")
+    debug.log(
+        "bulk path: fast (" + state.reason + ")"
+        if state.fast
+        else "bulk path: public nats-py API (" + state.reason + ")",
+        secrets,
+    )
+    return state.fast
+
+
+def is_fast(nc: Any) -> bool:
+    return _state(nc).fast
+
+
+def path_reason(nc: Any) -> str:
+    """Why this client takes its path (the text of the --debug line)."""
+    return _state(nc).reason
+
+
+def _state(nc: Any) -> _Transport:
+    state = getattr(nc, _STATE, None)
+    if state is None:
+        choose(nc)
+        state = getattr(nc, _STATE, None) or _Transport(False, "the client takes no attributes")
+    return state
+
+
+def nats_py_version() -> str:
+    try:
+        from nats.aio import client as client_module
+
+        version = getattr(client_module, "__version__", "")
+        if version and version != "0.0.0":
+            return version
+        import importlib.metadata
+
+        return importlib.metadata.version("nats-py")
+    except Exception:  # noqa: BLE001 - an unknown version just means the public path
+        return "unknown"
+
+
+def why_not_fast(nc: Any) -> str | None:
+    """None when ``nc`` has every internal the fast path uses, shaped as it uses them; else the reason.
+
+    Cheap checks only (attributes, types, signatures), no source reading: run at every connect.
+    """
+    if os.environ.get(PUBLIC_ENV, "") not in ("", "0"):
+        return f"{PUBLIC_ENV}={os.environ[PUBLIC_ENV]}"
+    version = nats_py_version()
+    if not version.startswith(FAST_SERIES):
+        return f"nats-py {version}: the fast path is checked against nats-py {FAST_SERIES}x only"
+    try:
+        from nats.aio.subscription import Subscription
+        from nats.protocol import parser as parser_module
+    except ImportError as exc:
+        return f"nats-py internals not as expected: {exc}"
+    checks: list[tuple[str, Callable[[], bool]]] = [
+        (
+            "Client._process_msg(sid, subject, reply, data, headers)",
+            lambda: _coroutine_with(nc._process_msg, ["sid", "subject", "reply", "data", "headers"]),
+        ),
+        ("Client._send_command(cmd, ...)", lambda: _coroutine_with(nc._send_command, ["cmd"], prefix=True)),
+        ("Client._flush_pending()", lambda: inspect.iscoroutinefunction(nc._flush_pending)),
+        ("Client._pending list", lambda: isinstance(nc._pending, list)),
+        ("Client._pending_data_size int", lambda: isinstance(nc._pending_data_size, int)),
+        ("Client._server_info dict", lambda: isinstance(nc._server_info, dict)),
+        ("Client._ps.parse(data)", lambda: _coroutine_with(nc._ps.parse, ["data"])),
+        ("Client._ps.buf bytearray", lambda: isinstance(nc._ps.buf, bytearray)),
+        ("Client._ps.state", lambda: isinstance(nc._ps.state, int)),
+        ("parser AWAITING_CONTROL_LINE", lambda: isinstance(parser_module.AWAITING_CONTROL_LINE, int)),
+        ("parser MAX_CONTROL_LINE_SIZE", lambda: isinstance(parser_module.MAX_CONTROL_LINE_SIZE, int)),
+        (
+            "Subscription(conn, id, ...)",
+            lambda: list(inspect.signature(Subscription.__init__).parameters)[1:3] == ["conn", "id"],
+        ),
+    ]
+    for name, check in checks:
+        try:
+            if not check():
+                return f"nats-py internals not as expected: {name}"
+        except (AttributeError, TypeError, ValueError):
+            return f"nats-py internals not as expected: {name} is missing"
+    return None
+
+
+def _coroutine_with(function: Any, names: list[str], prefix: bool = False) -> bool:
+    if not inspect.iscoroutinefunction(function):
+        return False
+    params = list(inspect.signature(function).parameters)  # bound: without self
+    return params[: len(names)] == names if prefix else params == names
+
+
+# -- delivery ---------------------------------------------------------------------------------------
+
+
+def route_raw(nc: Any, sub: Any, handler: RawHandler) -> None:
+    """Hand the messages of ``sub`` (made without a callback) to ``handler(subject, reply, payload, headers)``.
+
+    The handler runs synchronously, in arrival order, and must not raise. Fast path: straight from
+    nats-py's parser. Public path: from a task reading ``sub.messages`` (see natsctl/transport/public.py).
+    """
+    state = _state(nc)
+    sid = getattr(sub, "_id", None) if state.fast else None
+    if not isinstance(sid, int):
+        public.route(state.public, sub, handler)
+        return
+    routes = state.routes
+    if routes is None:
+        routes = state.routes = {}
+        _install_routes(nc, routes)
+    routes[sid] = handler
+
+
+def unroute(nc: Any, sub: Any) -> None:
+    state = getattr(nc, _STATE, None)
+    if state is None:
+        return
+    public.unroute(state.public, sub)
+    if state.routes is not None:
+        state.routes.pop(getattr(sub, "_id", None), None)
+
+
+def _install_routes(nc: Any, routes: dict[int, RawHandler]) -> None:
+    original = nc._process_msg
+    done = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+
+    def process_msg(sid: int, subject: bytes, reply: bytes, payload: bytes, headers: bytes | None) -> Any:
+        # The parser awaits what this returns: a finished future costs less than a coroutine.
+        handler = routes.get(sid)
+        if handler is None:
+            return original(sid, subject, reply, payload, headers)
+        # nats-py's own header parsing keeps one value per key: ours keeps them all.
+        handler(subject, reply, payload, parse_header_block(headers) if headers else None)
+        return done
+
+    nc._process_msg = process_msg
+    _parse_routed_first(nc, routes)
+
+
+def _parse_routed_first(nc: Any, routes: dict[int, RawHandler]) -> None:
+    """Deliver the routed MSGs at the head of each read before nats-py's parser sees the rest.
+
+    nats-py's ``Parser.parse(data)`` appends to ``Parser.buf`` and, in state AWAITING_CONTROL_LINE,
+    matches a regex, fills a dict and awaits ``_process_msg`` per message; a replay spends a third of
+    its time there. Whole, header-less MSG frames of routed subscriptions are handed over here in one
+    loop; anything else (another subscription, HMSG, PING, a frame cut by the read) stops the loop and
+    nats-py parses it, in order.
+    """
+    from nats.protocol.parser import AWAITING_CONTROL_LINE, MAX_CONTROL_LINE_SIZE
+
+    parser = nc._ps
+    parse = parser.parse
+
+    async def parse_routed_first(data: bytes = b"") -> None:
+        buf = parser.buf  # replaced by Parser.reset() on reconnect: looked up every time
+        buf.extend(data)
+        if parser.state == AWAITING_CONTROL_LINE:
+            done, wait = deliver_routed(buf, routes, MAX_CONTROL_LINE_SIZE)
+            if done:
+                del buf[:done]
+            if wait:
+                return  # a routed frame is cut by the read: the next read completes it
+        await parse(b"")
+
+    parser.parse = parse_routed_first
+
+
+def deliver_routed(buf: bytearray, routes: dict[int, RawHandler], max_control_line: int = 4096) -> tuple[int, bool]:
+    """Hand the leading complete ``MSG`` frames of routed sids to their handlers.
+
+    Returns the bytes consumed, and whether what follows is the start of a routed frame still being
+    received (then nothing is left for nats-py's parser to do yet). Pure: bytes in, handler calls out.
+    """
+    pos = 0
+    size = len(buf)
+    try:
+        while buf.startswith(b"MSG ", pos):
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return pos, size - pos < max_control_line
+            args = bytes(buf[pos + 4 : eol]).split(b" ")
+            if len(args) == 4:
+                subject, sid, reply, length = args
+            elif len(args) == 3:
+                (subject, sid, length), reply = args, b""
+            else:
+                break
+            handler = routes.get(int(sid))
+            if handler is None:
+                break
+            start = eol + 2
+            end = start + int(length)
+            if end + 2 > size:
+                return pos, True
+            handler(subject, reply, bytes(buf[start:end]), None)
+            pos = end + 2
+    except ValueError:
+        pass  # not a well-formed frame: nats-py's parser reports it
+    return pos, False
+
+
+# -- publishing -------------------------------------------------------------------------------------
+
+
+def send_raw(nc: Any, commands: bytes) -> Awaitable[None]:
+    """Queue natsctl's own PUB / HPUB lines (``pub_line``, ``hpub_line``, ack batches); await the result.
+
+    Fast path: queued as they are, sent once ``wake_flusher`` runs (or the buffer fills). Public path:
+    each message through ``nc.publish``, which flushes by itself.
+    """
+    state = getattr(nc, _STATE, None) or _state(nc)
+    if state.fast:
+        return nc._send_command(commands)
+    return public.send_frames(nc, state.public, commands)
+
+
+def wake_flusher(nc: Any) -> Awaitable[Any]:
+    state = getattr(nc, _STATE, None) or _state(nc)
+    if state.fast:
+        return nc._flush_pending()
+    return _nothing()
+
+
+async def _nothing() -> None:
+    return None
+
+
+def publish_many(nc: Any, items: Iterable[tuple[bytes, bytes, bytes]]) -> Awaitable[None]:
+    """Publish ``(subject, reply, payload)`` messages, in order, and send them now.
+
+    Fast path: one queued write and a wake of the flusher. Public path: ``nc.publish`` each.
+    """
+    state = _state(nc)
+    if not state.fast:
+        return public.publish_many(nc, state.public, items)
+    lines = b"".join(
+        b"PUB %s %s %d\r\n%s\r\n" % (subject, reply, len(data), data)
+        if reply
+        else b"PUB %s %d\r\n%s\r\n" % (subject, len(data), data)
+        for subject, reply, data in items
+    )
+    return _send_and_flush(nc, lines)
+
+
+async def _send_and_flush(nc: Any, lines: bytes) -> None:
+    if lines:
+        await nc._send_command(lines)
+        await nc._flush_pending()
+
+
+# -- connection state -------------------------------------------------------------------------------
+
+
+async def settle_deliveries(nc: Any, timeout: float = 1.0) -> None:
+    """Let every message received so far reach its route's handler (the connection just dropped).
+
+    The fast path hands messages over as the parser reads them: nothing to wait for. The public path's
+    delivery tasks may still hold some (see public.settle).
+    """
+    state = getattr(nc, _STATE, None)
+    if state is not None and not state.fast:
+        await public.settle(state.public, timeout)
+
+
+def drop_unsent(nc: Any) -> int | None:
+    """Forget the commands still buffered for a lost server; how many, or None on the public path
+    (nats-py's public API cannot forget them: the caller closes the connection instead)."""
+    if not _state(nc).fast:
+        return None
+    dropped = len(nc._pending)
+    nc._pending = []
+    nc._pending_data_size = 0
+    return dropped
+
+
+def server_info(nc: Any) -> dict | None:
+    """The server's INFO as nats-py keeps it (fast path), or None: the public path reads it itself."""
+    if not _state(nc).fast:
+        return None
+    info = nc._server_info
+    return info if isinstance(info, dict) else None
+
+
+def spare_the_collector() -> None:
+    """Move what exists now (modules, the connection) out of the cyclic collector's sight.
+
+    A bulk run allocates a few objects per message; each full collection would otherwise walk every
+    long-lived object again (~5% of a replay's CPU). They were going to live until exit anyway.
+    """
+    gc.freeze()
