@@ -118,57 +118,97 @@ async def paged(
     adding nothing new (the server repeats itself) ends the listing. A listing cut short leaves a
     note in ``client.notes`` saying why.
     """
-    seen: set[Any] = set()
-    found: list[Any] = []
-    overlap = min(PAGE_OVERLAP, page_size // 4)
-    wanted = MAX_ITEMS if limit is None else min(limit, MAX_ITEMS)
-    max_pages = max(MAX_PAGES, -(-MAX_ITEMS // max(1, page_size - overlap)) + MAX_REREADS)
-    offset, previous, rereads, pages, reread = 0, None, 0, 0, False
-    total = 0
-    while len(found) < wanted:
-        if pages >= max_pages:
-            _cut(client, path, list_key, len(found), total, f"after {pages:,} pages, natsctl's limit for one listing")
+    listing = _Listing(client, path, list_key, key, convert, page_size, limit)
+    while len(listing.found) < listing.wanted:
+        if listing.pages >= listing.max_pages:
+            listing.cut(f"after {listing.pages:,} pages, natsctl's limit for one listing")
             break
-        data = (await client.get(path, {**params, "offset": offset, "limit": page_size})).data
-        pages += 1
-        page = [item for item in parse.items(data, list_key) if isinstance(item, dict)]
-        keys = [key(item) for item in page]
-        if previous and page and previous.isdisjoint(keys) and offset and rereads < MAX_REREADS:
-            offset, previous, rereads, reread = max(0, offset - page_size), None, rereads + 1, True
-            continue
-        added, left_out = 0, False
-        for item_key, item in zip(keys, page, strict=True):
-            if item_key in seen:
-                continue
-            if len(found) >= wanted:
-                left_out = True
-                break
-            seen.add(item_key)
-            found.append(convert(item))
-            added += 1
-        total = parse.num(data if isinstance(data, dict) else {}, "total")
-        ended = not page or offset + len(page) >= total
-        if len(found) >= wanted and (left_out or not ended):
-            if wanted == MAX_ITEMS:
-                _cut(client, path, list_key, len(found), total, f"{MAX_ITEMS:,} is natsctl's limit for one listing")
+        data = (await client.get(path, {**params, "offset": listing.offset, "limit": page_size})).data
+        if not listing.read(data):
             break
-        if ended:
-            break
-        if not added and not reread:
-            _cut(
-                client,
-                path,
-                list_key,
-                len(found),
-                total,
-                f"page {pages:,} (offset {offset:,}) repeated only what was read already",
+    return listing.found
+
+
+@dataclass
+class _Listing:
+    """The state of one paged listing (see :func:`paged`)."""
+
+    client: MonitorClient
+    path: str
+    list_key: str
+    key: Callable[[dict[str, Any]], Any]
+    convert: Callable[[dict[str, Any]], Any]
+    page_size: int
+    limit: int | None
+    found: list[Any] = field(default_factory=list)
+    seen: set[Any] = field(default_factory=set)
+    offset: int = 0
+    previous: set[Any] | None = None  # what the next page should start with
+    rereads: int = 0
+    pages: int = 0
+    reread: bool = False  # the page now read is a re-read after a shift
+    total: int = 0
+
+    def __post_init__(self) -> None:
+        self.overlap = min(PAGE_OVERLAP, self.page_size // 4)
+        self.wanted = MAX_ITEMS if self.limit is None else min(self.limit, MAX_ITEMS)
+        self.max_pages = max(MAX_PAGES, -(-MAX_ITEMS // max(1, self.page_size - self.overlap)) + MAX_REREADS)
+
+    def read(self, data: Any) -> bool:
+        """Take one page; False once the listing is complete or cut short."""
+        self.pages += 1
+        page = [item for item in parse.items(data, self.list_key) if isinstance(item, dict)]
+        keys = [self.key(item) for item in page]
+        if self._shifted(page, keys):
+            self.offset, self.previous, self.rereads, self.reread = (
+                max(0, self.offset - self.page_size),
+                None,
+                self.rereads + 1,
+                True,
             )
-            break
-        reread = False
-        step = len(page) - overlap if len(page) > overlap else len(page)
-        previous = set(keys[step:])  # what the next page should start with
-        offset += step
-    return found
+            return True
+        added, left_out = self._take(page, keys)
+        self.total = parse.num(data if isinstance(data, dict) else {}, "total")
+        ended = not page or self.offset + len(page) >= self.total
+        if len(self.found) >= self.wanted and (left_out or not ended):
+            if self.wanted == MAX_ITEMS:
+                self.cut(f"{MAX_ITEMS:,} is natsctl's limit for one listing")
+            return False
+        if ended:
+            return False
+        if not added and not self.reread:
+            self.cut(f"page {self.pages:,} (offset {self.offset:,}) repeated only what was read already")
+            return False
+        self._advance(page, keys)
+        return True
+
+    def _shifted(self, page: list[Any], keys: list[Any]) -> bool:
+        """The page shares none of the overlap with the one before: the list moved further meanwhile."""
+        return bool(
+            self.previous and page and self.previous.isdisjoint(keys) and self.offset and self.rereads < MAX_REREADS
+        )
+
+    def _take(self, page: list[Any], keys: list[Any]) -> tuple[int, bool]:
+        """(items added, whether some were left out at the limit); items read before are kept once."""
+        added = 0
+        for item_key, item in zip(keys, page, strict=True):
+            if item_key in self.seen:
+                continue
+            if len(self.found) >= self.wanted:
+                return added, True
+            self.seen.add(item_key)
+            self.found.append(self.convert(item))
+            added += 1
+        return added, False
+
+    def _advance(self, page: list[Any], keys: list[Any]) -> None:
+        self.reread = False
+        step = len(page) - self.overlap if len(page) > self.overlap else len(page)
+        self.previous = set(keys[step:])
+        self.offset += step
+
+    def cut(self, why: str) -> None:
+        _cut(self.client, self.path, self.list_key, len(self.found), self.total, why)
 
 
 def _cut(client: MonitorClient, path: str, what: str, got: int, total: int, why: str) -> None:
