@@ -664,3 +664,33 @@ def test_since_start_survives_a_slow_probe(shared, monkeypatch):
             await backend.close()
 
     assert run(main()) == [3]
+
+
+def test_since_start_survives_a_slow_subscribe(shared, monkeypatch):
+    """The server applies a --since delta to its own clock when the request arrives: however late
+    that is, the first message at or after the start is still delivered, and none before it."""
+    from natsctl.backends.stan.protocol import StanClient
+
+    subscribe = StanClient.subscribe
+
+    async def slow_subscribe(self, *args, **kwargs):
+        await asyncio.sleep(0.5)  # a loaded machine between computing the delta and the server using it
+        return await subscribe(self, *args, **kwargs)
+
+    monkeypatch.setattr(StanClient, "subscribe", slow_subscribe)
+    name = channel()
+    settings = shared.settings()
+
+    async def main():
+        await publish(settings, name, "1", "2")
+        await asyncio.sleep(0.3)
+        middle = datetime.now(UTC)
+        await publish(settings, name, "3")
+        backend = await connect(settings)
+        try:
+            spec = SubscribeSpec(name, start=StartPosition(StartKind.TIME, time=middle), stop_at_end=True)
+            return seqs(await collect(backend, spec))
+        finally:
+            await backend.close()
+
+    assert run(main()) == [3]

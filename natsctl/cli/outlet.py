@@ -63,7 +63,7 @@ class Outlet:
     def _write_once(self, view: memoryview) -> int | None:
         """Bytes accepted by one write(); None when the pipe is full (non-blocking handle)."""
         try:
-            written = os.write(self.fd, view)
+            written = self._write(view)
         except BlockingIOError:
             return None
         except BrokenPipeError:
@@ -74,6 +74,9 @@ class Outlet:
             return 0
         self.accepted += written
         return written
+
+    def _write(self, view: memoryview) -> int:
+        return os.write(self.fd, view)
 
     async def _wait_for_room(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -139,19 +142,8 @@ class StreamOutlet(Outlet):
         super().__init__(-1)
         self.stream = stream
 
-    def _write_once(self, view: memoryview) -> int | None:
-        try:
-            written = self._write_to_stream(bytes(view))
-        except BrokenPipeError:
-            self.broken = True
-            return 0
-        except OSError as exc:
-            self.error = exc
-            return 0
-        self.accepted += written
-        return written
-
-    def _write_to_stream(self, data: bytes) -> int:
+    def _write(self, view: memoryview) -> int:
+        data = bytes(view)
         binary: IO[bytes] | None = getattr(self.stream, "buffer", None)
         if binary is not None:
             written = binary.write(data)

@@ -31,6 +31,7 @@ PUB_ACK_TIMEOUT = 30.0  # seconds without any PubAck before the awaited ones cou
 PROBE_WAIT = 0.25  # seconds to wait for the last message of a channel (none: the channel is empty)
 CAUGHT_UP_QUIET = 0.5  # durables / queue members: no delivery for this long means caught up
 BATCH_MAX = 512
+SINCE_MARGIN_NS = 2_000_000_000  # a --since start is asked this much earlier, then cut exactly (non-durable)
 STOP = object()
 
 
@@ -273,6 +274,11 @@ def start_fields(spec: SubscribeSpec) -> dict:
         if start.time is None:
             raise UsageError("a start time is required")
         delta_ns = max(0, time.time_ns() - int(start.time.timestamp() * 1e9))
+        if not spec.durable:
+            # The server applies the delta to *its* now, a moment later: ask from a little earlier and
+            # drop what came before the start (see StanSubscription._before_start). A durable keeps the
+            # exact delta: it must not store an earlier position, and a resumed one ignores it anyway.
+            delta_ns += SINCE_MARGIN_NS
         # An int64 on the wire: a start further back than ~292 years is every message, as that is.
         delta_ns = min(delta_ns, INT64_MAX)
         return {"startPosition": positions["TimeDeltaStart"], "startTimeDelta": delta_ns}
@@ -442,6 +448,8 @@ class StanSubscription(Subscription):
                 self.done = True
                 break
             message = to_message(self.spec.channel, item)
+            if self._before_start(message):
+                continue
             if self._past_end(message):
                 self.done = True
                 break
@@ -451,6 +459,17 @@ class StanSubscription(Subscription):
                 self.done = True
                 break
         return batch
+
+    def _before_start(self, message: Message) -> bool:
+        """A message the --since margin brought in that is older than the start: skipped, and acked."""
+        start = self.spec.start
+        if self.spec.durable or start.kind is not StartKind.TIME or not start.time or not message.time:
+            return False
+        if message.time >= start.time:
+            return False
+        if not self.auto_ack:
+            self.to_auto_ack.append(message.sequence)  # sent with the next batch taken (_take)
+        return True
 
     def _past_end(self, message: Message) -> bool:
         if self.spec.to_sequence is not None and message.sequence > self.spec.to_sequence:
