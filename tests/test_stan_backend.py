@@ -635,19 +635,8 @@ def test_process_fixture_kill_and_restart(stan_server):
         run(connect(stan_server.settings(timeout=1)))
 
 
-def test_since_start_survives_a_slow_probe(shared, monkeypatch):
-    """--since is sent as a delta from *now*: it must be computed after the end-of-channel probe,
-    however long that takes (a loaded machine once lost sequences 4-5 of the test above)."""
-    from natsctl.backends.stan.backend import StanSubscription
-
-    probe = StanSubscription._last_sequence
-
-    async def slow_probe(self):
-        found = await probe(self)
-        await asyncio.sleep(0.5)  # the probe's round trips on a loaded machine
-        return found
-
-    monkeypatch.setattr(StanSubscription, "_last_sequence", slow_probe)
+def read_since_the_third(shared) -> list[int]:
+    """Publish 1 and 2, then 3 a moment later; read from the time between them (--since)."""
     name = channel()
     settings = shared.settings()
 
@@ -663,7 +652,23 @@ def test_since_start_survives_a_slow_probe(shared, monkeypatch):
         finally:
             await backend.close()
 
-    assert run(main()) == [3]
+    return run(main())
+
+
+def test_since_start_survives_a_slow_probe(shared, monkeypatch):
+    """--since is sent as a delta from *now*: it must be computed after the end-of-channel probe,
+    however long that takes (a loaded machine once lost sequences 4-5 of the test above)."""
+    from natsctl.backends.stan.backend import StanSubscription
+
+    probe = StanSubscription._last_sequence
+
+    async def slow_probe(self):
+        found = await probe(self)
+        await asyncio.sleep(0.5)  # the probe's round trips on a loaded machine
+        return found
+
+    monkeypatch.setattr(StanSubscription, "_last_sequence", slow_probe)
+    assert read_since_the_third(shared) == [3]
 
 
 def test_since_start_survives_a_slow_subscribe(shared, monkeypatch):
@@ -678,19 +683,4 @@ def test_since_start_survives_a_slow_subscribe(shared, monkeypatch):
         return await subscribe(self, *args, **kwargs)
 
     monkeypatch.setattr(StanClient, "subscribe", slow_subscribe)
-    name = channel()
-    settings = shared.settings()
-
-    async def main():
-        await publish(settings, name, "1", "2")
-        await asyncio.sleep(0.3)
-        middle = datetime.now(UTC)
-        await publish(settings, name, "3")
-        backend = await connect(settings)
-        try:
-            spec = SubscribeSpec(name, start=StartPosition(StartKind.TIME, time=middle), stop_at_end=True)
-            return seqs(await collect(backend, spec))
-        finally:
-            await backend.close()
-
-    assert run(main()) == [3]
+    assert read_since_the_third(shared) == [3]
