@@ -17,7 +17,7 @@ from __future__ import annotations
 from natsctl.backends.jetstream.admin import jetstream_error
 from natsctl.backends.jetstream.backend import JetStreamBackend, connect
 from natsctl.backends.jetstream.publish import PublishPipeline
-from natsctl.backends.jetstream.pull import PullSubscription, parse_ack_reply, time_of
+from natsctl.backends.jetstream.pull import PullSubscription, parse_ack_reply
 
 __all__ = [
     "JetStreamBackend",
@@ -26,5 +26,4 @@ __all__ = [
     "connect",
     "jetstream_error",
     "parse_ack_reply",
-    "time_of",
 ]

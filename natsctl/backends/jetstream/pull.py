@@ -317,15 +317,6 @@ def _text(token: bytes | str) -> str:
     return token.decode() if isinstance(token, bytes) else token
 
 
-def time_of(ns: int) -> datetime:
-    """A JetStream timestamp (ns) as a UTC datetime, truncated to the microsecond.
-
-    Exact, unlike ``fromtimestamp(ns / 1e9)`` whose float rounding can put two messages a microsecond
-    apart on the same printed time (and ``--until`` would then include one too many).
-    """
-    return _EPOCH + timedelta(microseconds=ns // 1000)
-
-
 def parse_ack_reply(reply: bytes | str) -> tuple[int, int, int, int] | None:
     """(deliveries, stream sequence, timestamp ns, pending) from a ``$JS.ACK`` reply subject."""
     tokens = reply.split(b".") if isinstance(reply, bytes) else reply.encode().split(b".")

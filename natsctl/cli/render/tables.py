@@ -394,12 +394,6 @@ def emit(data: Any, fmt: str, table: Callable[[], RenderableType] | None = None)
         print_table(table() if table else build_table(data if isinstance(data, list) else [data]))
 
 
-def empty_note(what: str) -> None:
-    from natsctl.core.stderr import say
-
-    say(f"no {what}")
-
-
 class LiveView:
     """``--watch``: a table refreshed in place on a terminal; elsewhere one snapshot after another
     (tables separated by a blank line, JSON one compact document per line)."""
