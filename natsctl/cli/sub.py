@@ -2,7 +2,6 @@
 
 # No "from __future__ import annotations": Typer reads these signatures through a wrapper (options.py).
 
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,8 +28,13 @@ original start. --queue GROUP shares the messages among every subscriber of the 
 to one of them; with --durable too it is a durable queue group.
 
 --exec CMD runs CMD (through sh) once per message with the payload on stdin and acks only when it
-exits 0; otherwise the message comes again (at once on JetStream, after --ack-wait on NATS
-Streaming). CMD sees NATSCTL_CHANNEL, NATSCTL_SUBJECT, NATSCTL_SEQ, NATSCTL_REDELIVERED,
+exits 0; otherwise the message comes again: on JetStream after the next --backoff step (default
+1s,5s,30s, the last step repeating: a quick second try for a passing glitch, then time for a failing
+dependency to come back, never a hot loop), on NATS Streaming after --ack-wait (it has no delayed
+redelivery). After --max-deliver N deliveries (default: no bound) the message is parked in the
+--dead-letter channel (default dead-letter.CHANNEL) with headers saying where it came from and why
+(on NATS Streaming a JSON wrapper), then terminated; `natsctl dead-letter ls|redrive` shows it and
+sends it back. CMD sees NATSCTL_CHANNEL, NATSCTL_SUBJECT, NATSCTL_SEQ, NATSCTL_REDELIVERED,
 NATSCTL_DELIVERIES. natsctl takes one message at a time for --exec, so none waits for the handler
 past --ack-wait; on JetStream a handler running longer than --ack-wait is kept alive with
 in-progress acks, on NATS Streaming such a message is delivered again after --ack-wait.
@@ -42,6 +46,7 @@ Examples:
 \b
   natsctl sub ticket:created --all --exit-at-end --json
   natsctl sub orders --durable orders-service --queue orders-service --exec ./handle.sh
+  natsctl sub orders --durable billing --exec ./bill.sh --max-deliver 5 --backoff 1s,10s,1m
   natsctl sub orders --since 1h --count 10"""
 
 REPLAY_HELP = """Read CHANNEL from the start (or --seq / --since) to its end and exit; nothing is acked or kept.
@@ -60,6 +65,37 @@ def register(app: typer.Typer) -> None:
     app.command("replay", help=REPLAY_HELP, no_args_is_help=True)(replay)
 
 
+FAILING = "When the --exec handler fails"
+MaxDeliverOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-deliver",
+        metavar="N",
+        help="Park a message in the dead-letter channel after N failed deliveries [default: no bound]",
+        rich_help_panel=FAILING,
+        show_default=False,
+    ),
+]
+BackoffOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backoff",
+        metavar="DURATIONS",
+        help="JetStream: wait before each redelivery, e.g. 1s,5s,30s (the last repeats) [default: 1s,5s,30s]",
+        rich_help_panel=FAILING,
+        show_default=False,
+    ),
+]
+DeadLetterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dead-letter",
+        metavar="CHANNEL",
+        help="Where messages out of deliveries are parked [default: dead-letter.CHANNEL]",
+        rich_help_panel=FAILING,
+        show_default=False,
+    ),
+]
 ChannelArg = Annotated[str, typer.Argument(metavar="CHANNEL", help="Channel (subject) to read", show_default=False)]
 AllOpt = Annotated[bool, typer.Option("--all", help="From the first message stored", rich_help_panel=START)]
 NewOpt = Annotated[
@@ -136,6 +172,9 @@ def sub(
         bool, typer.Option("--unsubscribe", help="On exit delete the durable instead of keeping it")
     ] = False,
     no_create: NoCreateOpt = False,
+    max_deliver: MaxDeliverOpt = None,
+    backoff: BackoffOpt = None,
+    dead_letter: DeadLetterOpt = None,
     *,
     settings: Settings,
     stream_options: StreamOptions,
@@ -158,6 +197,9 @@ def sub(
         ack=True,
         unsubscribe=unsubscribe,
         create=not no_create,
+        max_deliver=max_deliver,
+        backoff=backoff,
+        dead_letter=dead_letter,
     )
     spec = request.spec()
     run(lambda stop: read_command(request, spec, settings, stream_options, stop))
@@ -261,6 +303,9 @@ class ReadRequest:
     until: str | None = None
     to_seq: int | None = None
     unsubscribe: bool = False
+    max_deliver: int | None = None
+    backoff: str | None = None
+    dead_letter: str | None = None
 
     def spec(self) -> "SubscribeSpec":
         from natsctl.cli.settings import last_resolution
@@ -290,6 +335,7 @@ class ReadRequest:
             raise UsageError("--unsubscribe deletes a durable: it needs --durable")
         if self.exec_cmd is not None and not self.exec_cmd.strip():
             raise UsageError("--exec needs a command")
+        failing = self.failing_flags(kind)
         return SubscribeSpec(
             channel=self.channel,
             start=self.start_flags.position(),
@@ -306,7 +352,32 @@ class ReadRequest:
             max_messages=None if self.exec_cmd else self.count,
             exclusive_acks=self.exec_cmd is not None,
             hold=1 if self.exec_cmd else None,
+            max_deliver=failing[0],
+            backoff=failing[1],
         )
+
+    def failing_flags(self, kind: str) -> tuple[int | None, tuple[float, ...]]:
+        """--max-deliver, --backoff and --dead-letter checked (they need --exec)."""
+        from natsctl.core.deadletter import check_max_deliver, dead_letter_for, parse_backoff
+        from natsctl.core.errors import UsageError
+
+        given = [n for n, v in (("--max-deliver", self.max_deliver), ("--backoff", self.backoff)) if v is not None]
+        if self.dead_letter is not None:
+            given.append("--dead-letter")
+        if given and self.exec_cmd is None:
+            raise UsageError(f"{' and '.join(given)} decide what happens when the --exec handler fails: add --exec CMD")
+        max_deliver = check_max_deliver(self.max_deliver)
+        steps = parse_backoff(self.backoff) if self.backoff is not None else ()
+        if self.exec_cmd is not None:
+            self.dead_letter = dead_letter_for(self.channel, self.dead_letter)
+        if steps and kind == "stan":
+            from natsctl.core.stderr import say
+
+            say(
+                "NATS Streaming has no delayed redelivery: --backoff is not used, a failed message comes back after --ack-wait",
+                "warning",
+            )
+        return max_deliver, steps
 
 
 async def read_command(
@@ -326,7 +397,7 @@ async def read_command(
         stop.on_stop(subscription.stop)
         try:
             if request.exec_cmd:
-                await _consume_with_exec(subscription, request, stop)
+                await _consume_with_exec(subscription, request, stop, backend)
             else:
                 await _consume_to_stdout(subscription, request.output, stop)
         finally:
@@ -416,15 +487,23 @@ def _tell_what_was_not_taken(subscription: Any, outlet: Any, ledger: Any) -> Non
         )
 
 
-async def _consume_with_exec(subscription: Any, request: ReadRequest, stop: Any) -> None:
-    from natsctl.cli.run import warn
+async def _consume_with_exec(subscription: Any, request: ReadRequest, stop: Any, backend: Any = None) -> None:
+    from natsctl.cli.failures import FailedMessages, consumer_label
 
+    failures = FailedMessages(backend, subscription, request.dead_letter or "", consumer_label(subscription.spec))
     done = 0
     async for batch in subscription.batches():
         for message in batch:
             if stop.requested:
                 return
-            code = await _handle(subscription, request.exec_cmd or "", message)
+            failures.count(message)
+            if failures.spent(message):
+                await failures.give_up(
+                    message, "max deliveries reached (natsctl stopped before it parked this message)"
+                )
+                continue
+            outcome = await _handle(subscription, request.exec_cmd or "", message)
+            code = outcome.code
             if code == 0:
                 await subscription.ack([message])
                 done += 1
@@ -432,11 +511,10 @@ async def _consume_with_exec(subscription: Any, request: ReadRequest, stop: Any)
                     subscription.stop()
                     return
             else:
-                warn(f"--exec exited {code} for sequence {message.sequence}; it will be redelivered")
-                await subscription.nak(message)
+                await failures.failed(message, outcome.reason())
 
 
-async def _handle(subscription: Any, command: str, message: Any) -> int:
+async def _handle(subscription: Any, command: str, message: Any) -> Any:
     """Run the handler; while it runs past half the ack wait, tell the server it is still at work."""
     import asyncio
 
@@ -448,22 +526,7 @@ async def _handle(subscription: Any, command: str, message: Any) -> int:
     return handler.result()
 
 
-async def _run_exec(command: str, message: Any) -> int:
-    import asyncio
-    import os
+async def _run_exec(command: str, message: Any) -> Any:
+    from natsctl.cli.failures import run_handler
 
-    env = {
-        **os.environ,
-        "NATSCTL_CHANNEL": message.channel,
-        "NATSCTL_SUBJECT": message.subject,
-        "NATSCTL_SEQ": str(message.sequence),
-        "NATSCTL_REDELIVERED": "1" if message.redelivered else "0",
-        "NATSCTL_DELIVERIES": str(message.deliveries),
-    }
-    sys.stdout.flush()
-    process = await asyncio.create_subprocess_shell(command, stdin=asyncio.subprocess.PIPE, env=env)
-    try:
-        await process.communicate(message.data)
-    except (BrokenPipeError, ConnectionResetError):
-        await process.wait()  # the command did not read its stdin: its exit status still decides
-    return process.returncode if process.returncode is not None else 1
+    return await run_handler(command, message)

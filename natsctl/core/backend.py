@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
+from .errors import Unsupported
 from .model import (
     ChannelRef,
     Message,
@@ -22,6 +23,9 @@ from .model import (
 )
 
 Messages = Iterable[OutgoingMessage] | AsyncIterable[OutgoingMessage]
+if TYPE_CHECKING:
+    from .deadletter import Redelivery
+
 AckCallback = Callable[[PublishAck], None]
 ErrorCallback = Callable[[int, OutgoingMessage, str], None]  # (index, message, reason)
 
@@ -43,9 +47,19 @@ class Subscription(abc.ABC):
     async def ack(self, messages: list[Message]) -> None:
         """Acknowledge messages that were written out (or processed). A no-op when ``spec.ack`` is off."""
 
+    # The redelivery policy in force once started (a durable's own when it has one); None: the spec's.
+    redelivery: Redelivery | None = None
+
     @abc.abstractmethod
-    async def nak(self, message: Message) -> None:
-        """Ask for ``message`` again. Where the server has no negative ack it comes back after the ack wait."""
+    async def nak(self, message: Message, delay: float | None = None) -> None:
+        """Ask for ``message`` again (after ``delay`` seconds where the server can wait: JetStream).
+
+        Where the server has no negative ack it comes back after the ack wait.
+        """
+
+    async def terminate(self, message: Message, reason: str = "") -> None:
+        """Never deliver ``message`` again (it was parked). JetStream: ``+TERM``; elsewhere an ack."""
+        await self.ack([message])
 
     async def in_progress(self, message: Message) -> None:
         """Tell the server ``message`` is still being worked on, so its ack wait starts again.
@@ -100,6 +114,16 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Flush and close the connection."""
+
+    # -- stored messages (dead letters); JetStream only, NATS Streaming cannot address one message --
+
+    async def stored_message(self, channel: str, sequence: int) -> Message:
+        """The message stored at ``sequence`` of ``channel`` (NotFound when there is none)."""
+        raise Unsupported("reading one stored message by sequence exists on JetStream only, not on NATS Streaming")
+
+    async def delete_stored(self, channel: str, sequence: int) -> None:
+        """Remove the message at ``sequence`` from ``channel`` (NotFound when there is none)."""
+        raise Unsupported("deleting a stored message exists on JetStream only, not on NATS Streaming")
 
     async def __aenter__(self) -> Backend:
         return self

@@ -30,6 +30,7 @@ class ExitCode(enum.IntEnum):
     UNCONFIRMED = 10  # some published messages were not confirmed by the server
     UNHEALTHY = 11  # `natsctl health` found the server unhealthy
     MISMATCH = 12  # `natsctl verify`: a recorded message is missing, changed, duplicated or out of order
+    LAGGING = 13  # `natsctl subs` / `channel` --fail-on-*: a subscription lags, holds unacked messages or stalls
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM
 
@@ -95,6 +96,12 @@ class Mismatch(NatsctlError):
     """`natsctl verify` found the channel does not hold what the publish record says."""
 
     exit_code = ExitCode.MISMATCH
+
+
+class Lagging(NatsctlError):
+    """A lag gate (`subs --fail-on-lag/--fail-on-unacked/--fail-on-stalled`) failed."""
+
+    exit_code = ExitCode.LAGGING
 
 
 class Unsupported(NatsctlError):

@@ -100,6 +100,10 @@ class SubscribeSpec:
     # Messages this reader takes from the server at once (sub --exec: 1, so that none waits for the
     # handler past the ack wait); None: as many as --max-in-flight allows.
     hold: int | None = None
+    # A failing handler (sub --exec): deliveries at most (None: no bound) and the spacing of redeliveries
+    # (empty: the durable's or natsctl's default); see core/deadletter.py.
+    max_deliver: int | None = None
+    backoff: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from nats.js import api
 from nats.js import errors as js_errors
 from nats.js.client import JetStreamContext
 
+from natsctl.backends.jetstream.redelivery import consumer_max_deliver, redelivery_metadata
 from natsctl.backends.jetstream.retry import NotYet, retry_within
 from natsctl.core.errors import (
     ConnectionFailed,
@@ -149,10 +150,10 @@ def consumer_config(spec: SubscribeSpec, name: str | None) -> api.ConsumerConfig
         max_ack_pending=spec.max_in_flight if acked else None,
         filter_subject=spec.channel,
         inactive_threshold=_inactive_threshold(spec, name),
-        max_deliver=-1,
+        max_deliver=consumer_max_deliver(spec),
         mem_storage=True if name is None else None,
         # The monitoring port shows pull consumers without a group: say which queue group this is.
-        metadata={"natsctl_queue": spec.queue} if spec.queue else None,
+        metadata=({"natsctl_queue": spec.queue} if spec.queue else {}) | redelivery_metadata(spec) or None,
         num_replicas=1 if name is None else None,
     )
 

@@ -6,6 +6,7 @@ from nats.aio.client import Client
 from nats.js import api
 
 from natsctl.backends.jetstream.admin import Admin, api_prefix, stream_config
+from natsctl.backends.jetstream.deadletter import DeadLetterOps
 from natsctl.backends.jetstream.publish import PublishPipeline
 from natsctl.backends.jetstream.pull import PullSubscription
 from natsctl.core.backend import (
@@ -30,7 +31,7 @@ async def connect(settings: Settings, notify: Notify = stderr_notify) -> JetStre
     return JetStreamBackend(client, settings)
 
 
-class JetStreamBackend(Backend):
+class JetStreamBackend(DeadLetterOps, Backend):
     kind = "jetstream"
     supports_headers = True
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from nats import errors as nats_errors
 from nats.js import api
 
+from natsctl.backends.jetstream.redelivery import effective_redelivery, nak_payload, term_payload
 from natsctl.backends.jetstream.retry import NotYet, retry_within
 from natsctl.core.backend import Subscription
 from natsctl.core.errors import (
@@ -77,6 +78,7 @@ class PullSubscription(Subscription):
         info, self.ephemeral = await self.backend.admin.ensure_consumer(self.spec, self.ref.stream)
         self.consumer = info.name
         self.ack_policy = info.config.ack_policy or api.AckPolicy.EXPLICIT
+        self.redelivery = effective_redelivery(self.spec, info.config, self.consumer)
         spare_the_collector()
         self.inbox = self.nc.new_inbox()
         self.inbox_sub = await self.nc.subscribe(self.inbox)
@@ -283,9 +285,14 @@ class PullSubscription(Subscription):
             await send_raw(self.nc, b"PUB " + b" 4\r\n+ACK\r\nPUB ".join(tokens) + b" 4\r\n+ACK\r\n")
         await self.nc.publish(_text(messages[-1].ack_token), b"+ACK")
 
-    async def nak(self, message: Message) -> None:
+    async def nak(self, message: Message, delay: float | None = None) -> None:
         if self.ack_policy != api.AckPolicy.NONE:
-            await self.nc.publish(_text(message.ack_token), b"-NAK")
+            await self.nc.publish(_text(message.ack_token), nak_payload(delay))
+
+    async def terminate(self, message: Message, reason: str = "") -> None:
+        if self.ack_policy != api.AckPolicy.NONE:
+            await self.nc.publish(_text(message.ack_token), term_payload(reason))
+            await self.nc.flush(timeout=self.backend.settings.timeout)  # type: ignore[arg-type]
 
     async def in_progress(self, message: Message) -> None:
         if self.ack_policy != api.AckPolicy.NONE:

@@ -499,7 +499,7 @@ class StanSubscription(Subscription):
             return
         await self.handle.ack_many([message.sequence for message in messages])
 
-    async def nak(self, message: Message) -> None:
+    async def nak(self, message: Message, delay: float | None = None) -> None:
         # NATS Streaming has no negative ack: an unacked message comes back after the ack wait.
         return None
 
