@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "natsctl.cli.demo",
     "natsctl.cli.context",
     "natsctl.cli.verify",
+    "natsctl.cli.deadletter",
     "natsctl.cli.cluster",
     "natsctl.cli.completion",
 )

@@ -25,7 +25,7 @@ de-duplicate: ``dead-letter ls`` shows copies of one id once), and the payload a
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -160,23 +160,15 @@ class Parked:
     parked_at: str | None = None
     size: int = 0
     id: str = ""
-    # The original message (payload, headers without the parking ones): not shown by ls.
-    data: bytes = field(default=b"", repr=False)
-    headers: dict[str, list[str]] | None = field(default=None, repr=False)
 
-    def row(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "channel": self.channel,
-            "channel_seq": self.channel_seq,
-            "subject": self.subject,
-            "deliveries": self.deliveries,
-            "consumer": self.consumer,
-            "reason": self.reason,
-            "published": self.published,
-            "parked_at": self.parked_at,
-            "size": self.size,
-        }
+
+@dataclass(slots=True)
+class ParkedCopy:
+    """A parked message with the original payload and headers (the parking headers taken off)."""
+
+    parked: Parked
+    data: bytes = b""
+    headers: dict[str, list[str]] | None = None
 
 
 def parked_message(
@@ -250,7 +242,7 @@ async def park(
     return not (duplicate and duplicate[0])
 
 
-def read_parked(message: Message) -> Parked | None:
+def read_parked(message: Message) -> ParkedCopy | None:
     """A message of a dead-letter channel as a Parked record (None: not a parked message)."""
     headers = message.headers or {}
     if H_CHANNEL in headers:
@@ -261,7 +253,7 @@ def read_parked(message: Message) -> Parked | None:
         kept = {k: v for k, v in headers.items() if k not in PARKING_HEADERS and k != "Nats-Msg-Id"}
         if H_MSG_ID in kept:
             kept["Nats-Msg-Id"] = kept.pop(H_MSG_ID)
-        return Parked(
+        parked = Parked(
             seq=message.sequence,
             channel=one(H_CHANNEL),
             channel_seq=_int(one(H_SEQUENCE)),
@@ -273,9 +265,8 @@ def read_parked(message: Message) -> Parked | None:
             parked_at=one(H_PARKED_AT) or None,
             size=len(message.data),
             id=(headers.get("Nats-Msg-Id") or [""])[0],
-            data=message.data,
-            headers=kept or None,
         )
+        return ParkedCopy(parked, message.data, kept or None)
     try:
         wrapper = json.loads(message.data)
     except ValueError:
@@ -286,7 +277,7 @@ def read_parked(message: Message) -> Parked | None:
         data = decode_data(wrapper, f"dead letter {message.sequence}")
     except UsageError:
         return None
-    return Parked(
+    parked = Parked(
         seq=message.sequence,
         channel=str(wrapper.get("channel", "")),
         channel_seq=_int(wrapper.get("sequence")),
@@ -298,8 +289,8 @@ def read_parked(message: Message) -> Parked | None:
         parked_at=wrapper.get("parked_at"),
         size=len(data),
         id=str(wrapper.get("id", "")),
-        data=data,
     )
+    return ParkedCopy(parked, data)
 
 
 def _int(value: Any) -> int:
