@@ -44,6 +44,38 @@ Watch = Annotated[
     ),
 ]
 
+GATES = "Gates (exit 13 when one fails)"
+FailOnLag = Annotated[
+    int | None,
+    typer.Option(
+        "--fail-on-lag",
+        metavar="N",
+        help="Exit 13 when a subscription has more than N messages not yet delivered",
+        rich_help_panel=GATES,
+        show_default=False,
+    ),
+]
+FailOnUnacked = Annotated[
+    int | None,
+    typer.Option(
+        "--fail-on-unacked",
+        metavar="N",
+        help="Exit 13 when a subscription holds more than N delivered, unacked messages",
+        rich_help_panel=GATES,
+        show_default=False,
+    ),
+]
+FailOnStalled = Annotated[
+    str | None,
+    typer.Option(
+        "--fail-on-stalled",
+        metavar="DURATION",
+        help="Read twice, DURATION apart; exit 13 when a subscription with pending work acked nothing between",
+        rich_help_panel=GATES,
+        show_default=False,
+    ),
+]
+
 # A report of any of the commands (a dataclass, or a list of them) and what renders it as a table.
 Fetch = Callable[["MonitorClient"], Awaitable[Any]]
 TableOf = Callable[[Any, list[dict[str, str]] | None], "Renderable"]
@@ -191,7 +223,13 @@ def _rate_cells(previous: list[Any], rows: list[Any], seconds: float) -> list[di
     if not rows or not rate_columns(type(rows[0])):
         return None
     values = rates(previous, rows, seconds)
-    return [{k: rate(v, "bytes" if "bytes" in k else "") for k, v in row.items()} for row in values]
+    cells = [{k: rate(v, "bytes" if "bytes" in k else "") for k, v in row.items()} for row in values]
+    if type(rows[0]).__name__ == "Subscription":
+        from natsctl.monitor.gates import drain_cells
+
+        for cell, drain in zip(cells, drain_cells(previous, rows, seconds), strict=True):
+            cell["time to drain"] = drain
+    return cells
 
 
 # --- server ----------------------------------------------------------------------------------------
@@ -370,17 +408,28 @@ def channel_command(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Channel (stream) name")],
     output: Output = None,
     json_: JsonFlag = False,
+    fail_on_lag: FailOnLag = None,
+    fail_on_unacked: FailOnUnacked = None,
+    fail_on_stalled: FailOnStalled = None,
     *,
     settings: Settings,
 ) -> None:
-    """One channel in detail, with its consumers / subscriptions and their lag."""
+    """One channel in detail, with its consumers / subscriptions and their lag.
+
+    --fail-on-lag, --fail-on-unacked and --fail-on-stalled exit 13 naming every subscription of the
+    channel over them (see `natsctl subs --help`).
+    """
     from natsctl.cli.render.tables import channel_table
     from natsctl.monitor import api
+    from natsctl.monitor.gates import parse_gates
+
+    gates = parse_gates(fail_on_lag, fail_on_unacked, fail_on_stalled, None)
 
     async def fetch(client: "MonitorClient") -> Any:
         return await api.channel(client, name)
 
-    _run(settings, fetch, _fmt(output, json_), channel_table)
+    after = (lambda data: gates.check(data.subscriptions)) if gates.on else None
+    _run(settings, gates.gated(fetch, lambda data: data.subscriptions), _fmt(output, json_), channel_table, after=after)
 
 
 # --- subscriptions ---------------------------------------------------------------------------------
@@ -413,10 +462,19 @@ def subs_command(
     account: Annotated[
         str | None, typer.Option("--account", metavar="ACCOUNT", help="JetStream: only this account")
     ] = None,
+    fail_on_lag: FailOnLag = None,
+    fail_on_unacked: FailOnUnacked = None,
+    fail_on_stalled: FailOnStalled = None,
     *,
     settings: Settings,
 ) -> None:
     """Subscriptions and consumers with their lag (undelivered), unacked and redelivered counts.
+
+    Gates for cron jobs, CI and probes: --fail-on-lag N and --fail-on-unacked N exit 13 when a
+    subscription is over N; --fail-on-stalled DURATION reads twice, DURATION apart, and exits 13 when
+    a subscription with pending work acked nothing in between. The error line names every subscription
+    that failed; the table (or JSON) is printed first. --watch adds a "time to drain" column: pending
+    work (lag + unacked) divided by the ack rate seen between refreshes ("never": no ack since the last).
 
     QUEUE is the group whose members share the messages, as each server records it. Core NATS: the
     subscription's queue group. JetStream: a push consumer's deliver group; a pull consumer shows "-"
@@ -430,13 +488,18 @@ def subs_command(
     if sort not in SUB_SORTS:
         raise UsageError(f"--sort must be one of {', '.join(SUB_SORTS)}, not {sort!r}")
 
+    from natsctl.monitor.gates import parse_gates
+
+    gates = parse_gates(fail_on_lag, fail_on_unacked, fail_on_stalled, watch)
+
     async def fetch(client: "MonitorClient") -> Any:
         subs = await api.subscriptions(client, channel=channel, include_core=core, account=account)
         if min_lag is not None:
             subs = [s for s in subs if s.lag is not None and s.lag >= min_lag]
         return sort_subscriptions(subs, sort)
 
-    _run(settings, fetch, _fmt(output, json_), None, watch)
+    after = gates.check if gates.on else None
+    _run(settings, gates.gated(fetch, lambda data: data), _fmt(output, json_), None, watch, after)
 
 
 # --- routes and health -----------------------------------------------------------------------------
