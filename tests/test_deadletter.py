@@ -1,0 +1,293 @@
+"""Issue 15: a failing `sub --exec` handler gets bounded, spaced redelivery; a message out of
+deliveries is parked in a dead-letter channel (once, even across kill -9), looked at, sent back, and
+collected from consumers natsctl did not create. Real nats-server and the NATS Streaming double."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from itertools import accumulate
+from typing import Any
+
+import nats
+import pytest
+from nats.js import api
+
+from natsctl.core.deadletter import DEFAULT_BACKOFF, PARKING_HEADERS
+from natsctl.core.names import stream_name_for
+from tests.helpers import ClientLoop, as_json, ok
+from tests.servers import NatsServer
+from tests.stan_double.fixtures import StanServer, start_stan
+
+
+@pytest.fixture(scope="module")
+def js() -> Iterator[NatsServer]:
+    server = NatsServer(name="deadletter").start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def stan() -> Iterator[StanServer]:
+    server = start_stan("0.23.2", monitoring=True)
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def client(js) -> Iterator[Any]:
+    """A nats-py connection to the module's server, in a background loop."""
+    loop = ClientLoop()
+    nc = loop.run(nats.connect(js.url))
+    loop.nc = nc  # type: ignore[attr-defined]
+    loop.js = nc.jetstream()  # type: ignore[attr-defined]
+    try:
+        yield loop
+    finally:
+        loop.run(nc.close())
+        loop.close()
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.05)
+
+
+def stream_msgs(client, stream: str) -> int:
+    async def count() -> int:
+        try:
+            return (await client.js.stream_info(stream)).state.messages
+        except nats.js.errors.NotFoundError:
+            return 0
+
+    return client.run(count())
+
+
+def consumer(client, stream: str, name: str) -> api.ConsumerInfo:
+    return client.run(client.js.consumer_info(stream, name))
+
+
+def capture(client, subject: str) -> list[tuple[str, dict]]:
+    """Advisories (or any JSON) published to ``subject`` from now on."""
+    seen: list[tuple[str, dict]] = []
+
+    async def on(msg) -> None:
+        seen.append((msg.subject, json.loads(msg.data)))
+
+    async def subscribe() -> None:
+        await client.nc.subscribe(subject, cb=on)
+        await client.nc.flush()
+
+    client.run(subscribe())
+    return seen
+
+
+def handler(tmp_path, fail_on: str, code: int = 3) -> tuple[str, Any]:
+    """A handler logging "<payload> <deliveries>" per run; it fails (stderr line, exit code) on ``fail_on``."""
+    log = tmp_path / "runs.log"
+    script = tmp_path / "handle.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        "read payload\n"
+        f'echo "$payload $NATSCTL_DELIVERIES" >> {log}\n'
+        f'if [ "$payload" = "{fail_on}" ]; then echo "cannot handle $payload" >&2; echo "giving up" >&2; exit {code}; fi\n'
+    )
+    script.chmod(0o755)
+    return str(script), log
+
+
+def runs(log) -> list[tuple[str, int]]:
+    if not log.exists():
+        return []
+    return [(p, int(d)) for p, d in (line.split() for line in log.read_text().splitlines())]
+
+
+def stop(proc: subprocess.Popen) -> tuple[bytes, bytes]:
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err.decode()
+    assert b"Traceback" not in err
+    return out, err
+
+
+def parked_json(cli, args: list[str], channel: str, *extra: str) -> list[dict]:
+    return as_json(cli.run("dead-letter", "ls", channel, "--json", *extra, *args))
+
+
+# --- bounded, spaced redelivery and parking ------------------------------------------------------------
+
+
+def test_poison_message_delivered_max_times_parked_once_and_terminated_jetstream(cli, js, client, tmp_path):
+    args = ["--server", js.url]
+    lines = "\n".join(["good1", "poison", "good2", "good3"])
+    ok(cli.run("pub", "orders.a", "--lines", *args, input=lines + "\n"))
+    terminated = capture(client, f"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{stream_name_for('orders.a')}.w")
+    script, log = handler(tmp_path, "poison")
+    flags = ["--all", "--durable", "w", "--queue", "w", "--exec", script, "--max-deliver", "4", "--backoff", "1s,2s"]
+    proc = cli.popen("sub", "orders.a", *flags, *args)
+    try:
+        wait_for(lambda: stream_msgs(client, stream_name_for("dead-letter.orders.a")) == 1, "parked")
+        wait_for(lambda: terminated, "terminated advisory")
+    finally:
+        _, err = stop(proc)
+    poison = [d for p, d in runs(log) if p == "poison"]
+    assert poison == [1, 2, 3, 4]  # the server's delivery count, as the handler saw it, and its own log
+    assert [p for p, _ in runs(log)][:3] == ["good1", "poison", "good2"]  # the others went on meanwhile
+    assert sorted(p for p, d in runs(log) if p != "poison") == ["good1", "good2", "good3"]
+    # the server terminated it after its 4th delivery, as natsctl asked
+    assert [(a["stream_seq"], a["deliveries"], a["reason"]) for _, a in terminated] == [(2, 4, "natsctl parked")]
+    info = consumer(client, stream_name_for("orders.a"), "w")
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)
+    assert info.config.max_deliver == 5 and info.config.metadata["natsctl_max_deliver"] == "4"
+    # parked once, with every header
+    parked = parked_json(cli, args, "orders.a")
+    assert len(parked) == 1
+    assert {k: parked[0][k] for k in ("channel", "channel_seq", "subject", "deliveries", "consumer", "size")} == {
+        "channel": "orders.a",
+        "channel_seq": 2,
+        "subject": "orders.a",
+        "deliveries": 4,
+        "consumer": "w:w",
+        "size": 6,
+    }
+    assert parked[0]["reason"] == "--exec exit status 3: cannot handle poison | giving up"
+    raw = json.loads(ok(cli.run("replay", "dead-letter.orders.a", "--json", *args)))
+    assert raw["data"] == "poison"
+    assert set(raw["headers"]) == {*PARKING_HEADERS, "Nats-Msg-Id"}
+    assert raw["headers"]["Nats-Msg-Id"] == ["natsctl-dl:orders.a:2:w:w"]
+    assert raw["headers"]["Natsctl-Dl-Published"][0].startswith(time.strftime("%Y-"))
+    assert "it will be redelivered in 2s" in err.decode()
+
+
+def test_poison_message_on_nats_streaming_parked_in_a_json_wrapper(cli, stan, tmp_path):
+    args = stan.cli_args()
+    env = {"NATS_MONITOR_URL": stan.monitor_url or ""}
+    ok(cli.run("pub", "st.orders", "--lines", *args, input="poison\ngood1\n"))
+    script, log = handler(tmp_path, "poison")
+    flags = ["--all", "--durable", "w", "--client-id", "st-w", "--exec", script, "--max-deliver", "3"]
+    proc = cli.popen("sub", "st.orders", *flags, "--ack-wait", "1s", *args, env=env)
+    try:
+        wait_for(lambda: parked_json(cli, args, "st.orders"), "parked on NATS Streaming")
+    finally:
+        stop(proc)
+    assert [d for p, d in runs(log) if p == "poison"] == [1, 2, 3]
+    assert ("good1", 1) in runs(log)
+    (parked,) = parked_json(cli, args, "st.orders")
+    assert (parked["channel"], parked["channel_seq"], parked["deliveries"], parked["consumer"]) == (
+        "st.orders",
+        1,
+        3,
+        "w",
+    )
+    assert parked["reason"] == "--exec exit status 3: cannot handle poison | giving up"
+    wrapper = json.loads(ok(cli.run("replay", "dead-letter.st.orders", "--raw", *args, env=env)))
+    assert wrapper["natsctl_dead_letter"] == 1 and wrapper["data"] == "poison" and wrapper["encoding"] == "utf-8"
+    assert wrapper["id"] == "natsctl-dl:st.orders:1:w"
+
+
+def test_default_spacing_bounds_a_failing_handler(cli, js, client, tmp_path):
+    """No flag: redeliveries follow the default backoff (1s, 5s, 30s...): no hot loop."""
+    args = ["--server", js.url]
+    ok(cli.run("pub", "always.fails", "x", *args))
+    script, log = handler(tmp_path, "x", code=1)
+    proc = cli.popen("sub", "always.fails", "--all", "--durable", "d", "--exec", script, *args)
+    started = time.monotonic()
+    try:
+        wait_for(lambda: len(runs(log)) >= 2, "a second try")
+        while time.monotonic() - started < 3:  # the window measured: a failing handler for 3 seconds
+            time.sleep(0.1)
+    finally:
+        stop(proc)
+    elapsed = time.monotonic() - started
+    bound = 1 + sum(1 for t in accumulate(DEFAULT_BACKOFF) if t <= elapsed)
+    assert 2 <= len(runs(log)) <= bound == 2  # the first run, then one after 1s; the next waits 5s
+    assert consumer(client, stream_name_for("always.fails"), "d").num_ack_pending == 1  # still there, not lost
+
+
+def test_kill_9_between_parking_and_terminate_parks_exactly_once(cli, js, client, tmp_path):
+    args = ["--server", js.url]
+    ok(cli.run("pub", "crashy", "poison", *args))
+    script, log = handler(tmp_path, "poison")
+    flags = ["--all", "--durable", "c", "--exec", script, "--max-deliver", "2", "--backoff", "1s", "--ack-wait", "1s"]
+    dead_stream = stream_name_for("dead-letter.crashy")
+    proc = cli.popen("sub", "crashy", *flags, *args, env={"NATSCTL_FAULT": "pause-after-park"})
+    try:
+        wait_for(lambda: stream_msgs(client, dead_stream) == 1, "the parked copy stored")
+        wait_for(lambda: b"fault injection" in _peek(proc), "paused before the terminate")
+    finally:
+        proc.kill()  # kill -9
+        proc.wait(10)
+    assert consumer(client, "crashy", "c").num_ack_pending == 1  # not terminated
+    again = cli.popen("sub", "crashy", *flags, *args)
+    try:
+        wait_for(lambda: consumer(client, "crashy", "c").num_ack_pending == 0, "terminated after the restart")
+    finally:
+        _, err = stop(again)
+    assert stream_msgs(client, dead_stream) == 1  # parked exactly once: the second parking was a duplicate
+    assert [d for _, d in runs(log)] == [1, 2]  # the spare third delivery did not run the handler
+    assert "it was parked before" in err.decode()
+
+
+_peeked: dict[int, bytes] = {}
+
+
+def _peek(proc: subprocess.Popen) -> bytes:
+    """What the process wrote to stderr so far (non-blocking)."""
+    fd = proc.stderr.fileno()
+    os.set_blocking(fd, False)
+    try:
+        chunk = os.read(fd, 65536)
+    except BlockingIOError:
+        chunk = b""
+    _peeked[proc.pid] = _peeked.get(proc.pid, b"") + chunk
+    return _peeked[proc.pid]
+
+
+# --- redrive -----------------------------------------------------------------------------------------------
+
+
+def test_redrive_round_trip_by_sequence_then_all(cli, js, client):
+    args = ["--server", js.url]
+    total = 50
+    headers = ["-H", "Trace:t{{Count}}", "-H", "K:a", "-H", "K:b"]
+    ok(cli.run("pub", "rt", "--count", str(total), *headers, "m{{Count}}", *args))
+    dead_stream = stream_name_for("dead-letter.rt")
+    # --max-deliver 1: the first failure parks
+    proc = cli.popen("sub", "rt", "--all", "--durable", "p", "--exec", "exit 1", "--max-deliver", "1", *args)
+    try:
+        wait_for(lambda: stream_msgs(client, dead_stream) == total, "50 parked", timeout=40)
+    finally:
+        stop(proc)
+    parked = parked_json(cli, args, "rt")
+    assert [p["channel_seq"] for p in parked] == list(range(1, total + 1))
+    first = [p["seq"] for p in parked[:20]]
+    chosen = [arg for seq in first for arg in ("--seq", str(seq))]
+    sent = as_json(cli.run("dead-letter", "redrive", "rt", *chosen, "--json", *args))
+    assert [r["seq"] for r in sent["redriven"]] == first
+    assert [p["seq"] for p in parked_json(cli, args, "rt")] == [p["seq"] for p in parked[20:]]
+    rest = as_json(cli.run("dead-letter", "redrive", "rt", "--all", "--json", *args))
+    assert [r["original_seq"] for r in rest["redriven"]] == list(range(21, total + 1))
+    assert parked_json(cli, args, "rt") == []
+    assert stream_msgs(client, dead_stream) == 0
+    stored = [json.loads(line) for line in ok(cli.run("replay", "rt", "--json", *args)).splitlines()]
+    originals, redriven = stored[:total], stored[total:]
+    assert [m["data"] for m in redriven] == [m["data"] for m in originals]  # each once, in order
+    for original, copy in zip(originals, redriven, strict=True):
+        headers = dict(copy["headers"])
+        assert headers.pop("Nats-Msg-Id") == [f"natsctl-redrive:dead-letter.rt:{parked[original['seq'] - 1]['seq']}"]
+        assert headers == original["headers"]  # byte for byte, a repeated key's values in order
+        assert headers["K"] == ["a", "b"]
