@@ -19,7 +19,7 @@ from nats.js import api
 
 from natsctl.core.deadletter import DEFAULT_BACKOFF, PARKING_HEADERS
 from natsctl.core.names import stream_name_for
-from tests.helpers import ClientLoop, as_json, ok
+from tests.helpers import ClientLoop, as_json, failed, ok
 from tests.servers import NatsServer
 from tests.stan_double.fixtures import StanServer, start_stan
 
@@ -291,3 +291,137 @@ def test_redrive_round_trip_by_sequence_then_all(cli, js, client):
         assert headers.pop("Nats-Msg-Id") == [f"natsctl-redrive:dead-letter.rt:{parked[original['seq'] - 1]['seq']}"]
         assert headers == original["headers"]  # byte for byte, a repeated key's values in order
         assert headers["K"] == ["a", "b"]
+
+
+# --- collect ---------------------------------------------------------------------------------------------
+
+
+def test_collect_parks_what_a_plain_consumer_gave_up_and_a_killed_collector_loses_nothing(cli, js, client):
+    """A consumer made by plain nats-py (max_deliver=2) that never acks, and terminates one message."""
+    args = ["--server", js.url]
+    total = 6
+    ok(cli.run("pub", "legacy", "--count", str(total), "-H", "N:{{Count}}", "m{{Count}}", *args))
+    config = api.ConsumerConfig(durable_name="node", ack_policy=api.AckPolicy.EXPLICIT, max_deliver=2, ack_wait=1)
+    client.run(client.js.add_consumer("legacy", config))
+    collector = cli.popen("dead-letter", "collect", "legacy", "--durable", "node", "--json", *args)
+    wait_for(
+        lambda: stream_msgs(client, "NATSCTL_ADVISORIES_legacy") == 0 and _exists(client, "NATSCTL_ADVISORIES_legacy"),
+        "capturing",
+    )
+    worker = client.run(_start_never_acking(client))
+    try:
+        first = collector.stdout.readline()  # one parked: now kill it mid-stream
+        assert json.loads(first)["consumer"] == "node"
+        collector.kill()
+        collector.wait(10)
+        told = collector.stderr.read().decode()
+        assert "from now on" in told and "what its consumers gave up before was not captured" in told
+        wait_for(
+            lambda: stream_msgs(client, "NATSCTL_ADVISORIES_legacy") == total,
+            "every advisory captured",
+        )
+    finally:
+        client.run(_stop(worker))
+    resumed = cli.run("dead-letter", "collect", "legacy", "--durable", "node", "--exit-at-end", "--json", *args)
+    lines = [json.loads(first)] + [json.loads(line) for line in ok(resumed).splitlines()]
+    assert "resuming" in resumed.stderr.decode()
+    assert sorted(line["channel_seq"] for line in lines if not line["duplicate"]) == list(range(1, total + 1))
+    parked = parked_json(cli, args, "legacy")
+    assert stream_msgs(client, stream_name_for("dead-letter.legacy")) == total  # none twice, none lost
+    reasons = {p["channel_seq"]: p["reason"] for p in parked}
+    assert reasons[3] == "terminated by consumer node after 1 deliveries: bad json"
+    assert {reasons[n] for n in (1, 2, 4, 5, 6)} == {"max deliveries (2) reached on consumer node"}
+    assert {p["channel_seq"]: p["deliveries"] for p in parked} == {1: 2, 2: 2, 3: 1, 4: 2, 5: 2, 6: 2}
+    stored = [json.loads(line) for line in ok(cli.run("replay", "dead-letter.legacy", "--json", *args)).splitlines()]
+    for message in stored:
+        seq = int(message["headers"]["Natsctl-Dl-Sequence"][0])
+        assert (message["data"], message["headers"]["N"]) == (f"m{seq}", [str(seq)])
+
+
+def _exists(client, stream: str) -> bool:
+    async def look() -> bool:
+        try:
+            await client.js.stream_info(stream)
+            return True
+        except nats.js.errors.NotFoundError:
+            return False
+
+    return client.run(look())
+
+
+async def _start_never_acking(client) -> Any:
+    """Pull from the consumer with plain next-requests; terminate m3 ("bad json"), never ack the others."""
+    import asyncio
+
+    inbox = client.nc.new_inbox()
+
+    async def on(msg) -> None:
+        if msg.data == b"m3":
+            await client.nc.publish(msg.reply, b"+TERM bad json")
+
+    await client.nc.subscribe(inbox, cb=on)
+    request = json.dumps({"batch": 10, "expires": 1_000_000_000}).encode()
+
+    async def pull() -> None:
+        while True:
+            await client.nc.publish("$JS.API.CONSUMER.MSG.NEXT.legacy.node", request, reply=inbox)
+            await asyncio.sleep(0.5)  # a worker's polling pace, not a synchronization
+
+    return asyncio.ensure_future(pull())
+
+
+async def _stop(task) -> None:
+    task.cancel()
+
+
+# --- bad input: one line, a documented exit code, nothing changed -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--exec", "true", "--backoff", ""], "--backoff needs durations separated by commas"),
+        (["--exec", "true", "--backoff", "-1s"], "--backoff steps must be positive, not '-1s'"),
+        (["--exec", "true", "--backoff", "5s,1s"], "--backoff steps must not decrease: 1s comes after 5s"),
+        (["--exec", "true", "--backoff", "1s,,2s"], "--backoff needs durations separated by commas"),
+        (["--exec", "true", "--max-deliver", "0"], "--max-deliver must be 1 or more, not 0"),
+        (["--exec", "true", "--dead-letter", "bad.in"], "the dead-letter channel must differ from the channel"),
+        (["--max-deliver", "3"], "--max-deliver decide what happens when the --exec handler fails: add --exec CMD"),
+    ],
+    ids=["backoff-empty", "backoff-negative", "backoff-decreasing", "backoff-gap", "max-deliver-0", "same", "no-exec"],
+)
+def test_bad_failure_flags_are_one_line_and_change_nothing(cli, js, client, flags, message):
+    result = cli.run("sub", "bad.in", "--durable", "b", *flags, "--server", js.url)
+    assert message in failed(result, 2)
+
+    async def streams() -> list[str]:
+        return [info.config.name for info in await client.js.streams_info()]
+
+    assert not {stream_name_for("bad.in"), stream_name_for("dead-letter.bad.in")} & set(client.run(streams()))
+
+
+def test_redrive_of_a_sequence_not_parked_sends_nothing(cli, js, client):
+    args = ["--server", js.url]
+    ok(cli.run("pub", "miss", "only", *args))
+    proc = cli.popen("sub", "miss", "--all", "--exec", "exit 1", "--max-deliver", "1", *args)
+    try:
+        wait_for(lambda: stream_msgs(client, stream_name_for("dead-letter.miss")) == 1, "parked")
+    finally:
+        stop(proc)
+    (parked,) = parked_json(cli, args, "miss")
+    for wanted in (["--seq", "99"], ["--seq", str(parked["seq"]), "--seq", "99"]):
+        line = failed(cli.run("dead-letter", "redrive", "miss", *wanted, *args), 7)
+        assert line.startswith("natsctl: error: nothing parked for 'miss' at sequence 99 of 'dead-letter.miss'")
+    assert stream_msgs(client, "miss") == 1  # nothing was sent back
+    assert parked_json(cli, args, "miss") == [parked]  # nothing was removed
+    assert "choose --seq N" in failed(cli.run("dead-letter", "redrive", "miss", *args), 2)
+
+
+def test_nats_streaming_says_what_exists_on_jetstream_only(cli, stan):
+    args = stan.cli_args()
+    line = failed(cli.run("dead-letter", "collect", "st.any", *args), 2)
+    assert line == (
+        "natsctl: error: dead-letter collect exists on JetStream only: NATS Streaming has no advisories "
+        "(use 'sub --exec CMD --max-deliver N', which parks on both)"
+    )
+    assert "redrive exists on JetStream only" in failed(cli.run("dead-letter", "redrive", "st.any", "--all", *args), 2)
