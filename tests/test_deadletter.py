@@ -170,7 +170,7 @@ def test_poison_message_delivered_max_times_parked_once_and_terminated_jetstream
     assert set(raw["headers"]) == {*PARKING_HEADERS, "Nats-Msg-Id"}
     assert raw["headers"]["Nats-Msg-Id"] == ["natsctl-dl:orders.a:2:w:w"]
     assert raw["headers"]["Natsctl-Dl-Published"][0].startswith(time.strftime("%Y-"))
-    assert "it will be redelivered in 2s" in err.decode()
+    assert "--exec exited 3 for sequence 2 (delivery 2 of 4); it will be redelivered in 2s" in err.decode()
 
 
 def test_poison_message_on_nats_streaming_parked_in_a_json_wrapper(cli, stan, tmp_path):

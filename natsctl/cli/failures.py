@@ -36,19 +36,23 @@ class Outcome:
     stderr_tail: list[str] = field(default_factory=list)
 
     def reason(self) -> str:
-        if self.code < 0:
-            import signal
-
-            try:
-                name = signal.Signals(-self.code).name
-            except ValueError:
-                name = f"signal {-self.code}"
-            what = f"--exec killed by {name}"
-        else:
-            what = f"--exec exit status {self.code}"
+        """What the parking headers say: how it ended and the last lines of its stderr."""
+        what = f"--exec killed by {self._signal()}" if self.code < 0 else f"--exec exit status {self.code}"
         if self.stderr_tail:
             what += ": " + " | ".join(self.stderr_tail)
         return what
+
+    def short(self) -> str:
+        """What the warning line says (its stderr was shown already)."""
+        return f"--exec was killed by {self._signal()}" if self.code < 0 else f"--exec exited {self.code}"
+
+    def _signal(self) -> str:
+        import signal
+
+        try:
+            return signal.Signals(-self.code).name
+        except ValueError:
+            return f"signal {-self.code}"
 
 
 async def run_handler(command: str, message: Message) -> Outcome:
@@ -124,7 +128,8 @@ class FailedMessages:
         """A delivery past the bound: natsctl stopped before parking it last time; park it now."""
         return self.policy.max_deliver is not None and message.deliveries > self.policy.max_deliver
 
-    async def failed(self, message: Message, reason: str) -> None:
+    async def failed(self, message: Message, reason: str, short: str | None = None) -> None:
+        """The handler failed (``reason`` for the parking, ``short`` for the warning): redeliver, or park."""
         from natsctl.cli.run import warn
 
         deliveries = message.deliveries
@@ -132,7 +137,7 @@ class FailedMessages:
             await self.give_up(message, reason)
             return
         bound = f" of {self.policy.max_deliver}" if self.policy.max_deliver else ""
-        reason = reason.split(": ", 1)[0]  # the stderr lines were shown already
+        reason = short or reason
         if self.jetstream:
             delay = self.policy.delay(deliveries)
             warn(

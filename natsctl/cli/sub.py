@@ -511,7 +511,7 @@ async def _consume_with_exec(subscription: Any, request: ReadRequest, stop: Any,
                     subscription.stop()
                     return
             else:
-                await failures.failed(message, outcome.reason())
+                await failures.failed(message, outcome.reason(), outcome.short())
 
 
 async def _handle(subscription: Any, command: str, message: Any) -> Any:
