@@ -425,3 +425,22 @@ def test_nats_streaming_says_what_exists_on_jetstream_only(cli, stan):
         "(use 'sub --exec CMD --max-deliver N', which parks on both)"
     )
     assert "redrive exists on JetStream only" in failed(cli.run("dead-letter", "redrive", "st.any", "--all", *args), 2)
+
+
+def test_a_durable_made_with_other_values_keeps_them_and_says_so(cli, js, client):
+    args = ["--server", js.url]
+    ok(cli.run("pub", "kept", "k", *args))
+    first = ["sub", "kept", "--all", "--durable", "k", "--exec", "true", "--exit-at-end", *args]
+    ok(cli.run(*first, "--max-deliver", "3", "--backoff", "1s,4s"))
+    again = cli.run(*first, "--max-deliver", "5", "--backoff", "2s")
+    ok(again)
+    assert again.stderr.decode().splitlines() == [
+        "natsctl: warning: durable 'k' was created with max deliver 3, backoff 1s,4s; keeping the durable's, "
+        "not --max-deliver 5 and --backoff 2s (delete the durable to change them)"
+    ]
+    config = consumer(client, "kept", "k").config
+    assert (config.max_deliver, config.metadata["natsctl_max_deliver"], config.metadata["natsctl_backoff"]) == (
+        4,
+        "3",
+        "1,4",
+    )
