@@ -178,12 +178,27 @@ def test_poison_message_on_nats_streaming_parked_in_a_json_wrapper(cli, stan, tm
     env = {"NATS_MONITOR_URL": stan.monitor_url or ""}
     ok(cli.run("pub", "st.orders", "--lines", *args, input="poison\ngood1\n"))
     script, log = handler(tmp_path, "poison")
-    flags = ["--all", "--durable", "w", "--client-id", "st-w", "--exec", script, "--max-deliver", "3"]
+    flags = [
+        "--all",
+        "--durable",
+        "w",
+        "--client-id",
+        "st-w",
+        "--exec",
+        script,
+        "--max-deliver",
+        "3",
+        "--backoff",
+        "5s",
+    ]
     proc = cli.popen("sub", "st.orders", *flags, "--ack-wait", "1s", *args, env=env)
     try:
         wait_for(lambda: parked_json(cli, args, "st.orders"), "parked on NATS Streaming")
     finally:
-        stop(proc)
+        _, err = stop(proc)
+    told = err.decode()
+    assert "NATS Streaming has no delayed redelivery: --backoff is not used" in told
+    assert "--exec exited 3 for sequence 1 (delivery 2 of 3); it will be redelivered after --ack-wait (1s)" in told
     assert [d for p, d in runs(log) if p == "poison"] == [1, 2, 3]
     assert ("good1", 1) in runs(log)
     (parked,) = parked_json(cli, args, "st.orders")
@@ -274,6 +289,13 @@ def test_redrive_round_trip_by_sequence_then_all(cli, js, client):
         stop(proc)
     parked = parked_json(cli, args, "rt")
     assert [p["channel_seq"] for p in parked] == list(range(1, total + 1))
+    # a sequence that is not parked: one line, exit 7, nothing sent, nothing removed
+    line = failed(cli.run("dead-letter", "redrive", "rt", "--seq", str(parked[0]["seq"]), "--seq", "999", *args), 7)
+    assert line == (
+        "natsctl: error: nothing parked for 'rt' at sequence 999 of 'dead-letter.rt'; "
+        "'natsctl dead-letter ls rt' lists what is parked; nothing was sent"
+    )
+    assert (stream_msgs(client, "rt"), stream_msgs(client, dead_stream)) == (total, total)
     first = [p["seq"] for p in parked[:20]]
     chosen = [arg for seq in first for arg in ("--seq", str(seq))]
     sent = as_json(cli.run("dead-letter", "redrive", "rt", *chosen, "--json", *args))
@@ -390,8 +412,8 @@ async def _stop(task) -> None:
     ],
     ids=["backoff-empty", "backoff-negative", "backoff-decreasing", "backoff-gap", "max-deliver-0", "same", "no-exec"],
 )
-def test_bad_failure_flags_are_one_line_and_change_nothing(cli, js, client, flags, message):
-    result = cli.run("sub", "bad.in", "--durable", "b", *flags, "--server", js.url)
+def test_bad_failure_flags_are_one_line_and_change_nothing(cli_in_process, js, client, flags, message):
+    result = cli_in_process.run("sub", "bad.in", "--durable", "b", *flags, "--server", js.url)
     assert message in failed(result, 2)
 
     async def streams() -> list[str]:
@@ -400,31 +422,18 @@ def test_bad_failure_flags_are_one_line_and_change_nothing(cli, js, client, flag
     assert not {stream_name_for("bad.in"), stream_name_for("dead-letter.bad.in")} & set(client.run(streams()))
 
 
-def test_redrive_of_a_sequence_not_parked_sends_nothing(cli, js, client):
-    args = ["--server", js.url]
-    ok(cli.run("pub", "miss", "only", *args))
-    proc = cli.popen("sub", "miss", "--all", "--exec", "exit 1", "--max-deliver", "1", *args)
-    try:
-        wait_for(lambda: stream_msgs(client, stream_name_for("dead-letter.miss")) == 1, "parked")
-    finally:
-        stop(proc)
-    (parked,) = parked_json(cli, args, "miss")
-    for wanted in (["--seq", "99"], ["--seq", str(parked["seq"]), "--seq", "99"]):
-        line = failed(cli.run("dead-letter", "redrive", "miss", *wanted, *args), 7)
-        assert line.startswith("natsctl: error: nothing parked for 'miss' at sequence 99 of 'dead-letter.miss'")
-    assert stream_msgs(client, "miss") == 1  # nothing was sent back
-    assert parked_json(cli, args, "miss") == [parked]  # nothing was removed
-    assert "choose --seq N" in failed(cli.run("dead-letter", "redrive", "miss", *args), 2)
-
-
-def test_nats_streaming_says_what_exists_on_jetstream_only(cli, stan):
-    args = stan.cli_args()
-    line = failed(cli.run("dead-letter", "collect", "st.any", *args), 2)
+def test_nats_streaming_says_what_exists_on_jetstream_only(cli_in_process):
+    args = ["--server", "nats://127.0.0.1:1", "--cluster-id", "any"]  # refused before connecting
+    line = failed(cli_in_process.run("dead-letter", "collect", "st.any", *args), 2)
     assert line == (
         "natsctl: error: dead-letter collect exists on JetStream only: NATS Streaming has no advisories "
         "(use 'sub --exec CMD --max-deliver N', which parks on both)"
     )
-    assert "redrive exists on JetStream only" in failed(cli.run("dead-letter", "redrive", "st.any", "--all", *args), 2)
+    line = failed(cli_in_process.run("dead-letter", "redrive", "st.any", "--all", *args), 2)
+    assert "redrive exists on JetStream only" in line
+    assert "choose --seq N" in failed(
+        cli_in_process.run("dead-letter", "redrive", "rt", "--server", "nats://127.0.0.1:1"), 2
+    )
 
 
 def test_a_durable_made_with_other_values_keeps_them_and_says_so(cli, js, client):

@@ -47,7 +47,7 @@ def wait_for(check, what: str, timeout: float = 20.0):
     while not (value := check()):
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
+        time.sleep(0.25)  # each look is a natsctl process
     return value
 
 
