@@ -298,8 +298,17 @@ def test_redrive_round_trip_by_sequence_then_all(cli, js, client):
     assert (stream_msgs(client, "rt"), stream_msgs(client, dead_stream)) == (total, total)
     first = [p["seq"] for p in parked[:20]]
     chosen = [arg for seq in first for arg in ("--seq", str(seq))]
+    # killed after the republish, before the parked copies were removed: run again, nothing twice
+    cut = cli.popen("dead-letter", "redrive", "rt", *chosen, *args, env={"NATSCTL_FAULT": "pause-after-redrive"})
+    try:
+        wait_for(lambda: stream_msgs(client, "rt") == total + 20, "20 sent back")
+        wait_for(lambda: b"none removed yet" in _peek(cut), "paused before removing")
+    finally:
+        cut.kill()
+        cut.wait(10)
     sent = as_json(cli.run("dead-letter", "redrive", "rt", *chosen, "--json", *args))
-    assert [r["seq"] for r in sent["redriven"]] == first
+    assert [(r["seq"], r["duplicate"]) for r in sent["redriven"]] == [(seq, True) for seq in first]
+    assert stream_msgs(client, "rt") == total + 20
     assert [p["seq"] for p in parked_json(cli, args, "rt")] == [p["seq"] for p in parked[20:]]
     rest = as_json(cli.run("dead-letter", "redrive", "rt", "--all", "--json", *args))
     assert [r["original_seq"] for r in rest["redriven"]] == list(range(21, total + 1))

@@ -237,6 +237,19 @@ def dead_letter_redrive(
     run(lambda stop: redrive_command(channel, dead, wanted, to, settings, json_, stop))
 
 
+def _fault_point(sent: int) -> None:
+    """``NATSCTL_FAULT=pause-after-redrive``: stop after the republish, before the parked copies are removed."""
+    import os
+    import time
+
+    if os.environ.get("NATSCTL_FAULT") == "pause-after-redrive":
+        from natsctl.core.stderr import say
+
+        say(f"fault injection (NATSCTL_FAULT=pause-after-redrive): {sent} sent back, none removed yet")
+        while True:
+            time.sleep(3600)  # until killed
+
+
 def _sequence(text: str) -> int:
     from natsctl.core.errors import UsageError
 
@@ -290,6 +303,7 @@ async def redrive_command(
                 for c in group
             ]
             summary = await backend.publish(target, outgoing, create=False, on_ack=acks.append)
+            _fault_point(len(acks))
             for ack in acks:
                 parked = group[ack.index].parked
                 await backend.delete_stored(dead, parked.seq)
