@@ -1,4 +1,4 @@
-"""Monitoring commands: server, clients, channels, channel, subs, routes, health (HTTP port 8222).
+"""Monitoring commands: server, clients, channels, subs, routes, health (HTTP port 8222).
 
 httpx and rich are imported inside the functions (through natsctl.monitor and natsctl.cli.render) so
 that loading this module for ``--help`` stays cheap.
@@ -366,23 +366,6 @@ def channels_command(
     _run(settings, fetch, _fmt(output, json_), None, watch)
 
 
-def channel_command(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="Channel (stream) name")],
-    output: Output = None,
-    json_: JsonFlag = False,
-    *,
-    settings: Settings,
-) -> None:
-    """One channel in detail, with its consumers / subscriptions and their lag."""
-    from natsctl.cli.render.tables import channel_table
-    from natsctl.monitor import api
-
-    async def fetch(client: "MonitorClient") -> Any:
-        return await api.channel(client, name)
-
-    _run(settings, fetch, _fmt(output, json_), channel_table)
-
-
 # --- subscriptions ---------------------------------------------------------------------------------
 
 SUB_SORTS = ("channel", "lag", "unacked", "name")
@@ -533,7 +516,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(server_group, name="server")
     app.command("clients")(monitor_options(clients_command))
     app.command("channels")(monitor_options(channels_command))
-    app.command("channel")(monitor_options(channel_command))
     app.command("subs")(monitor_options(subs_command))
     app.command("routes")(monitor_options(routes_command))
     app.command("health")(monitor_options(health_command))

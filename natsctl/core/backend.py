@@ -11,6 +11,7 @@ import abc
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import ClassVar
 
+from .manage import ChannelAdmin
 from .model import (
     ChannelRef,
     Message,
@@ -100,6 +101,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Flush and close the connection."""
+
+    def manager(self) -> ChannelAdmin:
+        """Channel and durable management (``natsctl channel ...``, ``natsctl durable ...``)."""
+        from .errors import Unsupported
+
+        raise Unsupported(f"managing channels is not available on {self.kind}")
 
     async def __aenter__(self) -> Backend:
         return self

@@ -68,7 +68,9 @@ class MonitorPort:
             channel = self.double.channels.get(name)
             if channel is None:
                 return 404, f"Channel {name} not found\n".encode(), "text/plain; charset=utf-8"
-            return 200, self._json(self.one_channel(channel)), "application/json"
+            return 200, self._json(self.one_channel(channel, subs="subs" in query)), "application/json"
+        if parts.path == "/streaming/channelsz":  # the listing (subs=1: with subscriptions), as recorded
+            return 200, self._json(self.channel_list(query)), "application/json"
         return 404, b"404 page not found\n", "text/plain; charset=utf-8"
 
     def serverz(self) -> dict:
@@ -91,7 +93,56 @@ class MonitorPort:
             "total_bytes": sum(self._bytes(c) for c in channels),
         }
 
-    def one_channel(self, channel) -> dict:
+    def channel_list(self, query: dict) -> dict:
+        names = sorted(self.double.channels)
+        offset = int(query.get("offset", ["0"])[0])
+        limit = int(query.get("limit", ["1024"])[0])
+        page = names[offset : offset + limit]
+        return {
+            "cluster_id": self.double.config.cluster_id,
+            "server_id": self.double.subjects["pub"].rsplit(".", 1)[-1],
+            "now": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "offset": offset,
+            "limit": limit,
+            "count": len(page),
+            "total": len(names),
+            "channels": [self.one_channel(self.double.channels[n], subs="subs" in query) for n in page],
+        }
+
+    def subscriptions(self, channel) -> list[dict]:
+        """Online subscriptions, offline durables and durable queue groups left by their last member."""
+        found = []
+        for sub in channel.subs:
+            found.append(self._sub(sub, sub.durable, "", False, sub.last_sent))
+        for sub in channel.durables.values():
+            if sub.offline:
+                found.append(self._sub(sub, sub.durable, "", True, sub.last_sent))
+        for key, group in channel.groups.items():
+            for member in group.members:
+                found.append(self._sub(member, "", key, False, group.last_sent))
+            if not group.members and group.durable and group.last_member is not None:
+                found.append(self._sub(group.last_member, "", key, True, group.last_sent))
+        return found
+
+    @staticmethod
+    def _sub(sub, durable: str, queue: str, offline: bool, last_sent: int) -> dict:
+        entry = {"client_id": sub.client_id, "inbox": sub.inbox, "ack_inbox": sub.ack_inbox}
+        if durable:
+            entry["durable_name"] = durable
+        if queue:
+            entry["queue_name"] = queue
+        entry.update(
+            is_durable=bool(durable) or ":" in queue,
+            is_offline=offline,
+            max_inflight=sub.max_inflight,
+            ack_wait=int(sub.ack_wait),
+            last_sent=last_sent,
+            pending_count=len(sub.unacked),
+            is_stalled=False,
+        )
+        return entry
+
+    def one_channel(self, channel, subs: bool = False) -> dict:
         body = {
             "name": channel.name,
             "msgs": len(channel.messages),
@@ -102,6 +153,8 @@ class MonitorPort:
         if self.double.config.version != "0.17.0":
             online = [s for s in channel.subs if not s.offline]
             body["subs_count"] = len(online) + sum(len(g.members) for g in channel.groups.values())
+        if subs:
+            body["subscriptions"] = self.subscriptions(channel)
         return body
 
     @staticmethod
