@@ -157,14 +157,13 @@ def edit(
         if dry_run or not plan.changes:
             emit(plan, "json") if json_ else write(edit_lines(plan))
             return 0
-        if not json_:
-            write(edit_lines(plan))
-        listed = ", ".join(f"{c.field} {c.before} -> {c.after}" for c in plan.changes)
+        listed = edit_lines(plan).replace("\n", ", ")
         confirm(f"change {listed} of channel {plan.channel} (stream {plan.stream})", yes)
         result = await admin.edit_channel(channel, changes, apply=True)
         if json_:
             emit(result, "json")
         else:
+            write(edit_lines(result))
             say(f"channel {result.channel} (stream {result.stream}) changed")
         return 0
 
