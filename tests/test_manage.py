@@ -69,7 +69,7 @@ def server_state(js) -> Iterator[Reader]:
         reader.close()
 
 
-def S(js: NatsServer) -> list[str]:  # noqa: N802 - the connection flags, short
+def S(js: NatsServer) -> list[str]:
     return ["-s", js.url]
 
 
@@ -96,7 +96,9 @@ def wait_for(condition, timeout: float = 15.0, what: str = "condition"):
 
 
 def test_add_info_and_the_short_form(cli, js):
-    made = as_json(cli.run("channel", "add", "ticket:created", "--max-msgs", "1000", "--max-age", "1h", "--json", *S(js)))
+    made = as_json(
+        cli.run("channel", "add", "ticket:created", "--max-msgs", "1000", "--max-age", "1h", "--json", *S(js))
+    )
     assert (made["channel"], made["kind"], made["created"], made["messages"]) == ("ticket:created", "stream", True, 0)
     assert made["stream"].startswith("ticket_created_")
     assert (made["config"]["max_msgs"], made["config"]["max_age"], made["config"]["subjects"]) == (
@@ -146,7 +148,9 @@ def test_get_writes_like_sub_and_rm_msg_deletes_one(cli, js, server_state):
         got = ok(cli.run("channel", "get", "order:updated", "--seq", "2", *output, *S(js)))
         read = ok(cli.run("replay", "order:updated", "--seq", "2", "--to-seq", "2", *output, *S(js)))
         assert got == read
-    envelope = json.loads(ok(cli.run("channel", "get", "order:updated", "--last-for", "order:updated", "--json", *S(js))))
+    envelope = json.loads(
+        ok(cli.run("channel", "get", "order:updated", "--last-for", "order:updated", "--json", *S(js)))
+    )
     assert (envelope["seq"], envelope["data"], envelope["channel"]) == (3, '{"id": 3}', "order:updated")
     removed = as_json(cli.run("channel", "rm-msg", "order:updated", "2", "--yes", "--json", *S(js)))
     assert (removed["what"], removed["sequence"]) == ("message", 2)
@@ -187,7 +191,10 @@ def test_destructive_commands_need_yes_off_a_terminal(cli, js, server_state):
         (["channel", "purge", "order:kept", "--keep", "1"], "would purge all but the last 1 messages"),
         (["channel", "rm", "order:kept"], "would delete channel order:kept: stream "),
         (["channel", "rm-msg", "order:kept", "3"], "would delete message 3 of channel order:kept"),
-        (["channel", "edit", "order:kept", "--max-msgs", "2"], "would change max_msgs: unlimited -> 2 of channel order:kept"),
+        (
+            ["channel", "edit", "order:kept", "--max-msgs", "2"],
+            "would change max_msgs: unlimited -> 2 of channel order:kept",
+        ),
         (["durable", "rm", "order:kept", "keeper"], "would delete durable keeper of channel order:kept"),
         (["durable", "reset", "order:kept", "keeper", "--all"], "would move durable keeper of channel order:kept"),
     ]
