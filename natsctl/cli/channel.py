@@ -9,8 +9,8 @@ Streaming the protocol can create a channel and read it, and the rest is server 
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
+from natsctl.cli.lazy import PlainGroup
 from natsctl.cli.manage_common import JsonFlag, Output, Yes, confirm, emit, output_format, run_admin, say
 from natsctl.cli.options import _STREAM_PARAMS, _with_params, connection_options, monitor_options, stream_options
 from natsctl.core.model import StreamOptions
@@ -30,8 +30,9 @@ deletions are server settings (store_limits), which natsctl names when it refuse
 Channel = Annotated[str, typer.Argument(metavar="CHANNEL", help="Channel (subject) name")]
 
 
-class ChannelGroup(TyperGroup):
-    """`channel NAME ...` runs `channel info NAME ...` when NAME is no subcommand."""
+class ChannelGroup(PlainGroup):
+    """`channel NAME ...` runs `channel info NAME ...` when NAME is no subcommand (values converted
+    without pydantic, as natsctl/cli/lazy.py does for every group)."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and not args[0].startswith("-") and args[0] not in self.commands:

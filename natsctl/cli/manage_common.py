@@ -21,7 +21,7 @@ Yes = Annotated[
 Output = Annotated[
     str | None,
     typer.Option(
-        "--output", "-o", metavar="table|json|yaml", help="Output format: table, json or yaml [default: table]"
+        "--output", "-o", metavar="table|json|yaml|csv", help="Output format: table, json, yaml or csv [default: table]"
     ),
 ]
 
@@ -65,12 +65,7 @@ def confirm(action: str, yes: bool) -> None:
 def output_format(output: str | None, json_: bool) -> str:
     from natsctl.cli.render.tables import output_format as resolve
 
-    fmt = resolve(output, json_)
-    if fmt == "csv":
-        from natsctl.core.errors import UsageError
-
-        raise UsageError("-o csv is not available here; use table, json or yaml")
-    return fmt
+    return resolve(output, json_)
 
 
 def emit(data: Any, fmt: str, table: Callable[[], Any] | None = None) -> None:
