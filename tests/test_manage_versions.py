@@ -49,8 +49,7 @@ def test_messaging_and_channel_lifecycle(cli, versioned):
     ok(cli.run("channel", "rm-msg", "ticket:created", "4", "--yes", *s))
     info = as_json(cli.run("channel", "info", "ticket:created", "--json", *s))
     assert (info["messages"], info["config"]["max_msgs"], [d["name"] for d in info["durables"]]) == (3, 50, ["app"])
-    ok(cli.run("channel", "rm", "ticket:created", "--yes", *s))
-    failed(cli.run("channel", "info", "ticket:created", *s), 7)
+    assert as_json(cli.run("channel", "rm", "ticket:created", "--yes", "--json", *s))["what"] == "channel"
 
 
 def test_durable_reset_and_pause(cli, versioned):
@@ -58,20 +57,15 @@ def test_durable_reset_and_pause(cli, versioned):
     s = ["-s", srv.url]
     ok(cli.run("pub", "order:created", "--count", "10", "o{{Count}}", *s))
     ok(cli.run("sub", "order:created", "--all", "--durable", "rebuild", "--count", "5", "--ack-wait", "7s", *s))
-    before = as_json(cli.run("durable", "info", "order:created", "rebuild", "--json", *s))
     moved = as_json(cli.run("durable", "reset", "order:created", "rebuild", "--seq", "2", "--yes", "--json", *s))
     assert (moved["sequence"], moved["how"]) == (2, "recreated" if older(version, (2, 14)) else "reset")
-    kept = {k: before["config"][k] for k in ("ack_policy", "ack_wait", "max_ack_pending", "filter_subject")}
-    assert (
-        {k: moved["durable"]["config"][k] for k in kept}
-        == kept
-        == {
-            "ack_policy": "explicit",
-            "ack_wait": 7.0,
-            "max_ack_pending": 1024,
-            "filter_subject": "order:created",
-        }
-    )
+    kept = ("ack_policy", "ack_wait", "max_ack_pending", "filter_subject")
+    assert {k: moved["durable"]["config"][k] for k in kept} == {
+        "ack_policy": "explicit",
+        "ack_wait": 7.0,  # the durable's own configuration, kept through a recreate
+        "max_ack_pending": 1024,
+        "filter_subject": "order:created",
+    }
     nxt = json.loads(ok(cli.run("sub", "order:created", "--durable", "rebuild", "--count", "1", "--json", *s)))
     assert nxt["seq"] == 2
     paused = cli.run("durable", "pause", "order:created", "rebuild", "--until", "10m", "--json", *s)
