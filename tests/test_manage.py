@@ -111,6 +111,7 @@ def test_add_info_and_the_short_form(cli, js):
     pub(cli, js, "ticket:created", 3)
     info = as_json(cli.run("channel", "info", "ticket:created", "--json", *S(js)))
     assert (info["messages"], info["first_seq"], info["last_seq"], info["state"]["messages"]) == (3, 1, 3, 3)
+    assert info["first_time"] <= info["last_time"] == info["state"]["last_ts"] and info["first_time"].startswith("20")
     # `channel NAME` is `channel info NAME`
     assert as_json(cli.run("channel", "ticket:created", "--json", *S(js)))["config"] == info["config"]
     fields = record(ok(cli.run("channel", "ticket:created", *S(js))))

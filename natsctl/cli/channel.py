@@ -67,7 +67,12 @@ def add(channel: Channel, json_: JsonFlag = False, *, settings: Settings, stream
             emit(details, "json")
             return 0
         where = f" (stream {details.stream})" if details.stream else ""
-        say(f"channel {channel}{where} {'created' if details.created else 'exists already, left as it is'}")
+        if details.created:
+            say(f"channel {channel}{where} created")
+        elif details.kind == "channel":
+            say(f"channel {channel} is there (NATS Streaming creates a channel when it is first used)")
+        else:
+            say(f"channel {channel}{where} exists already, left as it is")
         return 0
 
     run_admin(settings, body)

@@ -167,14 +167,23 @@ class JetStreamAdmin(ChannelAdmin):
 
     # -- channels ------------------------------------------------------------------------------------
 
+    async def _times(self, details: ChannelDetails) -> ChannelDetails:
+        """The first and last message times (nats-py's StreamState leaves them out): from the raw answer."""
+        if details.messages:
+            state = (await self._request(f"STREAM.INFO.{details.stream}", None, "reading the stream")).get("state", {})
+            details.first_time = state.get("first_ts")
+            details.last_time = state.get("last_ts")
+            details.state.update(first_ts=details.first_time, last_ts=details.last_time)
+        return details
+
     async def add_channel(self, channel: str, options: StreamOptions) -> ChannelDetails:
         self.backend.stream_options = options
         ref = await self.backend.resolve_channel(channel, create=True)
-        return self._details(ref, await self._stream_info(ref), created=ref.created)
+        return await self._times(self._details(ref, await self._stream_info(ref), created=ref.created))
 
     async def channel_details(self, channel: str) -> ChannelDetails:
         ref = await self._ref(channel)
-        details = self._details(ref, await self._stream_info(ref))
+        details = await self._times(self._details(ref, await self._stream_info(ref)))
         details.durables = [self._durable(ref, c) for c in await self._consumers(ref.stream)]
         return details
 
