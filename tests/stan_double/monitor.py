@@ -5,11 +5,7 @@
 - ``/streaming/channelsz?channel=NAME``: one channel, with the keys of the recorded
   ``channelsz?channel=ticket:created`` body (``subs_count`` from 0.23.2 on), or a 404 plain-text
   ``Channel NAME not found`` for a missing channel (nats-streaming-server's handleOneChannel; the
-  recordings only hold channels that exist);
-- ``/streaming/channelsz[?subs=1][&offset=N&limit=N]``: every channel, paged, with its subscriptions
-  when ``subs=1``, in the shape of the recorded ``channelsz.json`` / ``channelsz_subs_after_close.json``
-  (plain, durable, queue members; an offline durable or a durable queue group without members shows
-  ``is_offline``), for `natsctl subs` and its lag gates.
+  recordings only hold channels that exist).
 
 Anything else answers 404 ``404 page not found``, as Go's HTTP mux does. Opt-in (``--monitor-port``):
 without it the double has no monitoring port, like a server whose port is not reachable.
@@ -72,8 +68,8 @@ class MonitorPort:
             channel = self.double.channels.get(name)
             if channel is None:
                 return 404, f"Channel {name} not found\n".encode(), "text/plain; charset=utf-8"
-            return 200, self._json(self.one_channel(channel)), "application/json"
-        if parts.path == "/streaming/channelsz":
+            return 200, self._json(self.one_channel(channel, subs="subs" in query)), "application/json"
+        if parts.path == "/streaming/channelsz":  # the listing (subs=1: with subscriptions), as recorded
             return 200, self._json(self.channel_list(query)), "application/json"
         return 404, b"404 page not found\n", "text/plain; charset=utf-8"
 
@@ -97,7 +93,56 @@ class MonitorPort:
             "total_bytes": sum(self._bytes(c) for c in channels),
         }
 
-    def one_channel(self, channel) -> dict:
+    def channel_list(self, query: dict) -> dict:
+        names = sorted(self.double.channels)
+        offset = int(query.get("offset", ["0"])[0])
+        limit = int(query.get("limit", ["1024"])[0])
+        page = names[offset : offset + limit]
+        return {
+            "cluster_id": self.double.config.cluster_id,
+            "server_id": self.double.subjects["pub"].rsplit(".", 1)[-1],
+            "now": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "offset": offset,
+            "limit": limit,
+            "count": len(page),
+            "total": len(names),
+            "channels": [self.one_channel(self.double.channels[n], subs="subs" in query) for n in page],
+        }
+
+    def subscriptions(self, channel) -> list[dict]:
+        """Online subscriptions, offline durables and durable queue groups left by their last member."""
+        found = []
+        for sub in channel.subs:
+            found.append(self._sub(sub, sub.durable, "", False, sub.last_sent))
+        for sub in channel.durables.values():
+            if sub.offline:
+                found.append(self._sub(sub, sub.durable, "", True, sub.last_sent))
+        for key, group in channel.groups.items():
+            for member in group.members:
+                found.append(self._sub(member, "", key, False, group.last_sent))
+            if not group.members and group.durable and group.last_member is not None:
+                found.append(self._sub(group.last_member, "", key, True, group.last_sent))
+        return found
+
+    @staticmethod
+    def _sub(sub, durable: str, queue: str, offline: bool, last_sent: int) -> dict:
+        entry = {"client_id": sub.client_id, "inbox": sub.inbox, "ack_inbox": sub.ack_inbox}
+        if durable:
+            entry["durable_name"] = durable
+        if queue:
+            entry["queue_name"] = queue
+        entry.update(
+            is_durable=bool(durable) or ":" in queue,
+            is_offline=offline,
+            max_inflight=sub.max_inflight,
+            ack_wait=int(sub.ack_wait),
+            last_sent=last_sent,
+            pending_count=len(sub.unacked),
+            is_stalled=False,
+        )
+        return entry
+
+    def one_channel(self, channel, subs: bool = False) -> dict:
         body = {
             "name": channel.name,
             "msgs": len(channel.messages),
@@ -108,70 +153,8 @@ class MonitorPort:
         if self.double.config.version != "0.17.0":
             online = [s for s in channel.subs if not s.offline]
             body["subs_count"] = len(online) + sum(len(g.members) for g in channel.groups.values())
-        return body
-
-    def channel_list(self, query: dict[str, list[str]]) -> dict:
-        offset = int(query.get("offset", ["0"])[0] or 0)
-        limit = int(query.get("limit", ["1024"])[0] or 1024)
-        subs = query.get("subs", ["0"])[0] == "1"
-        names = sorted(self.double.channels)
-        page = []
-        for name in names[offset : offset + limit]:
-            channel = self.double.channels[name]
-            body = self.one_channel(channel)
-            if subs:
-                body["subscriptions"] = self.subscriptions(channel)
-            page.append(body)
-        return {
-            "cluster_id": self.double.config.cluster_id,
-            "server_id": self.double.subjects["pub"].rsplit(".", 1)[-1],
-            "now": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            "offset": offset,
-            "limit": limit,
-            "count": len(page),
-            "total": len(names),
-            "channels": page,
-        }
-
-    def subscriptions(self, channel) -> list[dict]:
-        out = [self._sub(s, s.last_sent, len(s.unacked)) for s in channel.subs]
-        out += [self._sub(s, s.last_sent, len(s.unacked)) for s in channel.durables.values() if s.offline]
-        for group in channel.groups.values():
-            out += [self._sub(m, group.last_sent, len(m.unacked), queue=group.key) for m in group.members]
-            if not group.members and group.durable:
-                out.append(
-                    {
-                        "client_id": "",
-                        "inbox": "",
-                        "ack_inbox": "",
-                        "queue_name": group.key,
-                        "is_durable": True,
-                        "is_offline": True,
-                        "max_inflight": 0,
-                        "ack_wait": 0,
-                        "last_sent": group.last_sent,
-                        "pending_count": len(group.orphans),
-                        "is_stalled": False,
-                    }
-                )
-        return out
-
-    @staticmethod
-    def _sub(sub, last_sent: int, pending: int, queue: str = "") -> dict:
-        body: dict = {"client_id": sub.client_id, "inbox": sub.inbox, "ack_inbox": sub.ack_inbox}
-        if queue:
-            body["queue_name"] = queue
-        elif sub.durable:
-            body["durable_name"] = sub.durable
-        body.update(
-            is_durable=bool(sub.durable),
-            is_offline=sub.offline,
-            max_inflight=sub.max_inflight,
-            ack_wait=int(sub.ack_wait),
-            last_sent=last_sent,
-            pending_count=pending,
-            is_stalled=pending >= sub.max_inflight,
-        )
+        if subs:
+            body["subscriptions"] = self.subscriptions(channel)
         return body
 
     @staticmethod

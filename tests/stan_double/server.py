@@ -94,6 +94,7 @@ class QueueGroup:
     last_sent: int = 0
     next_index: int = 0
     orphans: dict[int, list[float]] = field(default_factory=dict)  # unacked of members that left
+    last_member: Sub | None = None  # what the monitoring port shows of a durable group without members
 
 
 @dataclass
@@ -467,6 +468,7 @@ class StanDouble:
     def _leave_group(self, channel: Channel, sub: Sub, delete: bool) -> None:
         group = sub.group
         group.members.remove(sub)
+        group.last_member = sub
         for seq, (n, _) in sub.unacked.items():  # another member (or a later one) gets them
             target = min(group.members, key=lambda m: len(m.unacked)) if group.members else None
             (target.unacked if target else group.orphans)[seq] = [n, 0.0]

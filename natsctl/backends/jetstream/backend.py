@@ -17,6 +17,7 @@ from natsctl.core.backend import (
     Subscription,
 )
 from natsctl.core.errors import NotFound
+from natsctl.core.manage import ChannelAdmin
 from natsctl.core.model import ChannelRef, PublishSummary, StreamOptions, SubscribeSpec
 from natsctl.core.names import validate_channel, validate_durable
 from natsctl.core.settings import Settings
@@ -50,6 +51,11 @@ class JetStreamBackend(DeadLetterOps, Backend):
 
     async def close(self) -> None:
         await close_quietly(self.nc)
+
+    def manager(self) -> ChannelAdmin:
+        from natsctl.backends.jetstream.manage import JetStreamAdmin
+
+        return JetStreamAdmin(self)
 
     # Stream creation as tests/test_jetstream_backend.py drives it, without a channel lookup first.
     def _stream_config(self, channel: str) -> api.StreamConfig:

@@ -13,6 +13,7 @@ from typing import ClassVar
 from natsctl.core.backend import AckCallback, Backend, ErrorCallback, Messages, Subscription, each_message
 from natsctl.core.errors import ConnectionFailed, NatsctlError, NotFound, PublishInterrupted, Unsupported, UsageError
 from natsctl.core.limits import INT64_MAX, check_subscription
+from natsctl.core.manage import ChannelAdmin
 from natsctl.core.model import (
     ChannelRef,
     Message,
@@ -130,6 +131,11 @@ class StanBackend(Backend):
         subscription = StanSubscription(self, spec)
         await subscription.start()
         return subscription
+
+    def manager(self) -> ChannelAdmin:
+        from .manage import StanAdmin
+
+        return StanAdmin(self)
 
     async def close(self) -> None:
         from natsctl.transport.connect import close_quietly
