@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from natsctl.cli.families import StreamOpt
 from natsctl.cli.options import connection_options, require_jetstream_for, stream_options
 from natsctl.core.model import StreamOptions
 from natsctl.core.settings import Settings
@@ -60,7 +61,14 @@ def register(app: typer.Typer) -> None:
     app.command("replay", help=REPLAY_HELP, no_args_is_help=True)(replay)
 
 
-ChannelArg = Annotated[str, typer.Argument(metavar="CHANNEL", help="Channel (subject) to read", show_default=False)]
+ChannelArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="CHANNEL",
+        help="Channel (subject) to read; also a stream's name, or a wildcard (orders.*, orders.>) a stream covers",
+        show_default=False,
+    ),
+]
 AllOpt = Annotated[bool, typer.Option("--all", help="From the first message stored", rich_help_panel=START)]
 NewOpt = Annotated[
     bool, typer.Option("--new", help="Only messages published from now on (default)", rich_help_panel=START)
@@ -99,7 +107,8 @@ NoCreateOpt = Annotated[bool, typer.Option("--no-create", help="Fail instead of 
 @stream_options
 @connection_options
 def sub(
-    channel: ChannelArg,
+    channel: ChannelArg = None,
+    stream: StreamOpt = None,
     all_: AllOpt = False,
     new: NewOpt = False,
     last: LastOpt = False,
@@ -140,10 +149,13 @@ def sub(
     settings: Settings,
     stream_options: StreamOptions,
 ) -> None:
+    from natsctl.cli.families import read_target
     from natsctl.cli.run import run
 
+    name, whole_stream = read_target(channel, stream)
     request = ReadRequest(
-        channel=channel,
+        channel=name,
+        whole_stream=whole_stream,
         start_flags=StartFlags(all_, new, last, seq, since),
         durable=durable,
         queue=queue,
@@ -165,7 +177,8 @@ def sub(
 
 @connection_options
 def replay(
-    channel: ChannelArg,
+    channel: ChannelArg = None,
+    stream: StreamOpt = None,
     seq: SeqOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
@@ -176,10 +189,13 @@ def replay(
     *,
     settings: Settings,
 ) -> None:
+    from natsctl.cli.families import read_target
     from natsctl.cli.run import run
 
+    name, whole_stream = read_target(channel, stream)
     request = ReadRequest(
-        channel=channel,
+        channel=name,
+        whole_stream=whole_stream,
         start_flags=StartFlags(seq is None and since is None, False, False, seq, since),
         count=count,
         stop_at_end=True,
@@ -261,16 +277,16 @@ class ReadRequest:
     until: str | None = None
     to_seq: int | None = None
     unsubscribe: bool = False
+    whole_stream: bool = False  # --stream NAME
 
     def spec(self) -> "SubscribeSpec":
         from natsctl.cli.settings import last_resolution
         from natsctl.core.errors import UsageError
         from natsctl.core.limits import check_subscription
         from natsctl.core.model import SubscribeSpec
-        from natsctl.core.names import validate_channel, validate_durable
+        from natsctl.core.names import validate_durable
         from natsctl.core.timeparse import parse_duration, parse_time
 
-        validate_channel(self.channel)
         for name, what in ((self.durable, "durable"), (self.queue, "queue group")):
             if name is not None:
                 validate_durable(name, what)
@@ -306,6 +322,7 @@ class ReadRequest:
             max_messages=None if self.exec_cmd else self.count,
             exclusive_acks=self.exec_cmd is not None,
             hold=1 if self.exec_cmd else None,
+            whole_stream=self.whole_stream,
         )
 
 
