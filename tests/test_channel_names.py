@@ -146,7 +146,7 @@ def test_a_name_that_is_a_subject_and_another_streams_name_is_refused(cli, js):
         line = failed(cli.run(*command, "-s", js.url), USAGE)
         assert line == (
             "natsctl: error: 'audit' is ambiguous: it is a subject of stream 'AUDITLOG' and the name of stream "
-            "'audit' (events.audit); read the stream with --stream audit, or rename one of them"
+            "'audit' (events.audit); sub, replay and verify read the stream with --stream audit; or rename one of them"
         )
     assert (len(stored(js, "audit")), len(stored(js, "AUDITLOG"))) == (0, 0)
     # --stream names the stream; its own subject names the other

@@ -56,7 +56,7 @@ async def resolve_name(admin: Admin, name: str, *, create: bool, options: Stream
         raise UsageError(
             f"{name!r} is ambiguous: it is a subject of stream {held_by!r} and the name of stream "
             f"{named.config.name!r} ({describe(named.config.subjects or [])})",
-            hint=f"read the stream with --stream {name}, or rename one of them",
+            hint=f"sub, replay and verify read the stream with --stream {name}; or rename one of them",
         )
     if held_by:
         return ChannelRef(channel=name, stream=held_by)
