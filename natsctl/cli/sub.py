@@ -36,6 +36,9 @@ NATSCTL_DELIVERIES. natsctl takes one message at a time for --exec, so none wait
 past --ack-wait; on JetStream a handler running longer than --ack-wait is kept alive with
 in-progress acks, on NATS Streaming such a message is delivered again after --ack-wait.
 
+On JetStream CHANNEL may also be a stream's name, or a wildcard (orders.*, orders.>) that an
+existing stream covers; --stream NAME reads a whole stream. Each message keeps its own subject.
+
 Ctrl-C stops cleanly (what was written is acked) and exits 130; SIGTERM exits 143.
 
 Examples:
@@ -47,13 +50,15 @@ Examples:
 
 REPLAY_HELP = """Read CHANNEL from the start (or --seq / --since) to its end and exit; nothing is acked or kept.
 
-Bound it with --until TIME or --to-seq N. Same output options as `sub`.
+Bound it with --until TIME or --to-seq N. Same output options as `sub`. On JetStream CHANNEL may
+also be a stream's name or a wildcard a stream covers, and --stream NAME reads a whole stream.
 
 Examples:
 
 \b
   natsctl replay orders --json > orders.jsonl
-  natsctl replay orders --since 2026-11-28T10:00:00Z --until 2026-11-28T11:00:00Z --raw"""
+  natsctl replay orders --since 2026-11-28T10:00:00Z --until 2026-11-28T11:00:00Z --raw
+  natsctl replay --stream ORDERS --json > orders.jsonl"""
 
 
 def register(app: typer.Typer) -> None:
