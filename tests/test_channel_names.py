@@ -300,11 +300,13 @@ def test_a_wildcard_no_stream_covers_is_not_found_and_creates_nothing(cli, js, o
         (["verify", "--stream", "ORDERS"], "verify needs --against FILE"),
     ],
 )
-def test_conflicting_flags_are_usage_errors(cli, js, args, message):
-    assert message in failed(cli.run(*args, "-s", js.url), USAGE)
+def test_conflicting_flags_are_usage_errors(cli_in_process, js, args, message):
+    assert message in failed(cli_in_process.run(*args, "-s", js.url), USAGE)
 
 
-def test_nats_streaming_refuses_wildcards_and_streams_in_one_line(cli, stan):
+def test_nats_streaming_refuses_wildcards_and_streams_in_one_line(cli_in_process, stan):
+    """Refused before connecting: no channel appears on the double."""
+    cli = cli_in_process
     args = stan.cli_args()
     line = failed(cli.run("replay", "orders.*", *args), USAGE)
     assert line == (
@@ -367,3 +369,9 @@ def test_connection_flags_before_the_command(cli, js, stan, orders):
     for help_args in (["--help"], ["pub", "--help"]):
         text = ok(cli.run(*help_args))
         assert text.count("--cluster-id") == 1 and text.count("--server") == 1, text
+
+
+def test_context_add_stores_flags_given_before_the_command(cli):
+    ok(cli.run("-s", "nats://before:4222", "--user", "u1", "context", "add", "staging", "--user", "u2"))
+    stored_context = as_json(cli.run("context", "show", "staging", "--json"))["context"]
+    assert (stored_context["url"], stored_context["user"]) == ("nats://before:4222", "u2")
