@@ -135,9 +135,10 @@ def test_channels(cli, bus):
     rows = table_rows(ok(cli.run("channels", *mon(bus))))
     assert len(rows) == 1
     row = rows[0]
-    assert (row["NAME"], row["SUBJECTS"], row["MSGS"], row["FIRST"], row["LAST"], row["SUBS"]) == (
-        "ORDERS",
+    # the channel (the stream's subjects) first, the stream beside it
+    assert (row["CHANNEL"], row["STREAM"], row["MSGS"], row["FIRST"], row["LAST"], row["SUBS"]) == (
         "orders.new orders.shipped",
+        "ORDERS",
         "8",
         "1",
         "8",
@@ -145,6 +146,12 @@ def test_channels(cli, bus):
     )
     assert row["BYTES"] == f"{bus.stream_bytes} B"
     [stream] = as_json(cli.run("channels", "--json", *mon(bus)))
+    assert list(stream)[:3] == ["channel", "stream", "name"]
+    assert (stream["channel"], stream["stream"], stream["subjects"]) == (
+        "orders.new orders.shipped",
+        "ORDERS",
+        ["orders.new", "orders.shipped"],
+    )
     assert (stream["name"], stream["messages"], stream["bytes"], stream["consumers"]) == (
         "ORDERS",
         8,
@@ -158,12 +165,13 @@ def test_subs_lag(cli, bus):
     rows = table_rows(ok(cli.run("subs", *mon(bus))))
     by_name = {(r["KIND"], r["NAME"], r["CLIENT"]): r for r in rows}
     processor = by_name[("consumer", "processor", "-")]
-    assert (processor["CHANNEL"], processor["LAG"], processor["UNACKED"], processor["DELIVERED"]) == (
+    assert (processor["CHANNEL"], processor["STREAM"], processor["LAG"], processor["UNACKED"]) == (
+        "orders.new",
         "ORDERS",
         "2",
         "1",
-        "3",
     )
+    assert (processor["DELIVERED"], auditor_channel(rows)) == ("3", "orders.new orders.shipped")
     assert processor["FILTER"] == "orders.new"
     auditor = by_name[("consumer", "auditor", "-")]
     assert (auditor["LAG"], auditor["UNACKED"], auditor["DELIVERED"]) == ("8", "0", "0")
@@ -181,11 +189,18 @@ def test_subs_lag(cli, bus):
     assert sorted(s["name"] for s in consumers) == ["auditor", "processor"]
 
 
+def auditor_channel(rows) -> str:
+    """A consumer without a filter reads its stream's channel: every subject of the stream."""
+    [auditor] = [r for r in rows if r["NAME"] == "auditor"]
+    return auditor["CHANNEL"]
+
+
 def test_channel_detail(cli, bus):
     out = ok(cli.run("channel", "ORDERS", *mon(bus)))
     head, _, subs = out.partition("\n\n")
     fields = record(head)
-    assert (fields["Name"], fields["Messages"], fields["Subscriptions"], fields["Storage"]) == (
+    assert (fields["Channel"], fields["Stream"], fields["Messages"], fields["Subscriptions"], fields["Storage"]) == (
+        "orders.new orders.shipped",
         "ORDERS",
         "8",
         "2",

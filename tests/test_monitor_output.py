@@ -160,7 +160,7 @@ def test_every_listed_sort_is_accepted_by_the_server(cli, streams):
 def test_channels_same_order_in_table_csv_and_json(cli, streams):
     wanted = sorted(STREAMS)
     for _ in range(3):  # /jsz lists streams in map order: it differs from one read to the next
-        table = [r["NAME"] for r in table_rows(ok(cli.run("channels", "-m", streams.monitor_url)))]
+        table = [r["STREAM"] for r in table_rows(ok(cli.run("channels", "-m", streams.monitor_url)))]
         rows = list(csv.DictReader(io.StringIO(ok(cli.run("channels", "-o", "csv", "-m", streams.monitor_url)))))
         data = as_json(cli.run("channels", "--json", "-m", streams.monitor_url))
         assert table == [r["name"] for r in rows] == [c["name"] for c in data] == wanted

@@ -79,7 +79,7 @@ def test_server_run_cluster_serves_replicated_channels(cli, tmp_path):
 
         def replicas_current() -> bool:
             report = json.loads(cli.run("cluster", "--json", "-m", monitors).stdout)
-            rows = [r for r in report["replicas"] if r["channel"] == stream]
+            rows = [r for r in report["replicas"] if r["stream"] == stream]
             return len(rows) == 3 and all(r["current"] for r in rows) and [r["role"] for r in rows].count("leader") == 1
 
         wait_for(replicas_current, 30, "a leader and two current replicas")

@@ -132,6 +132,7 @@ def _print_tables(nodes: list["NodeReport"], rows: list["ReplicaRow"]) -> None:
     replica_rows = [
         [
             r.channel,
+            r.stream or "-",
             r.node,
             r.role + (" (offline)" if r.offline else ""),
             _yes_no(r.current),
@@ -142,7 +143,7 @@ def _print_tables(nodes: list["NodeReport"], rows: list["ReplicaRow"]) -> None:
         ]
         for r in rows
     ]
-    headers = ("CHANNEL", "NODE", "ROLE", "CURRENT", "LAG", "LAST SEEN", "MESSAGES", "LAST SEQ")
+    headers = ("CHANNEL", "STREAM", "NODE", "ROLE", "CURRENT", "LAG", "LAST SEEN", "MESSAGES", "LAST SEQ")
     print_table(grid("Channel replicas", headers, replica_rows))
 
 

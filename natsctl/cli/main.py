@@ -60,7 +60,10 @@ def _new_app(cls: type | None = None) -> typer.Typer:
         cls=cls,
     )
 
+    from natsctl.cli.globalflags import global_options
+
     @app.callback()
+    @global_options
     def root(
         version: bool = typer.Option(
             False, "--version", "-V", help="Show the version and exit.", callback=_version, is_eager=True
@@ -72,6 +75,7 @@ def _new_app(cls: type | None = None) -> typer.Typer:
             callback=_debug,
             is_eager=True,
         ),
+        **global_flags: object,
     ) -> None:
         """natsctl"""
 

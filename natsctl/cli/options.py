@@ -181,9 +181,16 @@ def _with_params(
 
 
 def _load_settings(flags: dict[str, Any]) -> Settings:
+    from natsctl.cli.globalflags import with_global
     from natsctl.cli.settings import load_settings
 
-    return load_settings(flags)
+    return load_settings(with_global(flags))  # flags before the command count too; after wins
+
+
+def _stored_flags(values: dict[str, Any]) -> dict[str, Any]:
+    from natsctl.cli.globalflags import with_global
+
+    return with_global(values, unset=(None, False))  # `context add` stores flags given before the command too
 
 
 connection_options = _with_params(_CONNECTION_PARAMS, "settings", _load_settings)
@@ -191,7 +198,7 @@ monitor_options = _with_params({**_CONNECTION_PARAMS, **MONITOR_PARAMS}, "settin
 # `context add`: the connection flags a context file holds, right after NAME; the command gets their
 # values (Settings field -> value) as ``connection``.
 context_options = _with_params(
-    {name: CONNECTION_FLAGS[name].stored() for name in CONTEXT_FIELDS}, "connection", dict, after="name"
+    {name: CONNECTION_FLAGS[name].stored() for name in CONTEXT_FIELDS}, "connection", _stored_flags, after="name"
 )
 
 CREATION = "Channel creation (JetStream, when natsctl creates the stream)"

@@ -26,7 +26,9 @@ DATA comes from the argument, or from stdin when absent (all of stdin is one mes
 per line with --lines). --file PATH reads one message per line from a file. --count N repeats DATA
 with templates: {{Count}}, {{ID}} (unique), {{Time}}, {{Unix}}, {{UnixNano}} (natscli's {{.Count}}
 style works too). --envelope reads natsctl's JSON envelopes (from `sub --json`) back, binary data
-and headers included: an export/import of a channel.
+and headers included: an export/import of a channel. With --keep-subject each envelope goes to its
+own subject (an export of a stream of several subjects, `replay --stream X --json`): CHANNEL then
+names the stream (or a channel or wildcard) every subject must be in.
 
 On JetStream a missing stream for the channel is created (see the creation options) unless
 --no-create is given. Exits 10 when any message was not confirmed, naming the first one.
@@ -37,7 +39,8 @@ Examples:
   natsctl pub ticket:created '{"id": 1}'
   natsctl pub orders --count 100 'order {{Count}} at {{Time}}'
   natsctl pub orders --file events.jsonl
-  natsctl replay orders --json > dump.jsonl && natsctl pub orders-copy --file dump.jsonl --envelope"""
+  natsctl replay orders --json > dump.jsonl && natsctl pub orders-copy --file dump.jsonl --envelope
+  natsctl replay --stream ORDERS --json > orders.jsonl && natsctl pub ORDERS --envelope --keep-subject -f orders.jsonl"""
 
 
 def register(app: typer.Typer) -> None:
@@ -58,6 +61,13 @@ def pub(
         str | None, typer.Option("--file", "-f", metavar="FILE", help="Read messages from a file, one per line")
     ] = None,
     envelope: Annotated[bool, typer.Option("--envelope", help="Input lines are natsctl JSON envelopes")] = False,
+    keep_subject: Annotated[
+        bool,
+        typer.Option(
+            "--keep-subject",
+            help="With --envelope: publish each to its envelope's subject, which must be in CHANNEL (JetStream)",
+        ),
+    ] = False,
     skip_bad_lines: Annotated[
         bool, typer.Option("--skip-bad-lines", help="Report bad envelope lines and go on")
     ] = False,
@@ -93,12 +103,13 @@ def pub(
         lines=lines,
         file=file,
         envelope=envelope,
+        keep_subject=keep_subject,
         skip_bad_lines=skip_bad_lines,
         count=count,
         headers=header or [],
         msg_id=msg_id,
         record=record,
-        create=not no_create,
+        create=not no_create and not keep_subject,  # --keep-subject: into a stream that exists
         json_out=json_out,
         quiet=quiet,
     )
@@ -123,12 +134,13 @@ class PublishPlan:
     create: bool = True
     json_out: bool = False
     quiet: bool = False
+    keep_subject: bool = False  # --keep-subject: each envelope to its own subject
 
     def validate(self) -> None:
+        from natsctl.cli.families import publish_target
         from natsctl.core.errors import UsageError
-        from natsctl.core.names import validate_channel
 
-        validate_channel(self.channel)
+        publish_target(self.channel, self.keep_subject, self.envelope)
         sources = [self.data is not None, self.file is not None, self.lines]
         if sum(sources) > 1:
             raise UsageError("give DATA, --file or --lines, not more than one of them")
@@ -158,7 +170,13 @@ def build_messages(plan: PublishPlan, warn: Callable[[str], None]) -> tuple["Mes
     messages: Messages
     source_handle: BinaryIO | None
     if plan.file or plan.lines:
-        make = line_maker(envelope=plan.envelope, headers=headers, skip_bad=plan.skip_bad_lines, on_skip=warn)
+        make = line_maker(
+            envelope=plan.envelope,
+            headers=headers,
+            skip_bad=plan.skip_bad_lines,
+            on_skip=warn,
+            keep_subject=plan.keep_subject,
+        )
         handle = open_input(plan.file) if plan.file else sys.stdin.buffer
         messages = pipe_lines(handle, make) if is_pipe_or_tty(handle) else file_lines(handle, make)
         source_handle = handle if plan.file else None
@@ -200,7 +218,7 @@ def with_msg_ids(messages: "Messages", template: str, render: Callable[[str, int
 
 
 async def publish_command(plan: PublishPlan, settings: Settings, stream_options: StreamOptions, stop: "Stop") -> int:
-    from natsctl.core.errors import ExitCode, PublishInterrupted, Unsupported
+    from natsctl.core.errors import ExitCode, NotFound, PublishInterrupted, Unsupported
     from natsctl.core.stderr import say
     from natsctl.opener import open_backend
 
@@ -241,6 +259,12 @@ async def publish_command(plan: PublishPlan, settings: Settings, stream_options:
                     record.close()  # the last entries are written now: a full disk shows here
                 except OSError as exc:
                     raise PublishInterrupted(_record_error(plan.record, exc), summary) from None
+        except NotFound as exc:
+            if plan.keep_subject:
+                raise NotFound(
+                    exc.message, hint="--keep-subject imports into a stream that exists: create it first"
+                ) from None
+            raise
         except PublishInterrupted as exc:
             # Whatever stopped the publish: say first what the server confirmed before it. The runner
             # then handles exc.cause as it would have without a publish in progress.

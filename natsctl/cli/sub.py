@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from natsctl.cli.families import StreamOpt
 from natsctl.cli.options import connection_options, require_jetstream_for, stream_options
 from natsctl.core.model import StreamOptions
 from natsctl.core.settings import Settings
@@ -39,6 +40,9 @@ NATSCTL_DELIVERIES. natsctl takes one message at a time for --exec, so none wait
 past --ack-wait; on JetStream a handler running longer than --ack-wait is kept alive with
 in-progress acks, on NATS Streaming such a message is delivered again after --ack-wait.
 
+On JetStream CHANNEL may also be a stream's name, or a wildcard (orders.*, orders.>) that an
+existing stream covers; --stream NAME reads a whole stream. Each message keeps its own subject.
+
 Ctrl-C stops cleanly (what was written is acked) and exits 130; SIGTERM exits 143.
 
 Examples:
@@ -51,13 +55,15 @@ Examples:
 
 REPLAY_HELP = """Read CHANNEL from the start (or --seq / --since) to its end and exit; nothing is acked or kept.
 
-Bound it with --until TIME or --to-seq N. Same output options as `sub`.
+Bound it with --until TIME or --to-seq N. Same output options as `sub`. On JetStream CHANNEL may
+also be a stream's name or a wildcard a stream covers, and --stream NAME reads a whole stream.
 
 Examples:
 
 \b
   natsctl replay orders --json > orders.jsonl
-  natsctl replay orders --since 2026-11-28T10:00:00Z --until 2026-11-28T11:00:00Z --raw"""
+  natsctl replay orders --since 2026-11-28T10:00:00Z --until 2026-11-28T11:00:00Z --raw
+  natsctl replay --stream ORDERS --json > orders.jsonl"""
 
 
 def register(app: typer.Typer) -> None:
@@ -96,7 +102,14 @@ DeadLetterOpt = Annotated[
         show_default=False,
     ),
 ]
-ChannelArg = Annotated[str, typer.Argument(metavar="CHANNEL", help="Channel (subject) to read", show_default=False)]
+ChannelArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="CHANNEL",
+        help="Channel (subject) to read; also a stream's name, or a wildcard (orders.*, orders.>) a stream covers",
+        show_default=False,
+    ),
+]
 AllOpt = Annotated[bool, typer.Option("--all", help="From the first message stored", rich_help_panel=START)]
 NewOpt = Annotated[
     bool, typer.Option("--new", help="Only messages published from now on (default)", rich_help_panel=START)
@@ -135,7 +148,8 @@ NoCreateOpt = Annotated[bool, typer.Option("--no-create", help="Fail instead of 
 @stream_options
 @connection_options
 def sub(
-    channel: ChannelArg,
+    channel: ChannelArg = None,
+    stream: StreamOpt = None,
     all_: AllOpt = False,
     new: NewOpt = False,
     last: LastOpt = False,
@@ -179,10 +193,13 @@ def sub(
     settings: Settings,
     stream_options: StreamOptions,
 ) -> None:
+    from natsctl.cli.families import read_target
     from natsctl.cli.run import run
 
+    name, whole_stream = read_target(channel, stream)
     request = ReadRequest(
-        channel=channel,
+        channel=name,
+        whole_stream=whole_stream,
         start_flags=StartFlags(all_, new, last, seq, since),
         durable=durable,
         queue=queue,
@@ -207,7 +224,8 @@ def sub(
 
 @connection_options
 def replay(
-    channel: ChannelArg,
+    channel: ChannelArg = None,
+    stream: StreamOpt = None,
     seq: SeqOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
@@ -218,10 +236,13 @@ def replay(
     *,
     settings: Settings,
 ) -> None:
+    from natsctl.cli.families import read_target
     from natsctl.cli.run import run
 
+    name, whole_stream = read_target(channel, stream)
     request = ReadRequest(
-        channel=channel,
+        channel=name,
+        whole_stream=whole_stream,
         start_flags=StartFlags(seq is None and since is None, False, False, seq, since),
         count=count,
         stop_at_end=True,
@@ -306,16 +327,16 @@ class ReadRequest:
     max_deliver: int | None = None
     backoff: str | None = None
     dead_letter: str | None = None
+    whole_stream: bool = False  # --stream NAME
 
     def spec(self) -> "SubscribeSpec":
         from natsctl.cli.settings import last_resolution
         from natsctl.core.errors import UsageError
         from natsctl.core.limits import check_subscription
         from natsctl.core.model import SubscribeSpec
-        from natsctl.core.names import validate_channel, validate_durable
+        from natsctl.core.names import validate_durable
         from natsctl.core.timeparse import parse_duration, parse_time
 
-        validate_channel(self.channel)
         for name, what in ((self.durable, "durable"), (self.queue, "queue group")):
             if name is not None:
                 validate_durable(name, what)
@@ -354,6 +375,7 @@ class ReadRequest:
             hold=1 if self.exec_cmd else None,
             max_deliver=failing[0],
             backoff=failing[1],
+            whole_stream=self.whole_stream,
         )
 
     def failing_flags(self, kind: str) -> tuple[int | None, tuple[float, ...]]:

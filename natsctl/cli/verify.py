@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from natsctl.cli.families import StreamOpt
 from natsctl.cli.options import connection_options
 from natsctl.core.settings import Settings
 
@@ -39,21 +40,31 @@ def register(app: typer.Typer) -> None:
 @connection_options
 def verify(
     channel: Annotated[
-        str, typer.Argument(metavar="CHANNEL", help="Channel the record was published to", show_default=False)
-    ],
+        str | None,
+        typer.Argument(
+            metavar="CHANNEL",
+            help="Channel the record was published to (or a stream's name, or a wildcard a stream covers)",
+            show_default=False,
+        ),
+    ] = None,
+    stream: StreamOpt = None,
     against: Annotated[
-        str, typer.Option("--against", metavar="FILE", help="Record file written by pub --record", show_default=False)
-    ],
+        str | None,
+        typer.Option("--against", metavar="FILE", help="Record file written by pub --record", show_default=False),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
     *,
     settings: Settings,
 ) -> None:
+    from natsctl.cli.families import read_target
     from natsctl.cli.run import run
-    from natsctl.core.names import validate_channel
+    from natsctl.core.errors import UsageError
 
-    validate_channel(channel)
+    name, whole_stream = read_target(channel, stream)
+    if against is None:
+        raise UsageError("verify needs --against FILE (a record written by pub --record)")
     entries = _load(against)
-    run(lambda stop: verify_command(channel, entries, settings, json_out, stop))
+    run(lambda stop: verify_command(name, entries, settings, json_out, stop, whole_stream))
 
 
 def _load(path: str) -> list["Entry"]:
@@ -69,12 +80,14 @@ def _load(path: str) -> list["Entry"]:
         raise UsageError(f"cannot read --against {path}: {(exc.strerror or type(exc).__name__).lower()}") from None
 
 
-async def verify_command(channel: str, entries: list["Entry"], settings: Settings, json_out: bool, stop: "Stop") -> int:
+async def verify_command(
+    channel: str, entries: list["Entry"], settings: Settings, json_out: bool, stop: "Stop", whole_stream: bool = False
+) -> int:
     from natsctl.core.errors import ExitCode
     from natsctl.core.record import check
 
     start = min((e.seq for e in entries), default=1)
-    stored = await read_channel(channel, start, settings, stop)
+    stored = await read_channel(channel, start, settings, stop, whole_stream)
     report = check(channel, entries, stored)
     _print(report, json_out)
     if not report.ok:
@@ -85,7 +98,9 @@ async def verify_command(channel: str, entries: list["Entry"], settings: Setting
     return ExitCode.OK
 
 
-async def read_channel(channel: str, start: int, settings: Settings, stop: "Stop") -> dict[int, str]:
+async def read_channel(
+    channel: str, start: int, settings: Settings, stop: "Stop", whole_stream: bool = False
+) -> dict[int, str]:
     """sequence -> payload digest for the channel from ``start`` to its end."""
     from natsctl.core.model import StartKind, StartPosition, SubscribeSpec
     from natsctl.core.record import digest
@@ -97,6 +112,7 @@ async def read_channel(channel: str, start: int, settings: Settings, stop: "Stop
         ack=False,
         stop_at_end=True,
         create=False,
+        whole_stream=whole_stream,
     )
     stored: dict[int, str] = {}
     backend = await open_backend(settings)

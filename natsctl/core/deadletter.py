@@ -109,6 +109,10 @@ def default_dead_letter(channel: str) -> str:
 
 
 def dead_letter_for(channel: str, name: str | None) -> str:
+    if name is None and any(token in ("*", ">") for token in channel.split(".")):
+        raise UsageError(
+            f"{channel!r} is a subject family: it has no default dead-letter channel; name one with --dead-letter CHANNEL"
+        )
     dead = name if name is not None else default_dead_letter(channel)
     validate_channel(dead)
     if dead == channel:

@@ -80,8 +80,22 @@ def decode_headers(envelope: dict[str, Any], source: str) -> dict[str, list[str]
     return result
 
 
-def outgoing_from_envelope(line: bytes | str, source: str) -> OutgoingMessage:
-    """Parse one envelope line (as written by ``sub --json``) into a message to publish."""
+def decode_subject(envelope: dict[str, Any], source: str) -> str:
+    """``pub --keep-subject``: the envelope's subject, a literal NATS subject."""
+    from .names import validate_channel
+
+    subject = envelope.get("subject")
+    if not isinstance(subject, str) or not subject:
+        raise UsageError(f"{source}: --keep-subject needs the envelope field 'subject' (a string)")
+    try:
+        return validate_channel(subject)
+    except UsageError as exc:
+        raise UsageError(f"{source}: envelope 'subject': {exc.message}") from None
+
+
+def outgoing_from_envelope(line: bytes | str, source: str, *, keep_subject: bool = False) -> OutgoingMessage:
+    """Parse one envelope line (as written by ``sub --json``) into a message to publish; with
+    ``keep_subject`` it goes to the envelope's own subject."""
     try:
         envelope = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -90,4 +104,9 @@ def outgoing_from_envelope(line: bytes | str, source: str) -> OutgoingMessage:
         raise UsageError(f"{source}: not a JSON envelope (nested too deeply)") from None
     if not isinstance(envelope, dict):
         raise UsageError(f"{source}: a JSON envelope must be an object")
-    return OutgoingMessage(data=decode_data(envelope, source), headers=decode_headers(envelope, source), source=source)
+    return OutgoingMessage(
+        data=decode_data(envelope, source),
+        headers=decode_headers(envelope, source),
+        source=source,
+        subject=decode_subject(envelope, source) if keep_subject else None,
+    )

@@ -112,7 +112,12 @@ LineMaker = Callable[[bytes, int], OutgoingMessage | None]
 
 
 def line_maker(
-    *, envelope: bool, headers: dict[str, list[str]] | None, skip_bad: bool, on_skip: Callable[[str], None]
+    *,
+    envelope: bool,
+    headers: dict[str, list[str]] | None,
+    skip_bad: bool,
+    on_skip: Callable[[str], None],
+    keep_subject: bool = False,
 ) -> LineMaker:
     """Turn line ``number`` into a message; blank lines are skipped, bad envelopes reported."""
 
@@ -125,7 +130,7 @@ def line_maker(
         if not line.strip():
             return None
         try:
-            message = outgoing_from_envelope(line, f"line {number}")
+            message = outgoing_from_envelope(line, f"line {number}", keep_subject=keep_subject)
         except UsageError as exc:
             if not skip_bad:
                 raise UsageError(exc.message, hint="fix the line or pass --skip-bad-lines") from None

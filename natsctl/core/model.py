@@ -37,6 +37,7 @@ class OutgoingMessage:
     headers: dict[str, list[str]] | None = None
     msg_id: str | None = None  # JetStream de-duplication id (Nats-Msg-Id)
     source: str = ""
+    subject: str | None = None  # pub --keep-subject: publish to this subject (within the named stream)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ class SubscribeSpec:
     # (empty: the durable's or natsctl's default); see core/deadletter.py.
     max_deliver: int | None = None
     backoff: tuple[float, ...] = ()
+    whole_stream: bool = False  # ``channel`` names a JetStream stream: read all its subjects (--stream)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,15 @@ class ChannelRef:
     channel: str
     stream: str = ""
     created: bool = False
+    # JetStream: the stream's subjects, where the lookup read them (a stream named, a pattern covered).
+    subjects: tuple[str, ...] = ()
+    # Named a stream of several subjects: read without a subject filter; publish only with each message's own subject.
+    whole_stream: bool = False
+
+    @property
+    def filter_subject(self) -> str | None:
+        """The subject (or pattern) a reader filters on; None: the whole stream."""
+        return None if self.whole_stream else self.channel
 
 
 @dataclass(frozen=True, slots=True)

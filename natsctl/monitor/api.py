@@ -293,15 +293,33 @@ async def channels(client: MonitorClient, account: str | None = None) -> list[Ch
         found = await stan_channels(client)
     else:
         found = await jetstream_channels(client, target, account)
-    return sorted(found, key=lambda c: (c.account, c.name))
+    return sorted(found, key=lambda c: (c.account, c.channel, c.name))
 
 
 async def channel(client: MonitorClient, name: str) -> Channel:
-    for found in await channels(client):
-        if found.name == name:
-            return found
-    what = "channel" if client.kind == KIND_STAN else "stream"
-    raise NotFound(f"no {what} named {name!r} at {client.where()}", hint="'natsctl channels' lists them")
+    """The channel ``name`` stands for: a stream's name, or a subject one stream holds (``ticket:updated``)."""
+    listed = await channels(client)
+    return find_channel(listed, name, client.where(), client.kind == KIND_STAN)
+
+
+def find_channel(listed: list[Channel], name: str, where: str, stan: bool = False) -> Channel:
+    """By name first (a stream or NATS Streaming channel), then by subject; a name that is both is refused."""
+    from natsctl.core.errors import UsageError
+
+    by_name = [c for c in listed if c.name == name]
+    from natsctl.core.subjects import is_subset
+
+    by_subject = [c for c in listed if c.name != name and any(is_subset(name, s) for s in c.subjects)]
+    if by_name and by_subject:
+        raise UsageError(
+            f"{name!r} is ambiguous at {where}: it is the name of stream {by_name[0].name!r} and a subject of "
+            f"stream {by_subject[0].name!r}",
+            hint="rename one of them",
+        )
+    for found in (*by_name, *by_subject):
+        return found
+    what = "channel" if stan else "stream"
+    raise NotFound(f"no {what} named {name!r} at {where}", hint="'natsctl channels' lists them")
 
 
 async def subscriptions(
@@ -323,7 +341,7 @@ async def subscriptions(
         )
         if include_core:
             subs.extend(await core_subscriptions(client, account))
-    return [s for s in subs if channel is None or s.channel == channel]
+    return [s for s in subs if channel is None or channel in (s.channel, s.stream) or channel in s.channel.split(" ")]
 
 
 async def core_subscriptions(client: MonitorClient, account: str | None = None) -> list[Subscription]:

@@ -38,7 +38,7 @@ class NodeReport:
 class ReplicaRow:
     """One copy of a channel (stream) on one node, as its leader sees it."""
 
-    channel: str
+    channel: str  # the stream's subject(s), as users name the channel
     node: str
     role: str  # leader | replica | unknown
     current: bool | None = None
@@ -47,6 +47,7 @@ class ReplicaRow:
     last_seen_ms: int | None = None  # since the leader last heard from this replica
     messages: int | None = None  # as that node reports it, when it answered
     last_seq: int | None = None
+    stream: str = ""  # the stream's name
 
 
 async def read_node(settings: Settings, url: str) -> NodeReport:
@@ -98,10 +99,14 @@ def _rows_for(name: str, views: list[tuple[NodeReport, dict[str, Any]]]) -> list
     leader_view = next((s for n, s in views if (s.get("cluster") or {}).get("leader") == n.name), views[0][1])
     cluster = leader_view.get("cluster") or {}
     leader = str(cluster.get("leader") or "")
+    subjects = [s for s in (leader_view.get("config") or {}).get("subjects") or [] if isinstance(s, str)]
+    channel = " ".join(subjects) or name
 
     def row(node: str, role: str, **extra: Any) -> ReplicaRow:
         state = state_by_node.get(node) or {}
-        return ReplicaRow(name, node, role, messages=state.get("messages"), last_seq=state.get("last_seq"), **extra)
+        return ReplicaRow(
+            channel, node, role, messages=state.get("messages"), last_seq=state.get("last_seq"), stream=name, **extra
+        )
 
     rows = [row(leader, "leader", current=True, lag=0)] if leader else []
     for replica in cluster.get("replicas") or []:

@@ -95,7 +95,10 @@ class CoreSubscription:
 class Subscription:
     """A JetStream consumer or a NATS Streaming subscription, with how far it lags behind its channel."""
 
+    # The channel as users name it: the subject(s) a consumer reads (its filter, else its stream's
+    # subjects); the NATS Streaming channel; the subject of a core subscription.
     channel: str
+    stream: str = field(default="", kw_only=True)  # JetStream: the stream beside it; "" elsewhere
     kind: str  # "consumer" (JetStream), "subscription" (NATS Streaming) or "core" (plain NATS)
     name: str = ""  # durable / consumer name; "" for a plain subscription
     queue: str = ""  # queue group as the server names it (NATS Streaming durable queue: "durable:queue")
@@ -121,6 +124,9 @@ class Subscription:
 class Channel:
     """A JetStream stream or a NATS Streaming channel."""
 
+    # The channel as users name it: the stream's subject(s) (JetStream) or the channel's name (NATS Streaming).
+    channel: str = field(default="", kw_only=True)
+    stream: str = field(default="", kw_only=True)  # JetStream: the stream's name; "" on NATS Streaming
     name: str
     kind: str  # "stream" or "channel"
     subjects: list[str] = field(default_factory=list)

@@ -200,10 +200,14 @@ def core_subscription(data: Mapping[str, Any]) -> CoreSubscription:
 def stream(account: str, data: Mapping[str, Any]) -> Channel:
     config, state = obj(data, "config"), obj(data, "state")
     name = text(data, "name") or text(config, "name")
+    subjects = [s for s in items(config, "subjects") if isinstance(s, str)]
+    channel = stream_channel(name, subjects)
     return Channel(
+        channel=channel,
+        stream=name,
         name=name,
         kind="stream",
-        subjects=[s for s in items(config, "subjects") if isinstance(s, str)],
+        subjects=subjects,
         messages=num(state, "messages"),
         bytes=num(state, "bytes"),
         first_seq=num(state, "first_seq"),
@@ -215,8 +219,15 @@ def stream(account: str, data: Mapping[str, Any]) -> Channel:
         replicas=opt_num(config, "num_replicas"),
         account=account,
         created=opt_text(data, "created"),
-        subscriptions=[consumer(account, name, c) for c in items(data, "consumer_detail") if isinstance(c, dict)],
+        subscriptions=[
+            consumer(account, name, c, channel) for c in items(data, "consumer_detail") if isinstance(c, dict)
+        ],
     )
+
+
+def stream_channel(name: str, subjects: list[str]) -> str:
+    """A stream's channel as users name it: its subjects (one, for a stream natsctl made); no subjects: its name."""
+    return " ".join(subjects) or name
 
 
 def _time(data: Mapping[str, Any], key: str) -> str | None:
@@ -225,13 +236,19 @@ def _time(data: Mapping[str, Any], key: str) -> str | None:
     return None if not value or value.startswith("0001-01-01") else value
 
 
-def consumer(account: str, stream_name: str, data: Mapping[str, Any]) -> Subscription:
+def consumer(account: str, stream_name: str, data: Mapping[str, Any], stream_channel: str = "") -> Subscription:
+    """A consumer; its channel is what it reads: its filter subject(s), else its stream's channel."""
     config = obj(data, "config")
     delivered, ack_floor = obj(data, "delivered"), obj(data, "ack_floor")
     durable = text(config, "durable_name")
     ack_wait = opt_num(config, "ack_wait")
+    stream = text(data, "stream_name") or stream_name
+    filters = text(config, "filter_subject") or " ".join(
+        s for s in items(config, "filter_subjects") if isinstance(s, str)
+    )
     return Subscription(
-        channel=text(data, "stream_name") or stream_name,
+        channel=filters or stream_channel or stream,
+        stream=stream,
         kind="consumer",
         name=text(data, "name") or durable,
         # A push consumer names its deliver group; natsctl's pull consumers carry the group in metadata.
@@ -246,8 +263,7 @@ def consumer(account: str, stream_name: str, data: Mapping[str, Any]) -> Subscri
         last_active=opt_text(delivered, "last_active"),
         ack_wait_seconds=None if ack_wait is None else ack_wait / NANOS,
         max_inflight=opt_num(config, "max_ack_pending"),
-        filter_subject=text(config, "filter_subject")
-        or " ".join(s for s in items(config, "filter_subjects") if isinstance(s, str)),
+        filter_subject=filters,
         account=account,
     )
 
@@ -288,6 +304,7 @@ def stan_channel(data: Mapping[str, Any]) -> Channel:
     name, last_seq = text(data, "name"), num(data, "last_seq")
     subs = [stan_subscription(name, last_seq, s) for s in items(data, "subscriptions") if isinstance(s, dict)]
     return Channel(
+        channel=name,
         name=name,
         kind="channel",
         subjects=[name],

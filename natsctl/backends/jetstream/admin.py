@@ -9,6 +9,7 @@ one is elected gets an answer.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -133,7 +134,12 @@ def _inactive_threshold(spec: SubscribeSpec, name: str | None) -> float | None:
     return None
 
 
-def consumer_config(spec: SubscribeSpec, name: str | None) -> api.ConsumerConfig:
+def filter_of(spec: SubscribeSpec, ref: ChannelRef | None) -> str | None:
+    """The subject (or pattern) a consumer filters on; None reads the whole stream (``--stream``)."""
+    return ref.filter_subject if ref is not None else spec.channel
+
+
+def consumer_config(spec: SubscribeSpec, name: str | None, ref: ChannelRef | None = None) -> api.ConsumerConfig:
     """The pull consumer ``spec`` reads through: named (a durable or a queue group) or, without a name, ephemeral."""
     start = spec.start
     ack_policy = wanted_policy(spec)
@@ -148,7 +154,7 @@ def consumer_config(spec: SubscribeSpec, name: str | None) -> api.ConsumerConfig
         ack_policy=ack_policy,
         ack_wait=spec.ack_wait if acked else None,
         max_ack_pending=spec.max_in_flight if acked else None,
-        filter_subject=spec.channel,
+        filter_subject=filter_of(spec, ref),
         inactive_threshold=_inactive_threshold(spec, name),
         max_deliver=consumer_max_deliver(spec),
         mem_storage=True if name is None else None,
@@ -158,13 +164,15 @@ def consumer_config(spec: SubscribeSpec, name: str | None) -> api.ConsumerConfig
     )
 
 
-def check_compatible(spec: SubscribeSpec, stream: str, name: str, config: api.ConsumerConfig) -> None:
+def check_compatible(
+    spec: SubscribeSpec, stream: str, name: str, config: api.ConsumerConfig, ref: ChannelRef | None = None
+) -> None:
     """A durable made for one use must not be silently used in a way that loses acks."""
     subject = config.filter_subject
-    if subject and subject != spec.channel:
-        raise UsageError(
-            f"durable {name!r} on stream {stream!r} reads {subject!r}, not {spec.channel!r}; use another name"
-        )
+    wanted = filter_of(spec, ref)
+    if subject and subject != wanted:
+        what = repr(wanted) if wanted else "the whole stream"
+        raise UsageError(f"durable {name!r} on stream {stream!r} reads {subject!r}, not {what}; use another name")
     if config.ack_policy == api.AckPolicy.ALL and (spec.queue or spec.exclusive_acks):
         use = "a queue group" if spec.queue else "--exec"
         raise UsageError(
@@ -228,6 +236,31 @@ class Admin:
             return None
         except Exception as exc:  # noqa: BLE001 - mapped to a typed error
             raise self._failed(exc, f"looking up the stream of {channel!r}") from None
+
+    async def stream_named(self, name: str) -> api.StreamInfo | None:
+        """The stream called ``name``, or None."""
+        try:
+            return await self.while_electing(lambda: self.js.stream_info(name))
+        except js_errors.NotFoundError:
+            return None
+        except Exception as exc:  # noqa: BLE001 - mapped to a typed error
+            raise self._failed(exc, f"looking up stream {name!r}") from None
+
+    async def streams_overlapping(self, pattern: str) -> list[api.StreamInfo]:
+        """The streams holding some subject ``pattern`` matches (the server's STREAM.LIST subject filter)."""
+        from natsctl.backends.jetstream.resolve import parse_stream_list
+
+        subject = f"{api_prefix(self.settings)}.STREAM.LIST"
+        body = json.dumps({"subject": pattern}).encode()
+
+        async def ask() -> list[api.StreamInfo]:
+            reply = await self.nc.request(subject, body, timeout=self.settings.timeout)
+            return parse_stream_list(reply.data)
+
+        try:
+            return await self.while_electing(ask)
+        except Exception as exc:  # noqa: BLE001 - mapped to a typed error
+            raise self._failed(exc, f"looking up the streams of {pattern!r}") from None
 
     async def create_stream(self, channel: str, options: StreamOptions) -> ChannelRef:
         config = stream_config(channel, options)
@@ -315,7 +348,9 @@ class Admin:
 
     # -- consumers --------------------------------------------------------------------------------
 
-    async def ensure_consumer(self, spec: SubscribeSpec, stream: str) -> tuple[api.ConsumerInfo, bool]:
+    async def ensure_consumer(
+        self, spec: SubscribeSpec, stream: str, ref: ChannelRef | None = None
+    ) -> tuple[api.ConsumerInfo, bool]:
         """The consumer ``spec`` reads through, and whether it is ephemeral (made for this reader alone).
 
         A named one (a durable or a queue group) is looked up, made if missing, and checked for fitting ``spec``.
@@ -323,22 +358,25 @@ class Admin:
         name = consumer_name(spec)
         try:
             if name:
-                info = await self._named_consumer(spec, stream, name)
+                info = await self._named_consumer(spec, stream, name, ref)
             else:
-                info = await self.js.add_consumer(stream, consumer_config(spec, None))
+                info = await self.js.add_consumer(stream, consumer_config(spec, None, ref))
         except NatsctlError:
             raise
         except js_errors.BadRequestError as exc:
-            raise UsageError(f"cannot subscribe to {spec.channel!r}: {exc.description}") from None
+            shown = ref.channel if ref is not None else spec.channel
+            raise UsageError(f"cannot subscribe to {shown!r}: {exc.description}") from None
         except Exception as exc:  # noqa: BLE001
             raise self._failed(exc, f"creating a consumer on {stream!r}") from None
-        check_compatible(spec, stream, info.name, info.config)
+        check_compatible(spec, stream, info.name, info.config, ref)
         return info, not name
 
-    async def _named_consumer(self, spec: SubscribeSpec, stream: str, name: str) -> api.ConsumerInfo:
+    async def _named_consumer(
+        self, spec: SubscribeSpec, stream: str, name: str, ref: ChannelRef | None = None
+    ) -> api.ConsumerInfo:
         info = await self.while_electing(lambda: self._existing_consumer(stream, name))
         if info is None:
-            config = consumer_config(spec, name)
+            config = consumer_config(spec, name, ref)
             info = await self.while_electing(lambda: self.js.add_consumer(stream, config))
         return info
 

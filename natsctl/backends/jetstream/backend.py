@@ -9,6 +9,7 @@ from natsctl.backends.jetstream.admin import Admin, api_prefix, stream_config
 from natsctl.backends.jetstream.deadletter import DeadLetterOps
 from natsctl.backends.jetstream.publish import PublishPipeline
 from natsctl.backends.jetstream.pull import PullSubscription
+from natsctl.backends.jetstream.resolve import resolve_name, resolve_stream
 from natsctl.core.backend import (
     AckCallback,
     Backend,
@@ -19,12 +20,15 @@ from natsctl.core.backend import (
 from natsctl.core.errors import NotFound
 from natsctl.core.manage import ChannelAdmin
 from natsctl.core.model import ChannelRef, PublishSummary, StreamOptions, SubscribeSpec
-from natsctl.core.names import validate_channel, validate_durable
+from natsctl.core.names import validate_durable
 from natsctl.core.settings import Settings
+from natsctl.core.subjects import has_wildcard
 from natsctl.transport.connect import Notify, close_quietly, connect_nats, stderr_notify
 
 # A missing channel met by a reader that never creates one (replay, verify).
 READER_MISSING_HINT = "check the name ('natsctl channels' lists the channels there); reading a channel never creates it"
+# ... by pub or sub --no-create.
+NO_CREATE_HINT = "drop --no-create to let natsctl create it, or create a stream for that subject"
 
 
 async def connect(settings: Settings, notify: Notify = stderr_notify) -> JetStreamBackend:
@@ -65,22 +69,17 @@ class JetStreamBackend(DeadLetterOps, Backend):
         await self.admin.add_stream_asking_again(config)
 
     async def resolve_channel(self, channel: str, *, create: bool) -> ChannelRef:
-        validate_channel(channel)
+        """A channel (subject), a stream's name or a pattern a stream covers (natsctl/backends/jetstream/resolve.py)."""
         known = self._channels.get(channel)
         if known:
             return known
-        name = await self.admin.stream_for_subject(channel)
-        if name:
-            ref = ChannelRef(channel=channel, stream=name)
-        elif not create:
-            raise NotFound(
-                f"no stream holds channel {channel!r}",
-                hint="drop --no-create to let natsctl create it, or create a stream for that subject",
-            )
-        else:
-            ref = await self.admin.create_stream(channel, self.stream_options)
+        ref = await resolve_name(self.admin, channel, create=create, options=self.stream_options)
         self._channels[channel] = ref
         return ref
+
+    async def resolve_stream(self, name: str) -> ChannelRef:
+        """``--stream NAME``: the whole stream of that name."""
+        return await resolve_stream(self.admin, name)
 
     async def publish(
         self,
@@ -92,7 +91,10 @@ class JetStreamBackend(DeadLetterOps, Backend):
         on_error: ErrorCallback | None = None,
     ) -> PublishSummary:
         """Publish ``messages``; an error on the way comes out as ``PublishInterrupted`` (with what was confirmed)."""
-        ref = await self.resolve_channel(channel, create=create)
+        try:
+            ref = await self.resolve_channel(channel, create=create)
+        except NotFound as exc:
+            raise NotFound(exc.message, hint=exc.hint if create or has_wildcard(channel) else NO_CREATE_HINT) from None
         if ref.created:
             await self.admin.until_stream_listens(ref)
         pipeline = PublishPipeline(self, ref, on_ack, on_error)
@@ -100,12 +102,15 @@ class JetStreamBackend(DeadLetterOps, Backend):
 
     async def subscribe(self, spec: SubscribeSpec) -> Subscription:
         try:
-            ref = await self.resolve_channel(spec.channel, create=spec.create)
+            if spec.whole_stream:
+                ref = await self.resolve_stream(spec.channel)
+            else:
+                ref = await self.resolve_channel(spec.channel, create=spec.create)
         except NotFound as exc:
-            if spec.ack:
-                raise  # sub --no-create: the hint to drop it stands
-            # replay and verify never create a channel: no flag of theirs would help
-            raise NotFound(exc.message, hint=READER_MISSING_HINT) from None
+            if spec.whole_stream or has_wildcard(spec.channel):
+                raise  # its hint says what to do
+            # sub --no-create: drop it; replay and verify never create a channel: no flag of theirs would help
+            raise NotFound(exc.message, hint=NO_CREATE_HINT if spec.ack else READER_MISSING_HINT) from None
         for name, what in ((spec.durable, "durable"), (spec.queue, "queue group")):
             if name is not None:
                 validate_durable(name, what)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from nats import errors as nats_errors
 
+from natsctl.backends.jetstream.resolve import publishable, subject_for
 from natsctl.core.backend import AckCallback, ErrorCallback, Messages, each_message
 from natsctl.core.errors import ConnectionFailed, PublishInterrupted
 from natsctl.core.model import ChannelRef, OutgoingMessage, PublishAck, PublishSummary
@@ -181,6 +182,7 @@ class PublishPipeline:
     async def _send_all(self, messages: Messages, reply_prefix: str) -> None:
         nc = self.nc
         channel = self.ref.channel.encode()
+        each_named = not publishable(self.ref)  # a stream or pattern: every message names its subject
         reply = reply_prefix.encode()
         max_payload = nc.max_payload
         outstanding = self.window.outstanding
@@ -193,6 +195,10 @@ class PublishPipeline:
                 # and say so even when everything sent before was confirmed.
                 self._refuse(index, message, f"not sent: publishing stopped ({halt.reason})")
                 return
+            subject = channel
+            if message.subject is not None or each_named:
+                # pub --keep-subject: its own subject, checked to be in the channel or stream named
+                subject = subject_for(self.ref, message).encode()
             data = message.data
             if message.headers or message.msg_id or len(data) > max_payload or not nc.is_connected:
                 await self._send(index, message, reply_prefix)  # nats-py's publish checks every case
@@ -201,7 +207,7 @@ class PublishPipeline:
                     await self._wait_until_below(PUBLISH_WINDOW // 2)
                 outstanding[index] = message
                 summary.published += 1
-                await send_raw(nc, pub_line(channel, reply + b"%d" % index, data))
+                await send_raw(nc, pub_line(subject, reply + b"%d" % index, data))
             index += 1
 
     async def _send(self, index: int, message: OutgoingMessage, reply_prefix: str) -> None:
@@ -233,12 +239,12 @@ class PublishPipeline:
     async def _publish(self, index: int, message: OutgoingMessage, block: bytes, reply_prefix: str) -> None:
         nc = self.nc
         if not block:
-            await nc.publish(self.ref.channel, message.data, reply=reply_prefix + str(index))
+            await nc.publish(message.subject or self.ref.channel, message.data, reply=reply_prefix + str(index))
         elif nc.is_closed:
             raise nats_errors.ConnectionClosedError
         else:
             reply = (reply_prefix + str(index)).encode()
-            await send_raw(nc, hpub_line(self.ref.channel.encode(), reply, block, message.data))
+            await send_raw(nc, hpub_line((message.subject or self.ref.channel).encode(), reply, block, message.data))
 
     def _publish_failed(self, index: int, exc: Exception) -> None:
         if isinstance(exc, nats_errors.MaxPayloadError):
@@ -381,7 +387,7 @@ class PublishPipeline:
         on_ack = self.reports.on_ack
         if on_ack:
             try:
-                on_ack(PublishAck(index, self.ref.channel, seq or 0, summary.stream, duplicate))
+                on_ack(PublishAck(index, message.subject or self.ref.channel, seq or 0, summary.stream, duplicate))
             except Exception as exc:  # noqa: BLE001 - re-raised by run(): it must not reach nats-py's reader
                 self._callback_failed(exc)
 

@@ -68,14 +68,14 @@ class PullSubscription(Subscription):
         self.inbox = ""
         self.inbox_sub: Any = None
         self.next_subject = ""
-        self.channel = spec.channel
+        self.channel = ref.channel  # the channel as resolved: a stream named on the command line gives its subject
         self.subject_bytes = b""  # the last subject seen, decoded once
         self.subject_text = ""
 
     # -- set-up ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        info, self.ephemeral = await self.backend.admin.ensure_consumer(self.spec, self.ref.stream)
+        info, self.ephemeral = await self.backend.admin.ensure_consumer(self.spec, self.ref.stream, self.ref)
         self.consumer = info.name
         self.ack_policy = info.config.ack_policy or api.AckPolicy.EXPLICIT
         self.redelivery = effective_redelivery(self.spec, info.config, self.consumer)
@@ -267,7 +267,7 @@ class PullSubscription(Subscription):
             raise self.error
         if self.nc.is_closed:
             raise ConnectionFailed(
-                f"connection to {self.backend.settings.redacted_servers()} lost while reading {self.spec.channel!r}"
+                f"connection to {self.backend.settings.redacted_servers()} lost while reading {self.channel!r}"
             )
         events = events_of(self.nc)
         if events and events.permission_errors:

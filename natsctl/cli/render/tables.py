@@ -207,8 +207,8 @@ VIEWS: dict[type, list[Column]] = {
         Column("SUBSCRIPTIONS", _stan_subs),
     ],
     Channel: [
-        Column("NAME", lambda c: c.name),
-        Column("SUBJECTS", lambda c: " ".join(c.subjects) or "-"),
+        Column("CHANNEL", lambda c: c.channel or c.name),
+        Column("STREAM", lambda c: c.stream, optional=True),
         Column("ACCOUNT", lambda c: c.account if c.account not in ("", "$G") else "", optional=True),
         Column("MSGS", lambda c: str(c.messages), numeric=True),
         Column("BYTES", lambda c: human_bytes(c.bytes), numeric=True),
@@ -220,6 +220,7 @@ VIEWS: dict[type, list[Column]] = {
     ],
     Subscription: [
         Column("CHANNEL", lambda s: s.channel),
+        Column("STREAM", lambda s: s.stream, optional=True),
         Column("KIND", lambda s: s.kind),
         Column("NAME", lambda s: s.name or "-"),
         Column("QUEUE", lambda s: s.queue or "-"),
@@ -315,7 +316,8 @@ def channel_table(channel: Channel, extra: list[dict[str, str]] | None = None) -
     from rich.console import Group
 
     pairs = [
-        ("Name", channel.name),
+        ("Channel", channel.channel or channel.name),
+        *([("Stream", channel.stream)] if channel.stream else []),
         ("Kind", "JetStream stream" if channel.kind == "stream" else "NATS Streaming channel"),
         ("Subjects", " ".join(channel.subjects) or "-"),
         ("Messages", str(channel.messages)),
