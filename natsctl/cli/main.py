@@ -31,6 +31,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "natsctl.cli.verify",
     "natsctl.cli.cluster",
     "natsctl.cli.completion",
+    "natsctl.cli.catalog",
+    "natsctl.cli.audit",
 )
 
 

@@ -81,6 +81,17 @@ def pub(
     no_create: Annotated[bool, typer.Option("--no-create", help="Fail instead of creating a missing stream")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success")] = False,
+    catalog: Annotated[
+        str | None,
+        typer.Option(
+            "--catalog",
+            metavar="FILE",
+            help="Event catalog (channel -> JSON Schema) [env NATSCTL_CATALOG; default ./natsctl-catalog.yaml]",
+        ),
+    ] = None,
+    no_validate: Annotated[
+        bool, typer.Option("--no-validate", help="Do not check messages against the channel's schema")
+    ] = False,
     *,
     settings: Settings,
     stream_options: StreamOptions,
@@ -101,6 +112,8 @@ def pub(
         create=not no_create,
         json_out=json_out,
         quiet=quiet,
+        catalog=catalog,
+        no_validate=no_validate,
     )
     plan.validate()
     run(lambda stop: publish_command(plan, settings, stream_options, stop))
@@ -123,6 +136,8 @@ class PublishPlan:
     create: bool = True
     json_out: bool = False
     quiet: bool = False
+    catalog: str | None = None  # --catalog: the event catalog (natsctl.contracts.catalog)
+    no_validate: bool = False  # --no-validate: no contract check even where the catalog has one
 
     def validate(self) -> None:
         from natsctl.core.errors import UsageError
@@ -204,7 +219,17 @@ async def publish_command(plan: PublishPlan, settings: Settings, stream_options:
     from natsctl.core.stderr import say
     from natsctl.opener import open_backend
 
-    messages, handle = build_messages(plan, lambda line: say(line, "warning"))  # bad input fails before connecting
+    entry = None
+    if not plan.no_validate:
+        from natsctl.cli.contract_io import entry_for
+
+        entry = entry_for(plan.catalog, plan.channel)  # a stat when no catalog is configured
+    if entry is None:
+        messages, handle = build_messages(plan, lambda line: say(line, "warning"))  # bad input fails before connecting
+    else:
+        from natsctl.cli.contract_io import checked_input
+
+        messages, handle = checked_input(plan, entry, build_messages, lambda line: say(line, "warning"))
     record = _open_record(plan.record)
     try:
         backend = await open_backend(settings)

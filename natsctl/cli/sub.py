@@ -94,6 +94,40 @@ ToSeqOpt = Annotated[
     int | None, typer.Option("--to-seq", metavar="N", help="Stop after this sequence", show_default=False)
 ]
 NoCreateOpt = Annotated[bool, typer.Option("--no-create", help="Fail instead of creating a missing channel")]
+CONTRACT = "Event contract (catalog)"
+ValidateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--validate", help="Check each event against the channel's schema in the catalog", rich_help_panel=CONTRACT
+    ),
+]
+OnInvalidOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--on-invalid",
+        metavar="skip|stop|dead-letter",
+        help="With --validate, an invalid event is skipped, stops the read (exit 14) or is parked [default: written, marked]",
+        rich_help_panel=CONTRACT,
+    ),
+]
+DeadLetterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dead-letter",
+        metavar="CHANNEL",
+        help="Where --on-invalid dead-letter parks events [default dead-letter.<channel>]",
+        rich_help_panel=CONTRACT,
+    ),
+]
+CatalogOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--catalog",
+        metavar="FILE",
+        help="Event catalog [env NATSCTL_CATALOG; default ./natsctl-catalog.yaml]",
+        rich_help_panel=CONTRACT,
+    ),
+]
 
 
 @stream_options
@@ -136,10 +170,15 @@ def sub(
         bool, typer.Option("--unsubscribe", help="On exit delete the durable instead of keeping it")
     ] = False,
     no_create: NoCreateOpt = False,
+    validate: ValidateOpt = False,
+    on_invalid: OnInvalidOpt = None,
+    dead_letter: DeadLetterOpt = None,
+    catalog: CatalogOpt = None,
     *,
     settings: Settings,
     stream_options: StreamOptions,
 ) -> None:
+    from natsctl.cli.contract_io import read_checks
     from natsctl.cli.run import run
 
     request = ReadRequest(
@@ -158,6 +197,7 @@ def sub(
         ack=True,
         unsubscribe=unsubscribe,
         create=not no_create,
+        checks=read_checks(channel, validate, on_invalid, dead_letter, catalog),
     )
     spec = request.spec()
     run(lambda stop: read_command(request, spec, settings, stream_options, stop))
@@ -173,9 +213,14 @@ def replay(
     count: CountOpt = None,
     json_: JsonOpt = False,
     raw: RawOpt = False,
+    validate: ValidateOpt = False,
+    on_invalid: OnInvalidOpt = None,
+    dead_letter: DeadLetterOpt = None,
+    catalog: CatalogOpt = None,
     *,
     settings: Settings,
 ) -> None:
+    from natsctl.cli.contract_io import read_checks
     from natsctl.cli.run import run
 
     request = ReadRequest(
@@ -188,6 +233,7 @@ def replay(
         output=_output(json_, raw),
         ack=False,
         create=False,
+        checks=read_checks(channel, validate, on_invalid, dead_letter, catalog),
     )
     spec = request.spec()
     run(lambda stop: read_command(request, spec, settings, StreamOptions(), stop))
@@ -261,6 +307,7 @@ class ReadRequest:
     until: str | None = None
     to_seq: int | None = None
     unsubscribe: bool = False
+    checks: Any = None  # --validate: natsctl.cli.contract_io.ReadChecks
 
     def spec(self) -> "SubscribeSpec":
         from natsctl.cli.settings import last_resolution
@@ -324,26 +371,33 @@ async def read_command(
             client_id = getattr(backend, "client_id", "")
             say(f"client id {client_id} was generated; resume durable {spec.durable!r} with --client-id {client_id}")
         stop.on_stop(subscription.stop)
+        checked = writer = None
+        if request.checks is not None:
+            from natsctl.cli.contract_io import checked_subscription
+
+            checked, writer = checked_subscription(subscription, request, backend)
         try:
             if request.exec_cmd:
-                await _consume_with_exec(subscription, request, stop)
+                await _consume_with_exec(checked or subscription, request, stop)
             else:
-                await _consume_to_stdout(subscription, request.output, stop)
+                await _consume_to_stdout(checked or subscription, request.output, stop, writer=writer)
         finally:
             await subscription.close()
+        if checked is not None and checked.failure is not None:
+            raise checked.failure
     finally:
         await backend.close()
     return 0
 
 
-async def _consume_to_stdout(subscription: Any, output: str, stop: Any, outlet: Any = None) -> None:
+async def _consume_to_stdout(subscription: Any, output: str, stop: Any, outlet: Any = None, writer: Any = None) -> None:
     """Write each batch out, and ack exactly the messages the reader has taken (nothing more)."""
     import asyncio
 
     from natsctl.cli.outlet import AckLedger, open_outlet
     from natsctl.cli.render.messages import TerminalWriter, writer_for
 
-    writer = writer_for(output)
+    writer = writer or writer_for(output)
     if isinstance(writer, TerminalWriter):  # a terminal shows what it is given
         async for batch in subscription.batches():
             writer.write_batch(batch)

@@ -57,6 +57,7 @@ KEYS = {
     "client_id": "client_id",
     "output": "output",
     "connection_name": "connection_name",
+    "catalog": "catalog",  # the event catalog (natsctl.contracts.catalog), not a connection setting
 }
 
 SECRET_KEYS = ("password", "token")

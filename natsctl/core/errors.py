@@ -30,6 +30,7 @@ class ExitCode(enum.IntEnum):
     UNCONFIRMED = 10  # some published messages were not confirmed by the server
     UNHEALTHY = 11  # `natsctl health` found the server unhealthy
     MISMATCH = 12  # `natsctl verify`: a recorded message is missing, changed, duplicated or out of order
+    INVALID = 14  # an event breaks its contract where reading stops on it (sub --on-invalid stop, audit order input)
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM
 
@@ -95,6 +96,12 @@ class Mismatch(NatsctlError):
     """`natsctl verify` found the channel does not hold what the publish record says."""
 
     exit_code = ExitCode.MISMATCH
+
+
+class Invalid(NatsctlError):
+    """An event on the bus breaks its channel's contract (or cannot be read as the audit needs)."""
+
+    exit_code = ExitCode.INVALID
 
 
 class Unsupported(NatsctlError):
