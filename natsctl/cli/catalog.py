@@ -111,7 +111,7 @@ def catalog_ls(catalog: CatalogOpt = None, json_flag: JsonOpt = False, output: O
     from natsctl.core.errors import NatsctlError
 
     fmt = _format(output, json_flag)
-    found = load_catalog(catalog, required=True)
+    found = load_catalog(catalog, required=True, standalone=True)
     assert found is not None
     rows: list[dict[str, Any]] = []
     broken = 0
@@ -166,7 +166,7 @@ def catalog_show(
     from natsctl.cli.contract_io import entry_for
 
     fmt = _format(output, json_flag)
-    entry = entry_for(catalog, channel, required=True)
+    entry = entry_for(catalog, channel, required=True, standalone=True)
     assert entry is not None
     entry.contract()
     doc = {"requested": channel, **entry.as_dict()}

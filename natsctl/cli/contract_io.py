@@ -40,15 +40,20 @@ class ContractViolation(UsageError):
 # -- the catalog -----------------------------------------------------------------------------------
 
 
-def load_catalog(flag: str | None, *, required: bool = False) -> Catalog | None:
-    """The catalog the command uses; None when none is configured (``required``: say so instead)."""
+def load_catalog(flag: str | None, *, required: bool = False, standalone: bool = False) -> Catalog | None:
+    """The catalog the command uses; None when none is configured (``required``: say so instead).
+
+    A command with connection flags finds the context and config its settings were resolved from;
+    a ``standalone`` one (``catalog ls`` / ``show``) resolves them now, without flags."""
     from natsctl.cli.settings import last_resolution
     from natsctl.contracts.catalog import load, locate
-    from natsctl.core.settings import resolve_full
 
-    resolution = last_resolution()
-    if resolution is None and not flag:  # a command without connection flags: the context and config still count
+    if standalone:
+        from natsctl.core.settings import resolve_full
+
         resolution = resolve_full({})
+    else:
+        resolution = last_resolution()
     source = locate(flag, resolution)
     if source is None:
         if required:
@@ -60,8 +65,8 @@ def load_catalog(flag: str | None, *, required: bool = False) -> Catalog | None:
     return load(source)
 
 
-def entry_for(flag: str | None, channel: str, *, required: bool = False) -> Entry | None:
-    catalog = load_catalog(flag, required=required)
+def entry_for(flag: str | None, channel: str, *, required: bool = False, standalone: bool = False) -> Entry | None:
+    catalog = load_catalog(flag, required=required, standalone=standalone)
     entry = catalog.entry_for(channel) if catalog is not None else None
     if entry is None and required:
         where = catalog.source.describe() if catalog is not None else "the catalog"
@@ -334,6 +339,13 @@ class CheckedSubscription:
         self.exclusive = exclusive
         self.failure: Invalid | None = None
         self.invalid = 0
+
+    async def finish(self) -> None:
+        """After the subscription is closed: ``--on-invalid stop`` exits 14. The invalid message and
+        what was delivered after it stay unacked: a durable gets them again, the invalid one first
+        (NATS Streaming at once when it resumes, JetStream after --ack-wait)."""
+        if self.failure is not None:
+            raise self.failure
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -383,8 +383,8 @@ async def read_command(
                 await _consume_to_stdout(checked or subscription, request.output, stop, writer=writer)
         finally:
             await subscription.close()
-        if checked is not None and checked.failure is not None:
-            raise checked.failure
+        if checked is not None:
+            await checked.finish()  # --on-invalid stop: exit 14
     finally:
         await backend.close()
     return 0

@@ -71,7 +71,7 @@ class Contract:
         # Draft 2020-12 unless the schema names its own draft ($schema); never a download (offline).
         make = jsonschema_rs.validator_for if _declares_draft(schema) else jsonschema_rs.Draft202012Validator
         try:
-            self.validator = make(schema, offline=True)  # type: ignore[arg-type] - checked above: a dict or a bool
+            self.validator = make(schema, offline=True)  # type: ignore[arg-type]  # a dict or a bool (checked above)
         except jsonschema_rs.ValidationError as exc:
             raise SchemaError(f"{where}: cannot be compiled: {_first_line(exc.message)}") from None
         except Exception as exc:  # noqa: BLE001 - e.g. a $ref to a document that is not there
