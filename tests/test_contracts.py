@@ -167,7 +167,9 @@ def test_the_four_places_and_the_working_directory_in_order(cli_in_process, tmp_
     monkeypatch.chdir(work)
 
     def source(*args: str, env: dict | None = None) -> tuple[str, list[str]]:
-        doc = as_json(cli_in_process.run("catalog", "ls", "--json", *args, env={"NATSCTL_CATALOG": None, **(env or {})}))
+        doc = as_json(
+            cli_in_process.run("catalog", "ls", "--json", *args, env={"NATSCTL_CATALOG": None, **(env or {})})
+        )
         return doc["from"], [c["channel"] for c in doc["channels"]]
 
     everything = {"NATSCTL_CATALOG": str(env_file), "NATS_CONTEXT": "dev"}
@@ -386,7 +388,10 @@ def test_on_invalid_dead_letter_parks_the_event_with_its_errors(cli, target, tmp
         assert headers["Natsctl-Dl-Reason"] == ["contract: $.price: -1 is less than the minimum of 0"]
     else:
         wrappers = [json.loads(p["data"]) for p in parked]
-        assert [(w["channel"], w["sequence"], w["data"]) for w in wrappers] == [(name, 2, lines[1]), (name, 4, lines[3])]
+        assert [(w["channel"], w["sequence"], w["data"]) for w in wrappers] == [
+            (name, 2, lines[1]),
+            (name, 4, lines[3]),
+        ]
         assert wrappers[0]["reason"] == "contract: $.price: -1 is less than the minimum of 0"
         assert wrappers[0]["natsctl_dead_letter"] == 1
 
