@@ -3,6 +3,7 @@
 # No "from __future__ import annotations": Typer reads these signatures through a wrapper (options.py).
 
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -130,27 +131,54 @@ class _Cursor:
 
     def __init__(self, index: int, subscription: Any) -> None:
         self.index = index
-        self.subscription = subscription
         self.batches = subscription.batches().__aiter__()
         self.batch: list[Any] = []
         self.at = 0
         self.head: Any = None
 
     async def advance(self) -> bool:
-        while self.at >= len(self.batch):
+        """The next event in ``head``; False at the channel's end."""
+        if self.at < len(self.batch):  # the common case: no await
+            self.head = self.batch[self.at]
+            self.at += 1
+            return True
+        while True:
             try:
                 self.batch = await self.batches.__anext__()
             except StopAsyncIteration:
                 self.head = None
                 return False
-            self.at = 0
-        self.head = self.batch[self.at]
-        self.at += 1
-        return True
+            if self.batch:
+                self.head = self.batch[0]
+                self.at = 1
+                return True
 
     def order(self) -> tuple[Any, int, int]:
-        moment = self.head.time
-        return (moment.timestamp() if moment is not None else 0.0, self.index, self.head.sequence)
+        """Merge order: publish time, then the channel's place on the command line, then the sequence."""
+        head = self.head
+        return (head.time or _EPOCH, self.index, head.sequence)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+async def _merge(cursors: list[_Cursor], feed: Any) -> None:
+    """Feed every event of every cursor in merge order; a run of one channel's events is fed without
+    comparing each to the others' heads more than once."""
+    live = [c for c in cursors if await c.advance()]
+    while live:
+        live.sort(key=_Cursor.order)
+        cursor = live[0]
+        bound = live[1].order() if len(live) > 1 else None
+        index = cursor.index
+        while True:
+            head = cursor.head
+            feed(index, head.sequence, head.time, head.data)
+            if not await cursor.advance():
+                live.pop(0)
+                break
+            if bound is not None and cursor.order() > bound:
+                break
 
 
 async def _audit(
@@ -178,23 +206,7 @@ async def _audit(
             subscription = await backend.subscribe(read_spec(channel, since))
             subscriptions.append(subscription)
             stop.on_stop(subscription.stop)
-        cursors = [_Cursor(i, s) for i, s in enumerate(subscriptions)]
-        live = [c for c in cursors if await c.advance()]
-        feed = audit.feed
-        while live:
-            if len(live) == 1:
-                cursor = live[0]
-                while True:  # one channel left: no merge needed
-                    head = cursor.head
-                    feed(cursor.index, head.sequence, head.time, head.data)
-                    if not await cursor.advance():
-                        break
-                break
-            cursor = min(live, key=_Cursor.order)
-            head = cursor.head
-            feed(cursor.index, head.sequence, head.time, head.data)
-            if not await cursor.advance():
-                live.remove(cursor)
+        await _merge([_Cursor(i, s) for i, s in enumerate(subscriptions)], audit.feed)
     finally:
         for subscription in subscriptions:
             await subscription.close()

@@ -112,14 +112,25 @@ class OrderAudit:
                 ) from None
 
     def feed(self, index: int, seq: int, time: Any, data: bytes) -> None:
-        channel = self.channels[index]
-        event = self.parse(data, channel, seq)
-        key = _dig(event, self.key_path, channel, seq, "key")
-        if isinstance(key, (dict, list)) or key is None:
+        # The hot path of the audit (once per event): plain lookups first, the careful checks only
+        # when something is off.
+        try:
+            event = self._loads(data)
+        except Exception:  # noqa: BLE001 - orjson refuses what json would take only for huge integers
+            event = self.parse(data, self.channels[index], seq)
+        try:
+            key = event[self.key_path[0]] if len(self.key_path) == 1 else _get(event, self.key_path)
+            version = event[self.version_path[0]] if len(self.version_path) == 1 else _get(event, self.version_path)
+        except (KeyError, TypeError, IndexError):
+            channel = self.channels[index]
+            key = _dig(event, self.key_path, channel, seq, "key")
+            version = _dig(event, self.version_path, channel, seq, "version")
+        if type(version) is not int:
+            version = _version(version, self.channels[index], seq, self.version_path)
+        if type(key) is not str and (isinstance(key, (dict, list)) or key is None):
             raise UnreadableEvent(
-                f"{channel} sequence {seq}: the key at {'.'.join(self.key_path)!r} is not a single value"
+                f"{self.channels[index]} sequence {seq}: the key at {'.'.join(self.key_path)!r} is not a single value"
             )
-        version = _version(_dig(event, self.version_path, channel, seq, "version"), channel, seq, self.version_path)
         report = self.report
         report.events += 1
         last = self.last.get(key)
@@ -127,12 +138,13 @@ class OrderAudit:
             report.keys += 1
             self.last[key] = (version, index, seq)
             if self.start is not None and version != self.start:
-                self._found("wrong-start", key, version, self.start, channel, seq, time, None)
+                self._found("wrong-start", key, version, self.start, self.channels[index], seq, time, None)
             return
         high = last[0]
         if version == high + 1:
             self.last[key] = (version, index, seq)
             return
+        channel = self.channels[index]
         if version == high:
             self._found("repeat", key, version, high + 1, channel, seq, time, last)
         elif version < high:
@@ -165,6 +177,12 @@ class OrderAudit:
                 last[2],
             )
         report.findings.append(finding)
+
+
+def _get(event: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        event = event[part]
+    return event
 
 
 def _dig(event: Any, path: tuple[str, ...], channel: str, seq: int, what: str) -> Any:
