@@ -147,9 +147,7 @@ def test_a_channel_in_order_exits_0_and_key_and_version_come_from_the_catalog(cl
     name = f"ticket:ok.{uuid.uuid4().hex[:6]}"
     publish_in_order(js, [(name, {"ticket": {"id": k}, "v": v}) for v in range(3) for k in ("x", "y")])
     catalog = tmp_path / "c.yaml"
-    catalog.write_text(
-        f"channels:\n  'ticket:ok.*':\n    schema: {{type: object}}\n    key: ticket.id\n    version: v\n"
-    )
+    catalog.write_text("channels:\n  'ticket:ok.*':\n    schema: {type: object}\n    key: ticket.id\n    version: v\n")
     result = audit(cli, js, name, "--catalog", str(catalog))
     assert ok(result).splitlines() == [
         f"channels {name}: 6 events, 2 keys (key ticket.id, version v, start 0)",

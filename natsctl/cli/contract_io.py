@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from natsctl.contracts.schema import Contract
     from natsctl.core.backend import Backend, Messages, Subscription
     from natsctl.core.model import OutgoingMessage, SubscribeSpec
+    from natsctl.core.settings import Resolution
 
 ON_INVALID = ("skip", "stop", "dead-letter")
 
@@ -48,12 +49,11 @@ def load_catalog(flag: str | None, *, required: bool = False, standalone: bool =
     from natsctl.cli.settings import last_resolution
     from natsctl.contracts.catalog import load, locate
 
+    resolution: Resolution | None = last_resolution()
     if standalone:
         from natsctl.core.settings import resolve_full
 
         resolution = resolve_full({})
-    else:
-        resolution = last_resolution()
     source = locate(flag, resolution)
     if source is None:
         if required:
