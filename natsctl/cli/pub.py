@@ -31,6 +31,11 @@ and headers included: an export/import of a channel.
 On JetStream a missing stream for the channel is created (see the creation options) unless
 --no-create is given. Exits 10 when any message was not confirmed, naming the first one.
 
+When the event catalog (--catalog, NATSCTL_CATALOG, the context or config, ./natsctl-catalog.yaml)
+has a schema for CHANNEL, every message is checked against it (--no-validate skips): from a file
+all of them before the first is sent, from a pipe up to the first invalid one; an invalid message
+exits 2 naming its line.
+
 Examples:
 
 \b

@@ -35,6 +35,10 @@ NATSCTL_DELIVERIES. natsctl takes one message at a time for --exec, so none wait
 past --ack-wait; on JetStream a handler running longer than --ack-wait is kept alive with
 in-progress acks, on NATS Streaming such a message is delivered again after --ack-wait.
 
+--validate checks each event against the channel's schema in the event catalog (JSON envelopes
+gain "valid" and "errors"); --on-invalid skip|stop|dead-letter says what happens to an invalid one
+(stop exits 14, before it, leaving it unacked).
+
 Ctrl-C stops cleanly (what was written is acked) and exits 130; SIGTERM exits 143.
 
 Examples:
@@ -46,7 +50,7 @@ Examples:
 
 REPLAY_HELP = """Read CHANNEL from the start (or --seq / --since) to its end and exit; nothing is acked or kept.
 
-Bound it with --until TIME or --to-seq N. Same output options as `sub`.
+Bound it with --until TIME or --to-seq N. Same output and --validate options as `sub`.
 
 Examples:
 
