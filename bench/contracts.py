@@ -101,7 +101,12 @@ def measure(args: argparse.Namespace, tmp: Path, url: str) -> dict:
     pub = lambda name, path, *flags: run(ctl("pub", name, "--file", str(path), "-q", "--catalog", str(catalog), *flags))  # noqa: E731
 
     pair = Pair(
-        "bulk publish, validated (6-field schema)", "pub (validated)", "pub --no-validate", ">= 0.7x", messages=n
+        "bulk publish, validated (6-field schema)",
+        "pub (validated)",
+        "pub --no-validate",
+        ">= 0.7x",
+        messages=n,
+        cpu_row=True,
     )
 
     def a(i: int):
@@ -160,6 +165,7 @@ def measure(args: argparse.Namespace, tmp: Path, url: str) -> dict:
             "keys": keys,
             "seconds": round(best.seconds, 2),
             "events_per_s": round(report["events"] / best.seconds),
+            "cpu_us_per_event": round(min(r.cpu for r in runs) / report["events"] * 1e6, 2),
             "peak_rss_mb": round(max(r.rss_mb for r in runs), 1),
         }
         print(f"  audit order {total}: {audits[total]}", file=sys.stderr)
@@ -169,14 +175,17 @@ def measure(args: argparse.Namespace, tmp: Path, url: str) -> dict:
         "|---|---|---|---|---|---|",
         f"| {pair.name}, {n:,} messages | {n / pair.net('a'):,.0f} msg/s | {n / pair.net('b'):,.0f} msg/s | "
         f"{pair.ratio():.2f}x | >= 0.7x | {'yes' if pair.met() else 'NO'} |",
+        f"| client CPU per message (bulk part) | {pair.cpu_per_message_us('a'):.1f} us | "
+        f"{pair.cpu_per_message_us('b'):.1f} us | - | - | (no target) |",
+        f"| peak RSS | {max(pair.a_rss):.1f} MB | {max(pair.b_rss):.1f} MB | - | - | (no target) |",
         "",
-        "| audit order | events | keys | time (best of 3) | events/s | peak RSS |",
-        "|---|---|---|---|---|---|",
+        "| audit order | events | keys | time (best of 3) | events/s | client CPU per event | peak RSS |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in audits.values():
         lines.append(
             f"| 2 channels | {row['events']:,} | {row['keys']:,} | {row['seconds']} s | {row['events_per_s']:,} | "
-            f"{row['peak_rss_mb']} MB |"
+            f"{row['cpu_us_per_event']} us | {row['peak_rss_mb']} MB |"
         )
     return {"publish": pair.summary(), "audit": audits, "table": "\n".join(lines)}
 

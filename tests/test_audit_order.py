@@ -176,3 +176,20 @@ def test_an_event_the_audit_cannot_read_is_one_line_exit_14(cli, servers, event,
     publish_in_order(js, [(name, {"id": "a", "version": 0}), (name, event)])
     result = audit(cli, js, name, "--key", "id", "--version", "version")
     assert failed(result, 14) == f"natsctl: error: {name} sequence 2: {problem}"
+
+
+def test_state_is_one_entry_per_key_and_findings_past_the_limit_are_counted():
+    from natsctl.contracts.order import OrderAudit
+
+    audit = OrderAudit(["a", "b"], "id", "version", start=0, max_findings=10)
+    for n in range(50_000):  # 500 keys, 100 versions each, every 7th event of a key repeated
+        key, version = n % 500, n // 500
+        audit.feed(n % 2, n + 1, None, b'{"id": %d, "version": %d}' % (key, version))
+        if version % 7 == 3:
+            audit.feed(0, n + 1, None, b'{"id": %d, "version": %d}' % (key, version))
+    report = audit.report
+    assert len(audit.last) == 500 and report.keys == 500
+    assert report.events == 50_000 + 500 * len(range(3, 100, 7))
+    assert report.counts == {"repeat": 500 * len(range(3, 100, 7)), "go-back": 0, "gap": 0, "wrong-start": 0}
+    assert len(report.findings) == 10 and report.truncated == report.counts["repeat"] - 10
+    assert {tuple(v[:1]) for v in audit.last.values()} == {(99,)}
