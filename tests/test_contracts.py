@@ -397,6 +397,18 @@ def test_on_invalid_dead_letter_parks_the_event_with_its_errors(cli, target, tmp
         assert wrappers[0]["natsctl_dead_letter"] == 1
 
 
+def test_exec_handles_only_the_valid_events_and_the_skipped_ones_are_acked(cli, servers, tmp_path):
+    js = servers["jetstream"]
+    name, path, lines = seeded(cli, js, tmp_path)
+    handled = tmp_path / "handled"
+    args = ("sub", name, "--all", "-e", "--durable", "x", "--validate", "--on-invalid", "skip", "--catalog", str(path))
+    handler = f"cat >> {handled}; echo >> {handled}"
+    result = run(cli, js, *args, "--exec", handler)
+    assert result.returncode == 0, result.stderr
+    assert handled.read_text().splitlines() == [lines[0], lines[2], lines[4]]
+    assert ok(run(cli, js, *args, "--raw")) == ""  # nothing left for the durable
+
+
 def test_validate_flags_are_checked_before_connecting(cli_in_process, tmp_path):
     path = catalog_for(tmp_path, "ticket:x")
     bad = cli_in_process.run("replay", "ticket:x", "--on-invalid", "skip", "--catalog", str(path))
@@ -528,4 +540,22 @@ def test_the_file_check_numbers_lines_as_pub_does_blank_lines_and_crlf_included(
     assert failed(result, 2) == (
         'natsctl: error: line 3: $: "title" is a required property (and 3 more errors); 1 of 3 messages break '
         "the contract of 'ticket:crlf', nothing was published; fix them or pass --no-validate"
+    )
+
+
+@pytest.mark.parametrize("with_ref", [False, True], ids=["inline", "defs-ref"])
+def test_the_file_check_finds_a_bad_line_deep_in_a_large_file(cli_in_process, tmp_path, with_ref):
+    schema = json.loads(json.dumps(SCHEMA))
+    if with_ref:  # checked one value at a time: a $ref must resolve against the schema itself
+        schema["$defs"] = {"money": {"type": "number", "minimum": 0}}
+        schema["properties"]["price"] = {"$ref": "#/$defs/money"}
+    path = catalog_for(tmp_path, "ticket:big", schema)
+    lines = [ticket(n) for n in range(1, 8001)]  # ~650 KB: the check reads it in several chunks
+    lines[6999] = ticket(7000, price=-5)
+    events = tmp_path / "big.jsonl"
+    events.write_text("\n".join(lines) + "\n")
+    result = cli_in_process.run("pub", "ticket:big", "--file", str(events), "--catalog", str(path), "-s", "127.0.0.1:1")
+    assert failed(result, 2) == (
+        "natsctl: error: line 7000: $.price: -5 is less than the minimum of 0; 1 of 8000 messages break the "
+        "contract of 'ticket:big', nothing was published; fix them or pass --no-validate"
     )

@@ -77,6 +77,7 @@ class Contract:
         except Exception as exc:  # noqa: BLE001 - e.g. a $ref to a document that is not there
             raise SchemaError(f"{where}: cannot be compiled: {_first_line(str(exc))}") from None
         self._is_valid: Callable[[object], bool] = self.validator.is_valid
+        self._many: Any = None  # the schema as the items of an array, compiled on first use
         self._loads: Callable[[bytes], object] = orjson.loads
         self._decode_error: type[Exception] = orjson.JSONDecodeError
 
@@ -110,6 +111,23 @@ class Contract:
         if self._is_valid(value):
             return []
         return self.errors_of(value)
+
+    def all_valid(self, values: list[object]) -> bool:
+        """Whether every value is valid, in one call to the validator (for checking many at once)."""
+        if self._many is None:
+            import jsonschema_rs
+
+            # The same schema under "items" of an array: a $ref inside it is resolved against the
+            # wrapper, so a schema with $ref / $id / $schema is checked one value at a time instead.
+            text = json.dumps(self.schema)
+            located = ("$ref", "$dynamicRef", "$recursiveRef", "$id", "$anchor", "$dynamicAnchor")
+            if isinstance(self.schema, dict) and ("$schema" in self.schema or any(k in text for k in located)):
+                self._many = False
+            else:
+                self._many = jsonschema_rs.Draft202012Validator({"type": "array", "items": self.schema}, offline=True)
+        if self._many is False:
+            return all(map(self._is_valid, values))
+        return bool(self._many.is_valid(values))
 
     def check_value(self, value: object) -> list[str]:
         return [] if self._is_valid(value) else self.errors_of(value)
