@@ -31,6 +31,8 @@ LAYERS = {
         (*CORE, *TRANSPORT, "natsctl.backends.stan"),
         {"typer", "rich", "click", "httpx"},
     ),
+    # natsctl/contracts/: the event catalog, schema validation, inference, the order audit (no CLI, no NATS).
+    "contracts": (("natsctl.contracts",), (*CORE, "natsctl.contracts"), {"typer", "rich", "click", "nats", "httpx"}),
     "monitoring": (("natsctl.monitor",), (*CORE, "natsctl.monitor"), {"typer", "rich", "click", "nats"}),
     "opener": (("natsctl.opener",), (*CORE, *TRANSPORT, "natsctl.backends"), {"typer", "rich", "click"}),
     "embedded": (("natsctl.embedded",), CORE, {"typer", "rich", "click", "nats", "httpx"}),
@@ -41,6 +43,7 @@ LAYERS = {
         (
             *CORE,
             "natsctl.monitor",
+            "natsctl.contracts",
             "natsctl.opener",
             "natsctl.embedded",
             "natsctl.cli",

@@ -34,6 +34,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "natsctl.cli.deadletter",
     "natsctl.cli.cluster",
     "natsctl.cli.completion",
+    "natsctl.cli.catalog",
+    "natsctl.cli.audit",
 )
 
 

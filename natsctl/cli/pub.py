@@ -33,6 +33,11 @@ names the stream (or a channel or wildcard) every subject must be in.
 On JetStream a missing stream for the channel is created (see the creation options) unless
 --no-create is given. Exits 10 when any message was not confirmed, naming the first one.
 
+When the event catalog (--catalog, NATSCTL_CATALOG, the context or config, ./natsctl-catalog.yaml)
+has a schema for CHANNEL, every message is checked against it (--no-validate skips): from a file
+all of them before the first is sent, from a pipe up to the first invalid one; an invalid message
+exits 2 naming its line.
+
 Examples:
 
 \b
@@ -91,6 +96,17 @@ def pub(
     no_create: Annotated[bool, typer.Option("--no-create", help="Fail instead of creating a missing stream")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success")] = False,
+    catalog: Annotated[
+        str | None,
+        typer.Option(
+            "--catalog",
+            metavar="FILE",
+            help="Event catalog (channel -> JSON Schema) [env NATSCTL_CATALOG; default ./natsctl-catalog.yaml]",
+        ),
+    ] = None,
+    no_validate: Annotated[
+        bool, typer.Option("--no-validate", help="Do not check messages against the channel's schema")
+    ] = False,
     *,
     settings: Settings,
     stream_options: StreamOptions,
@@ -112,6 +128,8 @@ def pub(
         create=not no_create and not keep_subject,  # --keep-subject: into a stream that exists
         json_out=json_out,
         quiet=quiet,
+        catalog=catalog,
+        no_validate=no_validate,
     )
     plan.validate()
     run(lambda stop: publish_command(plan, settings, stream_options, stop))
@@ -135,6 +153,8 @@ class PublishPlan:
     json_out: bool = False
     quiet: bool = False
     keep_subject: bool = False  # --keep-subject: each envelope to its own subject
+    catalog: str | None = None  # --catalog: the event catalog (natsctl.contracts.catalog)
+    no_validate: bool = False  # --no-validate: no contract check even where the catalog has one
 
     def validate(self) -> None:
         from natsctl.cli.families import publish_target
@@ -222,7 +242,17 @@ async def publish_command(plan: PublishPlan, settings: Settings, stream_options:
     from natsctl.core.stderr import say
     from natsctl.opener import open_backend
 
-    messages, handle = build_messages(plan, lambda line: say(line, "warning"))  # bad input fails before connecting
+    entry = None
+    if not plan.no_validate:
+        from natsctl.cli.contract_io import entry_for
+
+        entry = entry_for(plan.catalog, plan.channel)  # a stat when no catalog is configured
+    if entry is None:
+        messages, handle = build_messages(plan, lambda line: say(line, "warning"))  # bad input fails before connecting
+    else:
+        from natsctl.cli.contract_io import checked_input
+
+        messages, handle = checked_input(plan, entry, build_messages, lambda line: say(line, "warning"))
     record = _open_record(plan.record)
     try:
         backend = await open_backend(settings)

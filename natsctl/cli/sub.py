@@ -43,6 +43,10 @@ in-progress acks, on NATS Streaming such a message is delivered again after --ac
 On JetStream CHANNEL may also be a stream's name, or a wildcard (orders.*, orders.>) that an
 existing stream covers; --stream NAME reads a whole stream. Each message keeps its own subject.
 
+--validate checks each event against the channel's schema in the event catalog (JSON envelopes
+gain "valid" and "errors"); --on-invalid skip|stop|dead-letter says what happens to an invalid one
+(stop exits 14, before it, leaving it unacked).
+
 Ctrl-C stops cleanly (what was written is acked) and exits 130; SIGTERM exits 143.
 
 Examples:
@@ -55,8 +59,8 @@ Examples:
 
 REPLAY_HELP = """Read CHANNEL from the start (or --seq / --since) to its end and exit; nothing is acked or kept.
 
-Bound it with --until TIME or --to-seq N. Same output options as `sub`. On JetStream CHANNEL may
-also be a stream's name or a wildcard a stream covers, and --stream NAME reads a whole stream.
+Bound it with --until TIME or --to-seq N. Same output and --validate options as `sub`. On JetStream
+CHANNEL may also be a stream's name or a wildcard a stream covers, and --stream NAME reads a whole stream.
 
 Examples:
 
@@ -88,16 +92,6 @@ BackoffOpt = Annotated[
         "--backoff",
         metavar="DURATIONS",
         help="JetStream: wait before each redelivery, e.g. 1s,5s,30s (the last repeats) [default: 1s,5s,30s]",
-        rich_help_panel=FAILING,
-        show_default=False,
-    ),
-]
-DeadLetterOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--dead-letter",
-        metavar="CHANNEL",
-        help="Where messages out of deliveries are parked [default: dead-letter.CHANNEL]",
         rich_help_panel=FAILING,
         show_default=False,
     ),
@@ -143,6 +137,41 @@ ToSeqOpt = Annotated[
     int | None, typer.Option("--to-seq", metavar="N", help="Stop after this sequence", show_default=False)
 ]
 NoCreateOpt = Annotated[bool, typer.Option("--no-create", help="Fail instead of creating a missing channel")]
+CONTRACT = "Event contract (catalog)"
+ValidateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--validate", help="Check each event against the channel's schema in the catalog", rich_help_panel=CONTRACT
+    ),
+]
+OnInvalidOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--on-invalid",
+        metavar="skip|stop|dead-letter",
+        help="With --validate, an invalid event is skipped, stops the read (exit 14) or is parked [default: written, marked]",
+        rich_help_panel=CONTRACT,
+    ),
+]
+DeadLetterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dead-letter",
+        metavar="CHANNEL",
+        help="Where messages are parked: out of deliveries (--exec, --max-deliver) or invalid (--on-invalid dead-letter) [default: dead-letter.CHANNEL]",
+        rich_help_panel=FAILING,
+        show_default=False,
+    ),
+]
+CatalogOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--catalog",
+        metavar="FILE",
+        help="Event catalog [env NATSCTL_CATALOG; default ./natsctl-catalog.yaml]",
+        rich_help_panel=CONTRACT,
+    ),
+]
 
 
 @stream_options
@@ -189,10 +218,14 @@ def sub(
     max_deliver: MaxDeliverOpt = None,
     backoff: BackoffOpt = None,
     dead_letter: DeadLetterOpt = None,
+    validate: ValidateOpt = False,
+    on_invalid: OnInvalidOpt = None,
+    catalog: CatalogOpt = None,
     *,
     settings: Settings,
     stream_options: StreamOptions,
 ) -> None:
+    from natsctl.cli.contract_io import read_checks
     from natsctl.cli.families import read_target
     from natsctl.cli.run import run
 
@@ -217,6 +250,10 @@ def sub(
         max_deliver=max_deliver,
         backoff=backoff,
         dead_letter=dead_letter,
+        # --dead-letter also serves failing --exec handlers: read_checks sees it only when it parks invalid events
+        checks=read_checks(
+            name, validate, on_invalid, dead_letter if exec_ is None or on_invalid == "dead-letter" else None, catalog
+        ),
     )
     spec = request.spec()
     run(lambda stop: read_command(request, spec, settings, stream_options, stop))
@@ -233,9 +270,14 @@ def replay(
     count: CountOpt = None,
     json_: JsonOpt = False,
     raw: RawOpt = False,
+    validate: ValidateOpt = False,
+    on_invalid: OnInvalidOpt = None,
+    dead_letter: DeadLetterOpt = None,
+    catalog: CatalogOpt = None,
     *,
     settings: Settings,
 ) -> None:
+    from natsctl.cli.contract_io import read_checks
     from natsctl.cli.families import read_target
     from natsctl.cli.run import run
 
@@ -251,6 +293,7 @@ def replay(
         output=_output(json_, raw),
         ack=False,
         create=False,
+        checks=read_checks(name, validate, on_invalid, dead_letter, catalog),
     )
     spec = request.spec()
     run(lambda stop: read_command(request, spec, settings, StreamOptions(), stop))
@@ -328,6 +371,7 @@ class ReadRequest:
     backoff: str | None = None
     dead_letter: str | None = None
     whole_stream: bool = False  # --stream NAME
+    checks: Any = None  # --validate: natsctl.cli.contract_io.ReadChecks
 
     def spec(self) -> "SubscribeSpec":
         from natsctl.cli.settings import last_resolution
@@ -384,7 +428,8 @@ class ReadRequest:
         from natsctl.core.errors import UsageError
 
         given = [n for n, v in (("--max-deliver", self.max_deliver), ("--backoff", self.backoff)) if v is not None]
-        if self.dead_letter is not None:
+        parks_invalid = self.checks is not None and self.checks.on_invalid == "dead-letter"
+        if self.dead_letter is not None and not parks_invalid:
             given.append("--dead-letter")
         if given and self.exec_cmd is None:
             raise UsageError(f"{' and '.join(given)} decide what happens when the --exec handler fails: add --exec CMD")
@@ -417,26 +462,33 @@ async def read_command(
             client_id = getattr(backend, "client_id", "")
             say(f"client id {client_id} was generated; resume durable {spec.durable!r} with --client-id {client_id}")
         stop.on_stop(subscription.stop)
+        checked = writer = None
+        if request.checks is not None:
+            from natsctl.cli.contract_io import checked_subscription
+
+            checked, writer = checked_subscription(subscription, request, backend)
         try:
             if request.exec_cmd:
-                await _consume_with_exec(subscription, request, stop, backend)
+                await _consume_with_exec(checked or subscription, request, stop, backend)
             else:
-                await _consume_to_stdout(subscription, request.output, stop)
+                await _consume_to_stdout(checked or subscription, request.output, stop, writer=writer)
         finally:
             await subscription.close()
+        if checked is not None:
+            await checked.finish()  # --on-invalid stop: exit 14
     finally:
         await backend.close()
     return 0
 
 
-async def _consume_to_stdout(subscription: Any, output: str, stop: Any, outlet: Any = None) -> None:
+async def _consume_to_stdout(subscription: Any, output: str, stop: Any, outlet: Any = None, writer: Any = None) -> None:
     """Write each batch out, and ack exactly the messages the reader has taken (nothing more)."""
     import asyncio
 
     from natsctl.cli.outlet import AckLedger, open_outlet
     from natsctl.cli.render.messages import TerminalWriter, writer_for
 
-    writer = writer_for(output)
+    writer = writer or writer_for(output)
     if isinstance(writer, TerminalWriter):  # a terminal shows what it is given
         async for batch in subscription.batches():
             writer.write_batch(batch)

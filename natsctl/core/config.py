@@ -7,6 +7,7 @@ Path: ``$NATSCTL_CONFIG``, else ``<XDG config home>/natsctl/config.yaml``. Examp
     cluster_id: ticketing                    # set: the server is NATS Streaming
     client_id: alice-laptop
     output: json                             # default output format of commands that have -o
+    catalog: natsctl-catalog.yaml            # the event catalog (relative to this file)
     contexts:                                # per natscli context, over the keys above
       staging:
         monitor: http://127.0.0.1:18222
@@ -57,6 +58,7 @@ KEYS = {
     "client_id": "client_id",
     "output": "output",
     "connection_name": "connection_name",
+    "catalog": "catalog",  # the event catalog (natsctl.contracts.catalog), not a connection setting
 }
 
 SECRET_KEYS = ("password", "token")

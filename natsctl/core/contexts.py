@@ -32,6 +32,7 @@ FIELDS = {
     "jetstream_domain": "js_domain",
     "jetstream_api_prefix": "js_api_prefix",
     "description": "description",
+    "catalog": "catalog",  # natsctl's own key: the event catalog of this context (natsctl.contracts.catalog)
 }
 
 # Keys whose values are secrets; the files they point at (creds, nkey) are checked for their mode.

@@ -31,6 +31,7 @@ class ExitCode(enum.IntEnum):
     UNHEALTHY = 11  # `natsctl health` found the server unhealthy
     MISMATCH = 12  # `natsctl verify`: a recorded message is missing, changed, duplicated or out of order
     LAGGING = 13  # `natsctl subs` / `channel` --fail-on-*: a subscription lags, holds unacked messages or stalls
+    INVALID = 14  # an event breaks its contract where reading stops on it (sub --on-invalid stop, audit order input)
     INTERRUPTED = 130  # Ctrl-C (SIGINT)
     TERMINATED = 143  # SIGTERM
 
@@ -102,6 +103,12 @@ class Lagging(NatsctlError):
     """A lag gate (`subs --fail-on-lag/--fail-on-unacked/--fail-on-stalled`) failed."""
 
     exit_code = ExitCode.LAGGING
+
+
+class Invalid(NatsctlError):
+    """An event on the bus breaks its channel's contract (or cannot be read as the audit needs)."""
+
+    exit_code = ExitCode.INVALID
 
 
 class Unsupported(NatsctlError):
