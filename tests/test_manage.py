@@ -317,3 +317,18 @@ def test_pause_holds_deliveries_until_resume(cli, js, server_state):
         if reader.poll() is None:
             reader.kill()
             reader.wait()
+
+
+def test_the_stream_name_works_wherever_the_channel_does(cli, js):
+    pub(cli, js, "ticket:renamed", 3)
+    ok(cli.run("sub", "ticket:renamed", "--all", "--durable", "audit", "--count", "2", *S(js)))
+    stream = as_json(cli.run("channel", "info", "ticket:renamed", "--json", *S(js)))["stream"]
+    assert stream.startswith("ticket_renamed_")
+    by_stream = as_json(cli.run("channel", "info", stream, "--json", *S(js)))
+    assert (by_stream["channel"], by_stream["stream"], by_stream["messages"]) == ("ticket:renamed", stream, 3)
+    listed = as_json(cli.run("durable", "ls", stream, "--json", *S(js)))
+    assert [(d["channel"], d["name"], d["ack_floor_seq"]) for d in listed] == [("ticket:renamed", "audit", 2)]
+    got = as_json(cli.run("channel", "get", stream, "--seq", "3", "--json", *S(js)))
+    assert (got["channel"], got["subject"], got["seq"], got["data"]) == ("ticket:renamed", "ticket:renamed", 3, "msg 3")
+    ok(cli.run("durable", "rm", stream, "audit", "--yes", *S(js)))
+    assert as_json(cli.run("durable", "ls", "ticket:renamed", "--json", *S(js))) == []
