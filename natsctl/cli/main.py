@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "natsctl.cli.verify",
     "natsctl.cli.cluster",
     "natsctl.cli.completion",
+    "natsctl.cli.migrate",
 )
 
 

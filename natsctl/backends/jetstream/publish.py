@@ -160,9 +160,12 @@ class PublishPipeline:
         reader, halted = asyncio.ensure_future(ahead.pump(messages)), asyncio.ensure_future(halt.event.wait())
         try:
             while True:
-                if not buffer and not await _input_ready(ready, halted):
-                    halt.input_cut = True
-                    return
+                if not buffer:
+                    if self.window.outstanding and self.nc.is_connected:
+                        await wake_flusher(self.nc)  # an input that pauses: what is queued goes out meanwhile
+                    if not await _input_ready(ready, halted):
+                        halt.input_cut = True
+                        return
                 item = buffer.popleft()
                 if len(buffer) < READ_AHEAD // 2:
                     room.set()
