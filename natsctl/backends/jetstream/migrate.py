@@ -23,7 +23,15 @@ from natsctl.core.migrate import (
     Target,
     message_id,
 )
-from natsctl.core.model import Message, OutgoingMessage, PublishAck, StartKind, StartPosition, StreamOptions, SubscribeSpec
+from natsctl.core.model import (
+    Message,
+    OutgoingMessage,
+    PublishAck,
+    StartKind,
+    StartPosition,
+    StreamOptions,
+    SubscribeSpec,
+)
 from natsctl.core.settings import Settings
 from natsctl.core.timeparse import parse_duration
 
