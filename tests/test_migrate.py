@@ -18,7 +18,7 @@ import yaml
 
 from natsctl.backends.stan import proto
 from natsctl.backends.stan.protocol import StanClient
-from tests.helpers import ClientLoop, as_json, error_line, ok
+from tests.helpers import ClientLoop, as_json, error_line, failed, ok
 from tests.servers import NatsServer
 from tests.stan_double.fixtures import StanServer, start_stan
 
@@ -108,6 +108,10 @@ class Seeder:
     def ack(self, handle, sequences: list[int]) -> None:
         self.loop.run(handle.ack_many(sequences))
 
+    def close_all(self) -> None:
+        for client_id in list(self.clients):
+            self.close(client_id)
+
     def close(self, client_id: str) -> None:
         client = self.clients.pop(client_id)
 
@@ -158,7 +162,9 @@ def world(request):
     js = NatsServer(config="max_payload: 2MB").start()
     loop = ClientLoop()
     try:
-        yield stan, js, seed(stan, loop)
+        seeder = seed(stan, loop)
+        yield stan, js, seeder
+        seeder.close_all()
     finally:
         loop.close()
         stan.cleanup()
@@ -336,3 +342,115 @@ def tamper(js: NatsServer, stream: str, seq: int, data: bytes) -> None:
         await nc.close()
 
     asyncio.run(run())
+
+
+def stream_names(js: NatsServer) -> list[str]:
+    async def run() -> list[str]:
+        nc = await nats.connect(js.url)
+        try:
+            return sorted(str(info.config.name) for info in await nc.jetstream().streams_info())
+        finally:
+            await nc.close()
+
+    return asyncio.run(run())
+
+
+def add_stream(js: NatsServer, name: str, subjects: list[str]) -> None:
+    async def run() -> None:
+        nc = await nats.connect(js.url)
+        await nc.jetstream().add_stream(name=name, subjects=subjects)
+        await nc.close()
+
+    asyncio.run(run())
+
+
+def test_bad_plans_and_targets_change_nothing(cli, tmp_path):
+    stan = start_stan("0.23.2", monitoring=True)
+    js = NatsServer().start()
+    loop = ClientLoop()
+    try:
+        s = Seeder(stan, loop)
+        s.publish("ticket:created", [b"t1", b"t2", b"t3"])
+        s.publish("order:created", [b"o1"])
+        handle, _got = s.durable("tickets-1", "ticket:created", "tickets-svc", expect=3)
+        s.ack(handle, [1])
+        wait_for(lambda: pending_of(stan, "ticket:created") == 2, "tickets-svc's ack")
+        plan_file = tmp_path / "plan.yaml"
+        ok(cli.run("migrate", "plan", *stan_args(stan), "--out", str(plan_file)))
+        good = yaml.safe_load(plan_file.read_text())
+        to = ["--to-server", js.url.replace("nats://", "http://")]  # the seed's NATS_URL style
+
+        def with_plan(change) -> str:
+            plan = yaml.safe_load(yaml.safe_dump(good))
+            change(plan)
+            path = tmp_path / "edited.yaml"
+            path.write_text(yaml.safe_dump(plan))
+            return str(path)
+
+        def missing(plan):
+            plan["channels"]["ticket:deleted"] = {"stream": "ticket_deleted"}
+
+        result = cli.run("migrate", "copy", with_plan(missing), *stan_args(stan), *to)
+        assert failed(result, 7).startswith(
+            f"natsctl: error: plan: channel 'ticket:deleted' is not on NATS Streaming cluster '{stan.cluster_id}'"
+        )
+
+        def refused(plan):
+            plan["channels"]["order:created"]["stream"] = "orders.created"
+
+        result = cli.run("migrate", "copy", with_plan(refused), *stan_args(stan), *to)
+        assert failed(result, 2) == (
+            "natsctl: error: plan: channel 'order:created': JetStream refuses the stream name 'orders.created' "
+            "(it may not be empty or contain whitespace, '.', '*', '>', '/' or '\\')"
+        )
+        assert stream_names(js) == []
+
+        taken = good["channels"]["order:created"]["stream"]
+        add_stream(js, taken, ["orders.legacy"])
+        result = cli.run("migrate", "copy", str(plan_file), *stan_args(stan), *to)
+        assert failed(result, 2) == (
+            f"natsctl: error: channel 'order:created': stream '{taken}' exists on the target with other subjects "
+            "(orders.legacy); pick another stream name in the plan"
+        )
+        assert stream_names(js) == [taken]
+
+        def renamed(plan):
+            plan["channels"]["order:created"]["stream"] = "orders_migrated"
+
+        fixed = with_plan(renamed)
+        ok(cli.run("migrate", "copy", fixed, *stan_args(stan), *to))
+        assert stream_names(js) == sorted([taken, "orders_migrated", good["channels"]["ticket:created"]["stream"]])
+
+        # the durable's client is still connected: skipped with one line, exit 1; once it is gone, done
+        result = cli.run("migrate", "durables", fixed, *stan_args(stan), *to)
+        assert result.returncode == 1, result.stderr
+        assert error_line(result.stderr.decode(), None) == (
+            "natsctl: error: durable 'tickets-svc' on 'ticket:created' -> 'tickets-svc': connected: its client is "
+            "connected: its unacked messages can only be read while it is disconnected; stop the service holding it "
+            "and run migrate durables again"
+        )
+        s.close("tickets-1")
+        result = cli.run("migrate", "durables", fixed, *stan_args(stan), *to)
+        ok(result)
+        assert "positioned: 2 unacked delivered again first (2, 3), then from sequence 4" in result.stderr.decode()
+        ok(cli.run("migrate", "verify", fixed, *stan_args(stan), *to))
+        s.close_all()
+    finally:
+        loop.close()
+        stan.cleanup()
+        js.cleanup()
+
+
+def test_http_server_urls_are_plain_nats(cli):
+    js = NatsServer().start()
+    try:
+        url = js.url.replace("nats://", "http://")
+        result = cli.run("--debug", "pub", "ticket:created", '{"id": 1}', "-s", url)
+        ok(result)
+        assert f"natsctl: debug: server URL {url}: http:// taken as a plain NATS connection (nats://)" in (
+            result.stderr.decode()
+        )
+        result = cli.run("replay", "ticket:created", "--raw", env={"NATS_URL": url})
+        assert ok(result) == '{"id": 1}\n'
+    finally:
+        js.cleanup()

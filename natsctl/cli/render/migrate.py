@@ -28,6 +28,7 @@ class CopyProgress:
         self.terminal = terminal
         self.live: Any = None
         self.next_draw = 0.0
+        self.started = False  # nothing is shown before the copy starts (a bad plan: one error line only)
         if terminal:
             from rich.live import Live
 
@@ -58,6 +59,7 @@ class CopyProgress:
         return table
 
     def changed(self, *, final: bool = False) -> None:
+        self.started = True
         now = time.monotonic()
         if not final and now < self.next_draw:
             return
@@ -71,7 +73,8 @@ class CopyProgress:
         sys.stderr.flush()
 
     def close(self) -> None:
-        self.changed(final=True)
+        if self.started:
+            self.changed(final=True)
         if self.live is not None:
             self.live.__exit__(None, None, None)
 
