@@ -29,10 +29,15 @@ class ChannelCopy:
     end: int = 0  # the channel's last sequence when looked at last
     copied: int = 0  # messages confirmed by JetStream in this run
     last_copied: int = 0  # channel sequence of the last confirmed message
-    rate: float = 0.0  # messages per second
     done: bool = False
     skipped_by_limits: str = ""  # sequences the source dropped (limits) before they were copied
     began: float = field(default_factory=time.monotonic, repr=False)
+
+    @property
+    def rate(self) -> float:
+        """Messages per second in this run."""
+        elapsed = time.monotonic() - self.began
+        return self.copied / elapsed if elapsed > 0 and self.copied else 0.0
 
     @property
     def lag(self) -> int:
@@ -140,9 +145,8 @@ class Copier:
         def confirmed(sequence: int) -> None:
             copy.copied += 1
             copy.last_copied = sequence
-            copy.end = max(copy.end, sequence)
-            elapsed = time.monotonic() - copy.began
-            copy.rate = copy.copied / elapsed if elapsed > 0 else 0.0
+            if sequence > copy.end:
+                copy.end = sequence
             self.on_change()
 
         if not self.stopped:

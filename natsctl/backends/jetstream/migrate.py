@@ -171,17 +171,18 @@ class JetStreamTarget(Target):
     ) -> int:
         sent: deque[int] = deque()
         name = channel.channel
+        # The header block in frames.header_block's layout, made with one format per message: the
+        # three migration headers, then the message id (stan:CHANNEL:SEQ).
+        head = b"NATS/1.0\r\n%s: %s\r\n%s: " % (CHANNEL_HEADER.encode(), name.encode(), SEQUENCE_HEADER.encode())
+        middle = TIMESTAMP_HEADER.encode() + b": "
+        id_prefix = message_id(name, 0)[:-1]
+        tail = b"Nats-Msg-Id: " + id_prefix.encode()
         limit = self.max_payload
         count = 0
 
         async def messages() -> AsyncIterator[OutgoingMessage]:
             async for batch in batches:
                 for m in batch:
-                    headers = {
-                        CHANNEL_HEADER: [name],
-                        SEQUENCE_HEADER: [str(m.sequence)],
-                        TIMESTAMP_HEADER: [str(m.timestamp)],
-                    }
                     if len(m.data) + HEADER_ROOM > limit:
                         raise ServerError(
                             f"channel {name!r} sequence {m.sequence}: {len(m.data):,} bytes plus the migration headers "
@@ -189,12 +190,9 @@ class JetStreamTarget(Target):
                             hint=f"raise max_payload on the target to at least {len(m.data) + HEADER_ROOM:,}",
                         )
                     sent.append(m.sequence)
-                    yield OutgoingMessage(
-                        data=m.data,
-                        headers=headers,
-                        msg_id=message_id(name, m.sequence),
-                        source=f"sequence {m.sequence}",
-                    )
+                    block = b"%s%d\r\n%s%d\r\n%s%d\r\n\r\n" % (head, m.sequence, middle, m.timestamp, tail, m.sequence)
+                    # With a msg_id the pipeline sends the message with its headers: the block, which holds it.
+                    yield _Ready(data=m.data, msg_id=f"{id_prefix}{m.sequence}", block=block)
 
         def on_ack(ack: PublishAck) -> None:
             nonlocal count
@@ -202,7 +200,8 @@ class JetStreamTarget(Target):
             on_confirmed(sent.popleft())
 
         def on_error(_index: int, message: OutgoingMessage, reason: str) -> None:
-            raise ServerError(f"channel {name!r} {message.source}: not copied: {reason}")
+            sequence = message.block.split(b"\r\n")[2].split(b": ")[1].decode() if isinstance(message, _Ready) else "?"
+            raise ServerError(f"channel {name!r} sequence {sequence}: not copied: {reason}")
 
         try:
             await self.backend.publish(name, messages(), create=False, on_ack=on_ack, on_error=on_error)
@@ -314,6 +313,13 @@ class JetStreamTarget(Target):
 
     async def close(self) -> None:
         await self.backend.close()
+
+
+@dataclasses.dataclass(slots=True)
+class _Ready(OutgoingMessage):
+    """A copied message with its header block made already (the publish pipeline takes it as it is)."""
+
+    block: bytes = b""
 
 
 def _raw_headers(msg: api.RawStreamMsg) -> dict[str, list[str]]:

@@ -215,7 +215,8 @@ class PublishPipeline:
         here, alone; sent, the server would close the connection and every message in flight with it.
         """
         nc = self.nc
-        block = header_block(message.headers, message.msg_id)
+        # A message may carry its header block ready-made (natsctl migrate: the same headers every time).
+        block = getattr(message, "block", None) or header_block(message.headers, message.msg_id)
         if len(block) + len(message.data) > nc.max_payload:
             self._refuse(index, message, _over_max_payload(len(block), len(message.data), nc.max_payload))
             return

@@ -16,7 +16,7 @@ from natsctl.core.settings import Settings
 from . import proto
 from .backend import STOP, StanBackend, StanSubscription, generated_client_id
 
-READ_IN_FLIGHT = 8192  # messages the server may send a copy reader ahead of its acks
+READ_IN_FLIGHT = 1024  # messages the server may send a copy reader ahead of its acks (as natsctl replay)
 
 
 class _Reader(StanSubscription):
