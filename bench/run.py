@@ -465,7 +465,6 @@ class Bench:
         )
         self.pairs.append(interleave(replay, reps, a, b, zero_a=zero_a, zero_b=zero_b))
 
-
     # (7) natsctl migrate copy
     def migrate(self) -> None:
         """``migrate copy`` of N messages against natsctl's own NATS Streaming replay and JetStream bulk

@@ -321,7 +321,7 @@ def test_migration_end_to_end(cli, world, tmp_path):
     tamper(js, "ticket_updated_" + plan["channels"]["ticket:updated"]["stream"][-6:], 9, b"update 9, changed")
     result = cli.run("migrate", "verify", str(plan_file), *stan_args(stan), *to, "-o", "json")
     assert result.returncode == 12, result.stderr
-    bad = [c for c in as_json(result)["channels"] if not c["ok"]]
+    bad = [c for c in json.loads(result.stdout)["channels"] if not c["ok"]]
     assert [(c["channel"], c["changed"]) for c in bad] == [("ticket:updated", 1)]
     assert bad[0]["first_difference"].startswith("sequence 9: payload changed (stream sequence 10")
     assert error_line(result.stderr.decode(), None).startswith(
