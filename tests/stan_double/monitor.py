@@ -116,8 +116,8 @@ class MonitorPort:
             "last_seq": channel.last_seq,
         }
         if self.double.config.version != "0.17.0":
-            online = [s for s in channel.subs if not s.offline]
-            body["subs_count"] = len(online) + sum(len(g.members) for g in channel.groups.values())
+            # Every subscription the server lists counts, offline durables too (channelsz_subs_after_close.json).
+            body["subs_count"] = len(self._subs_of(channel))
         if subs:
             listed = [self.subscription(sub) for sub in self._subs_of(channel)]
             if listed:
