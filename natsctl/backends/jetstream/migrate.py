@@ -3,6 +3,7 @@ migration headers through natsctl's publish pipeline, the copy read back, durabl
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from nats.js import api
 from nats.js import errors as js_errors
 
-from natsctl.core.errors import NatsctlError, NotFound, PublishInterrupted, ServerError, UsageError
+from natsctl.core.errors import NatsctlError, NotFound, PublishInterrupted, ServerError, Timeout, UsageError
 from natsctl.core.migrate import (
     CHANNEL_HEADER,
     HEADER_ROOM,
@@ -285,11 +286,21 @@ class JetStreamTarget(Target):
         wanted_acks = set(acked)
         held: list[Message] = []
         subscription = await self.backend.subscribe(dataclasses.replace(spec, max_messages=walk))
+        limit = max(10.0, self.backend.settings.timeout * 2)
+        taken = 0
         try:
-            async for batch in subscription.batches():
-                done = [m for m in batch if m.sequence in wanted_acks]
-                held.extend(m for m in batch if m.sequence not in wanted_acks)
-                await subscription.ack(done)
+            try:
+                async with asyncio.timeout(limit):
+                    async for batch in subscription.batches():
+                        taken += len(batch)
+                        done = [m for m in batch if m.sequence in wanted_acks]
+                        held.extend(m for m in batch if m.sequence not in wanted_acks)
+                        await subscription.ack(done)
+            except TimeoutError:
+                raise Timeout(
+                    f"durable {durable.label!r}: {taken} of {walk} messages came from stream {channel.stream!r} "
+                    f"within {limit:g}s; run migrate durables again"
+                ) from None
             for message in held:
                 await subscription.nak(message)
             await self.backend.nc.flush()
