@@ -478,7 +478,7 @@ class Bench:
 
     def _migrate(self, monitor: str) -> None:
         n, reps = self.args.migrate_messages, self.args.migrate_reps
-        stan = ["--cluster-id", "bench-migrate"]
+        stan = ["--cluster-id", "bench-migrate", "--timeout", "60"]  # the double (Python) answers slowly when busy
         env = {**os.environ, "NATS_MONITOR_URL": monitor}
         events = write_events(self.tmp / f"events-{n}.jsonl", n)
         run(self.ctl("pub", "mig", "--file", str(events), "--quiet", *stan), env=env)

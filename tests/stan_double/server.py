@@ -108,6 +108,7 @@ class Channel:
 
     dropped: int = 0  # messages removed from the front by the channel's limits
     max_msgs: int = 0
+    size: int = 0  # what the store counts (channelsz "bytes"): the encoded size of each stored MsgProto
 
     @property
     def last_seq(self) -> int:
@@ -122,10 +123,23 @@ class Channel:
         return self.messages[index] if 0 <= index < len(self.messages) else None
 
     def store(self, data: bytes) -> None:
-        self.messages.append(Stored(self.last_seq + 1, data, time.time_ns()))
+        stored = Stored(self.last_seq + 1, data, time.time_ns())
+        self.messages.append(stored)
+        self.size += self.stored_size(stored)
         if self.max_msgs and len(self.messages) > self.max_msgs:
-            del self.messages[0]
+            self.size -= self.stored_size(self.messages.pop(0))
             self.dropped += 1
+
+    def stored_size(self, stored: Stored) -> int:
+        """len(MsgProto(sequence, subject, data, timestamp)), counted without encoding it."""
+        subject = len(self.name.encode())
+        data = len(stored.data)
+        size = 1 + _varint_len(stored.sequence) + 1 + _varint_len(subject) + subject + 1 + _varint_len(stored.timestamp)
+        return size + (1 + _varint_len(data) + data if data else 0)
+
+
+def _varint_len(value: int) -> int:
+    return max(1, (value.bit_length() + 6) // 7)
 
 
 def valid_channel(name: str) -> bool:
