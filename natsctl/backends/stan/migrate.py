@@ -20,13 +20,21 @@ READ_IN_FLIGHT = 1024  # messages the server may send a copy reader ahead of its
 
 
 class _Reader(StanSubscription):
-    """natsctl's replay subscription, keeping each message's timestamp to the nanosecond."""
+    """natsctl's replay subscription (acks on receipt, stops at the channel's end unless following),
+    handing out (sequence, timestamp to the nanosecond, payload) without building a Message each."""
 
     def _accept(self, items: list) -> list:
-        stamps = {item.sequence: item.timestamp for item in items if item is not STOP}
-        batch = super()._accept(items)
-        for message in batch:
-            message.ack_token = stamps.get(message.sequence, 0)
+        batch: list[SourceMessage] = []
+        end = self.end_sequence if self.spec.stop_at_end else None
+        for item in items:
+            if item is STOP:
+                self.done = True
+                break
+            batch.append(SourceMessage(item.sequence, item.timestamp, item.data))
+            if end is not None and item.sequence >= end:
+                self.done = True
+                break
+        self.delivered += len(batch)
         return batch
 
 
@@ -58,7 +66,7 @@ class StanSource(Source):
             reader.stop()
         try:
             async for batch in reader.batches():
-                yield [SourceMessage(m.sequence, m.ack_token or 0, m.data) for m in batch]
+                yield batch  # type: ignore[misc]  # SourceMessages (see _Reader._accept)
         finally:
             self.readers.remove(reader)
             await reader.close()
