@@ -457,3 +457,33 @@ def test_http_server_urls_are_plain_nats(cli):
         assert ok(result) == '{"id": 1}\n'
     finally:
         js.cleanup()
+
+
+def test_usage_errors_are_one_line(cli_in_process, tmp_path):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("version: 1\nsource: {cluster_id: ticketing}\nchannels: {ticket:created: {stream: tickets}}\n")
+    cases = [
+        (("migrate", "plan"), "the migration source is NATS Streaming: give its --cluster-id"),
+        (("migrate", "copy", str(plan), "--cluster-id", "ticketing"), "say where JetStream is: --to-server URL[,URL]"),
+        (
+            ("migrate", "verify", str(plan), "--cluster-id", "orders", "--to-server", "nats://127.0.0.1:1"),
+            "the plan is for NATS Streaming cluster 'ticketing', not 'orders' (--cluster-id)",
+        ),
+        (
+            ("migrate", "durables", str(tmp_path / "none.yaml"), "--cluster-id", "c", "--to-server", "nats://h:1"),
+            f"no migration plan at {tmp_path / 'none.yaml'}",
+        ),
+        (
+            ("migrate", "copy", str(plan), "--cluster-id", "ticketing", "--to-server", "https://h:4222"),
+            "invalid server URL",
+        ),
+    ]
+    for args, start in cases:
+        result = cli_in_process.run(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert failed(result, 2).startswith(f"natsctl: error: {start}"), args
+    plan.write_text("version: 1\nsource: {cluster_id: c}\nchannels: {ticket:created: {replicas: 0}}\n")
+    result = cli_in_process.run("migrate", "copy", str(plan), "--cluster-id", "c", "--to-server", "nats://h:1")
+    assert failed(result, 2) == (
+        "natsctl: error: plan: channel 'ticket:created'.replicas must be a whole number of at least 1 (got 0)"
+    )

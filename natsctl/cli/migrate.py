@@ -145,7 +145,7 @@ def _format(output: str | None, json_flag: bool) -> str:
     from natsctl.core.errors import UsageError
 
     chosen = "json" if json_flag else (output or "table").lower()
-    if chosen not in ("table", "json", "yaml") or (json_flag and output and output.lower() != "json"):
+    if chosen not in ("table", "json") or (json_flag and output and output.lower() != "json"):
         raise UsageError(f"unknown or contradicting output format {output!r}: use -o table or -o json")
     return chosen
 
