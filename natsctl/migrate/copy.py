@@ -85,7 +85,9 @@ class Copier:
         self.copies = [ChannelCopy(c.channel, c.stream) for c in plan.active_channels()]
         self.source: Source | None = None
         self.stopped = False
-        self.on_change: Callable[[], None] = lambda: None
+        # Called as the copy moves; ``milestone`` (a channel's first copied message, a channel done) asks
+        # for the progress to be shown now rather than at its next turn.
+        self.on_change: Callable[..., None] = lambda milestone=False: None
         self.on_note: Callable[[str], None] = lambda _text: None
 
     def stop(self) -> None:
@@ -147,12 +149,12 @@ class Copier:
             copy.last_copied = sequence
             if sequence > copy.end:
                 copy.end = sequence
-            self.on_change()
+            self.on_change(copy.copied == 1)
 
         if not self.stopped:
             await target.publish(channel, self.source.read(channel.channel, start, follow=self.follow), confirmed)
         copy.done = True
-        self.on_change()
+        self.on_change(True)
 
     async def _watch_lag(self) -> None:
         """While following: the channels' last sequences, for the lag (a failed look is tried again)."""

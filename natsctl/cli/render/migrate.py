@@ -58,10 +58,12 @@ class CopyProgress:
             )
         return table
 
-    def changed(self, *, final: bool = False) -> None:
+    def changed(self, milestone: bool = False, *, final: bool = False) -> None:
+        """Redraw (a terminal) or print a JSON line per channel, at most every PROGRESS_EVERY seconds
+        unless a channel just started or finished."""
         self.started = True
         now = time.monotonic()
-        if not final and now < self.next_draw:
+        if not (final or milestone) and now < self.next_draw:
             return
         if self.live is not None:
             self.live.update(self._table(), refresh=True)
