@@ -40,7 +40,8 @@ writes them) and Nats-Msg-Id stan:CHANNEL:SEQ. A missing stream is created (firs
 channel's, so stream and channel sequences match). Resumable: a rerun (after Ctrl-C, kill -9, a lost
 server) continues after the last message the stream holds, with no gap and no duplicate.
 
-Progress on stderr: a table on a terminal, otherwise one JSON line per channel every second. --follow
+Progress on stderr: a table on a terminal, otherwise one JSON line per channel every half second (and
+when a channel starts or finishes). --follow
 keeps copying what is still published to NATS Streaming, with the lag per channel, until Ctrl-C
 (exit 0 once everything read is confirmed) or SIGTERM (143).
 
