@@ -1,7 +1,7 @@
 """natsctl against plain nats-py and Python baselines, side by side, on this machine (see bench/README.md).
 
     python bench/run.py                 # everything, ~6-8 minutes on 2 cores
-    python bench/run.py --only startup  # one section: publish, replay, startup, memory, stan
+    python bench/run.py --only startup  # one section: publish, replay, startup, memory, stan, migrate
     python bench/run.py --reps 3        # fewer repetitions (noisier)
 
 Starts its own nats-server (free loopback port, temporary file store) and the NATS Streaming test
@@ -465,6 +465,137 @@ class Bench:
         )
         self.pairs.append(interleave(replay, reps, a, b, zero_a=zero_a, zero_b=zero_b))
 
+    # (7) natsctl migrate copy
+    def migrate(self) -> None:
+        """``migrate copy`` of N messages against natsctl's own NATS Streaming replay and JetStream bulk
+        publish of the same messages, in the same run; then its peak RSS at N and at ``--big``."""
+        double, monitor = start_monitored_stan(self.url, "bench-migrate")
+        try:
+            self._migrate(monitor)
+        finally:
+            double.terminate()
+            double.wait(10)
+
+    def _migrate(self, monitor: str) -> None:
+        n, reps = self.args.migrate_messages, self.args.migrate_reps
+        stan = ["--cluster-id", "bench-migrate", "--timeout", "60"]  # the double (Python) answers slowly when busy
+        env = {**os.environ, "NATS_MONITOR_URL": monitor}
+        events = write_events(self.tmp / f"events-{n}.jsonl", n)
+        run(self.ctl("pub", "mig", "--file", str(events), "--quiet", *stan), env=env)
+        run(self.ctl("pub", "migone", "hello", "--quiet", *stan), env=env)
+        out = self.tmp / "migrate-replay.jsonl"
+
+        def copy(channel: str, count: int) -> Run:
+            plan = self.tmp / f"plan-{channel}.yaml"
+            run(self.ctl("migrate", "plan", *stan, "--out", str(plan)), env=env)
+            plan.write_text(_only_channels(plan.read_text(), [channel], f"{channel}_copy"))
+            result = run(self.ctl("migrate", "copy", str(plan), *stan, "--to-server", self.url), env=env)
+            copied = stream_count(self.url, f"{channel}_copy")
+            if copied != count:
+                raise SystemExit(f"bench: migrate copy stored {copied} messages, expected {count}")
+            delete_streams(self.url, f"{channel}_copy")
+            return result
+
+        def replay(channel: str, count: int) -> Run:
+            result = run(self.ctl("replay", channel, "--json", *stan), out=out, env=env)
+            expect_lines(out, count, "natsctl replay (stan)")
+            return result
+
+        def publish(i: int, path: Path) -> Run:
+            result = run(self.ctl("pub", f"migjs{i}", "--file", str(path), "--quiet"))
+            delete_streams(self.url, f"migjs{i}")
+            return result
+
+        rows: dict[str, list[Run]] = {"copy": [], "replay": [], "publish": []}
+        zero: dict[str, list[Run]] = {"copy": [], "replay": [], "publish": []}
+        for i in range(reps):
+            rows["copy"].append(copy("mig", n))
+            rows["replay"].append(replay("mig", n))
+            rows["publish"].append(publish(i, events))
+            print(
+                f"  migrate: run {i + 1}/{reps}  copy {rows['copy'][-1].seconds:.2f}s, stan replay "
+                f"{rows['replay'][-1].seconds:.2f}s, js publish {rows['publish'][-1].seconds:.2f}s",
+                file=sys.stderr,
+            )
+            # The fixed cost (start-up, connects, plan checks) of each side, moving one message / none.
+            zero["copy"].append(copy("migone", 1))
+            zero["replay"].append(replay("migone", 1))
+            zero["publish"].append(publish(i, self.empty))
+
+        def median(runs: list[Run], what: str = "seconds") -> float:
+            return statistics.median(getattr(r, what) for r in runs)
+
+        net = {k: max(median(rows[k]) - median(zero[k]), 1e-6) for k in rows}
+        rate = {k: n / net[k] for k in rows}
+        slower = min(rate["replay"], rate["publish"])
+        # Peak RSS of the copy at 100,000 and at --migrate-big messages.
+        rss = {}
+        for channel, count in (("mig100k", self.args.migrate_rss_small), ("migbig", self.args.migrate_big)):
+            path = write_events(self.tmp / f"events-{count}.jsonl", count)
+            run(self.ctl("pub", channel, "--file", str(path), "--quiet", *stan), env=env)
+            rss[count] = copy(channel, count)
+            print(
+                f"  migrate: copy of {count:,}: {rss[count].seconds:.1f}s, {rss[count].rss_mb:.1f} MB", file=sys.stderr
+            )
+        small, big = (rss[k] for k in sorted(rss))
+        self.migration = {
+            "messages": n,
+            "copy_rate": round(rate["copy"]),
+            "stan_replay_rate": round(rate["replay"]),
+            "js_publish_rate": round(rate["publish"]),
+            "ratio_to_slower": round(rate["copy"] / slower, 3),
+            "end_to_end_rates": {k: round(n / median(v)) for k, v in rows.items()},
+            "end_to_end_ratio_to_slower": round(
+                median(rows["copy"]) ** -1 / min(median(rows["replay"]) ** -1, median(rows["publish"]) ** -1), 3
+            ),
+            # the client's own CPU (user + system) per message of the bulk part: the double bounds the wall clock
+            "cpu_us_per_msg": {
+                k: round(max(median(rows[k], "cpu") - median(zero[k], "cpu"), 0) / n * 1e6, 1) for k in rows
+            },
+            "met": rate["copy"] / slower >= 0.7,
+            "rss_mb": {str(k): round(v.rss_mb, 1) for k, v in sorted(rss.items())},
+            "big_copy_rate": round(self.args.migrate_big / big.seconds),
+            "rss_flat": big.rss_mb - small.rss_mb <= 4,
+        }
+        print(f"  migrate: {self.migration}", file=sys.stderr)
+
+
+def start_monitored_stan(url: str, cluster_id: str) -> tuple[subprocess.Popen, str]:
+    """A NATS Streaming double with a monitoring port (``migrate`` reads channelsz and clientsz)."""
+    proc = subprocess.Popen(
+        [PY, "-m", "tests.stan_double", "--nats-url", url, "--cluster-id", cluster_id, "--monitor-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        text=True,
+    )
+    line = proc.stdout.readline() if proc.stdout else ""
+    if "ready" not in line:
+        raise SystemExit(f"bench: the NATS Streaming double did not start: {line!r}")
+    return proc, next(w.split("=", 1)[1] for w in line.split() if w.startswith("monitor="))
+
+
+def _only_channels(document: str, keep: list[str], stream: str) -> str:
+    import yaml
+
+    plan = yaml.safe_load(document)
+    plan["channels"] = {name: {**entry, "stream": stream} for name, entry in plan["channels"].items() if name in keep}
+    plan["durables"] = []
+    return yaml.safe_dump(plan)
+
+
+def stream_count(url: str, stream: str) -> int:
+    async def count() -> int:
+        import nats
+
+        nc = await nats.connect(url)
+        try:
+            return (await nc.jetstream().stream_info(stream)).state.messages
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())
+
 
 # -- report ---------------------------------------------------------------------------------------
 
@@ -501,21 +632,46 @@ def table(bench: Bench) -> str:
             f"| peak RSS, replay {n:,} / {big:,} | {memory[n]['replay_rss_mb']} / {memory[big]['replay_rss_mb']} MB | - | - | "
             f"<= 40 MB, flat | {'yes' if memory['met'] else 'NO'} |"
         )
+    migration = getattr(bench, "migration", None)
+    if migration:
+        n = migration["messages"]
+        lines.append(
+            f"| migrate copy {n:,} (vs the slower of NATS Streaming replay {migration['stan_replay_rate']:,} msg/s "
+            f"and JetStream publish {migration['js_publish_rate']:,} msg/s) | {migration['copy_rate']:,} msg/s | "
+            f"{min(migration['stan_replay_rate'], migration['js_publish_rate']):,} msg/s | "
+            f"{migration['ratio_to_slower']:.2f}x | >= 0.7x | {'yes' if migration['met'] else 'NO'} |"
+        )
+        cpu = migration["cpu_us_per_msg"]
+        lines.append(
+            f"| migrate copy: client CPU per message | {cpu['copy']} us | "
+            f"replay {cpu['replay']} us, publish {cpu['publish']} us | - | - | (no target) |"
+        )
+        sizes = " / ".join(f"{v} MB" for v in migration["rss_mb"].values())
+        counts = " / ".join(f"{int(k):,}" for k in migration["rss_mb"])
+        lines.append(
+            f"| peak RSS, migrate copy {counts} | {sizes} | - | - | flat | {'yes' if migration['rss_flat'] else 'NO'} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", action="append", choices=["publish", "replay", "startup", "memory", "stan"])
+    parser.add_argument(
+        "--only", action="append", choices=["publish", "replay", "startup", "memory", "stan", "migrate"]
+    )
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--big", type=int, default=1_000_000, help="message count of the memory check's large run")
     parser.add_argument("--reps", type=int, default=5, help="runs per side of the bulk pairs")
     parser.add_argument("--startup-reps", type=int, default=15)
     parser.add_argument("--stan-messages", type=int, default=20_000)
     parser.add_argument("--stan-reps", type=int, default=3)
+    parser.add_argument("--migrate-messages", type=int, default=200_000)
+    parser.add_argument("--migrate-big", type=int, default=1_000_000, help="messages of migrate copy's memory run")
+    parser.add_argument("--migrate-rss-small", type=int, default=100_000, help="the memory run it is compared with")
+    parser.add_argument("--migrate-reps", type=int, default=3)
     parser.add_argument("--json", type=Path, default=BENCH / "results" / "latest.json")
     args = parser.parse_args()
-    sections = args.only or ["publish", "replay", "startup", "memory", "stan"]
+    sections = args.only or ["publish", "replay", "startup", "memory", "stan", "migrate"]
     started = time.time()
     # As installed packages are: compiled once. With PYTHONDONTWRITEBYTECODE set, an editable checkout
     # would otherwise recompile natsctl's modules on every run (~25 ms) while nats-py and Typer are cached.
@@ -547,6 +703,7 @@ def main() -> int:
         "pairs": [pair.summary() for pair in bench.pairs],
         "startup_ms": getattr(bench, "startup_times", {}),
         "memory": {str(k): v for k, v in bench.memory.items()},
+        "migrate": getattr(bench, "migration", {}),
         "table": report,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -119,8 +119,8 @@ def test_jetstream_only_flags_are_refused_on_nats_streaming(cli, stan_server, ar
             "invalid server URL nats://127.0.0.1:99999: Port out of range 0-65535; use nats://host:port",
         ),
         (
-            ["pub", "x", "y", "-s", "http://127.0.0.1:4222"],
-            "invalid server URL http://127.0.0.1:4222: the scheme must be one of nats, tls, ws, wss",
+            ["pub", "x", "y", "-s", "https://127.0.0.1:4222"],
+            "invalid server URL https://127.0.0.1:4222: the scheme must be one of nats, tls, ws, wss",
         ),
         (
             ["pub", "x", "y", "-s", "nats://u:hunter2@[::1"],

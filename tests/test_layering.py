@@ -36,6 +36,12 @@ LAYERS = {
     "monitoring": (("natsctl.monitor",), (*CORE, "natsctl.monitor"), {"typer", "rich", "click", "nats"}),
     "opener": (("natsctl.opener",), (*CORE, *TRANSPORT, "natsctl.backends"), {"typer", "rich", "click"}),
     "embedded": (("natsctl.embedded",), CORE, {"typer", "rich", "click", "nats", "httpx"}),
+    # natsctl migrate's steps: the monitoring port, and both servers through the opener.
+    "migrate": (
+        ("natsctl.migrate",),
+        (*CORE, "natsctl.monitor", "natsctl.opener", "natsctl.migrate"),
+        {"typer", "rich", "click", "nats", "httpx"},
+    ),
     # The CLI uses everything below, but a backend (and its transport) only through the opener, never
     # a backend or transport module directly.
     "cli": (
@@ -46,6 +52,7 @@ LAYERS = {
             "natsctl.contracts",
             "natsctl.opener",
             "natsctl.embedded",
+            "natsctl.migrate",
             "natsctl.cli",
             "natsctl.__version__",
         ),

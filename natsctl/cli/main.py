@@ -36,6 +36,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "natsctl.cli.completion",
     "natsctl.cli.catalog",
     "natsctl.cli.audit",
+    "natsctl.cli.migrate",
 )
 
 

@@ -117,6 +117,9 @@ def normalize_server_url(url: str) -> str:
         port = parts.port
     except ValueError as exc:
         raise UsageError(f"invalid server URL {shown}: {exc}", hint="use nats://host:port") from None
+    if parts.scheme == "http":
+        url = _http_as_nats(url, shown)
+        parts = urlsplit(url)
     if parts.scheme not in SERVER_SCHEMES:
         raise UsageError(f"invalid server URL {shown}: the scheme must be one of {', '.join(SERVER_SCHEMES)}")
     if not parts.hostname:
@@ -124,6 +127,14 @@ def normalize_server_url(url: str) -> str:
     if port is not None and port < 1:
         raise UsageError(f"invalid server URL {shown}: port {port} is outside 1-65535")
     return url
+
+
+def _http_as_nats(url: str, shown: str) -> str:
+    """``http://host:4222`` (the seed's ``NATS_URL``) is a plain NATS connection, as the Go and Node clients take it."""
+    from . import debug
+
+    debug.log(f"server URL {shown}: http:// taken as a plain NATS connection (nats://), as the Go and Node clients do")
+    return "nats://" + url.split("://", 1)[1]
 
 
 def redact_url(url: str) -> str:

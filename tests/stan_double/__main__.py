@@ -25,6 +25,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--monitor-port", type=int, default=None, help="serve a monitoring port (0: a free one), like -m"
     )
+    parser.add_argument(
+        "--channel-max-msgs",
+        action="append",
+        default=[],
+        metavar="CHANNEL=N",
+        help="keep at most N messages in CHANNEL (the store's per-channel max_msgs limit)",
+    )
     return parser.parse_args(argv)
 
 
@@ -35,6 +42,7 @@ async def serve(args: argparse.Namespace) -> None:
         hb_interval=args.hb_interval,
         hb_timeout=args.hb_timeout,
         hb_fail_count=args.hb_fail_count,
+        channel_max_msgs={k: int(v) for k, v in (item.rsplit("=", 1) for item in args.channel_max_msgs)},
     )
     double = await StanDouble(config).start(args.nats_url)
     monitor = None

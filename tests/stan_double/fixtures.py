@@ -36,6 +36,7 @@ class StanServer:
     proc: subprocess.Popen | None = None
     monitoring: bool = False  # serve a monitoring port (tests/stan_double/monitor.py)
     monitor_url: str | None = None  # its URL once started
+    channel_max_msgs: dict = field(default_factory=dict)  # channel -> the store's max_msgs limit for it
 
     @property
     def url(self) -> str:
@@ -60,6 +61,8 @@ class StanServer:
             args += [f"--{key.replace('_', '-')}", str(value)]
         if self.monitoring:
             args += ["--monitor-port", "0"]
+        for channel, limit in self.channel_max_msgs.items():
+            args += ["--channel-max-msgs", f"{channel}={limit}"]
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
@@ -86,8 +89,11 @@ class StanServer:
         self.nats.cleanup()
 
 
-def start_stan(version: str = "0.23.2", *, monitoring: bool = False, **heartbeats) -> StanServer:
+def start_stan(
+    version: str = "0.23.2", *, monitoring: bool = False, channel_max_msgs: dict | None = None, **heartbeats
+) -> StanServer:
     server = StanServer(NatsServer(jetstream=False).start(), version=version, monitoring=monitoring)
+    server.channel_max_msgs = dict(channel_max_msgs or {})
     server.heartbeats.update(heartbeats)
     try:
         server.start_double()

@@ -52,6 +52,7 @@ class Config:
     hb_fail_count: int = 10  # -hbf
     dup_cid_timeout: float = 0.5  # defaultCheckDupCIDTimeout
     redelivery_tick: float = 0.02
+    channel_max_msgs: dict[str, int] = field(default_factory=dict)  # per-channel max_msgs (store limits)
 
 
 @dataclass
@@ -94,7 +95,7 @@ class QueueGroup:
     last_sent: int = 0
     next_index: int = 0
     orphans: dict[int, list[float]] = field(default_factory=dict)  # unacked of members that left
-    last_member: Sub | None = None  # what the monitoring port shows of a durable group without members
+    last_member: Sub | None = None  # an offline durable queue group is listed as its last member
 
 
 @dataclass
@@ -105,9 +106,40 @@ class Channel:
     durables: dict[tuple[str, str], Sub] = field(default_factory=dict)  # (client id, durable) -> sub
     groups: dict[str, QueueGroup] = field(default_factory=dict)
 
+    dropped: int = 0  # messages removed from the front by the channel's limits
+    max_msgs: int = 0
+    size: int = 0  # what the store counts (channelsz "bytes"): the encoded size of each stored MsgProto
+
     @property
     def last_seq(self) -> int:
-        return self.messages[-1].sequence if self.messages else 0
+        return self.messages[-1].sequence if self.messages else self.dropped
+
+    @property
+    def first_seq(self) -> int:
+        return self.messages[0].sequence if self.messages else (self.dropped + 1 if self.dropped else 0)
+
+    def at(self, seq: int) -> Stored | None:
+        index = seq - self.dropped - 1
+        return self.messages[index] if 0 <= index < len(self.messages) else None
+
+    def store(self, data: bytes) -> None:
+        stored = Stored(self.last_seq + 1, data, time.time_ns())
+        self.messages.append(stored)
+        self.size += self.stored_size(stored)
+        if self.max_msgs and len(self.messages) > self.max_msgs:
+            self.size -= self.stored_size(self.messages.pop(0))
+            self.dropped += 1
+
+    def stored_size(self, stored: Stored) -> int:
+        """len(MsgProto(sequence, subject, data, timestamp)), counted without encoding it."""
+        subject = len(self.name.encode())
+        data = len(stored.data)
+        size = 1 + _varint_len(stored.sequence) + 1 + _varint_len(subject) + subject + 1 + _varint_len(stored.timestamp)
+        return size + (1 + _varint_len(data) + data if data else 0)
+
+
+def _varint_len(value: int) -> int:
+    return max(1, (value.bit_length() + 6) // 7)
 
 
 def valid_channel(name: str) -> bool:
@@ -308,7 +340,7 @@ class StanDouble:
         if not self._publisher_known(req) or not req.guid or not valid_channel(req.subject):
             return await self._reply(msg.reply, "PubAck", guid=req.guid, error=ERR_PUBLISH)
         channel = self._channel(req.subject)  # PubMsg.subject, not the NATS subject, names the channel
-        channel.messages.append(Stored(channel.last_seq + 1, bytes(req.data), time.time_ns()))
+        channel.store(bytes(req.data))
         await self._reply(msg.reply, "PubAck", guid=req.guid)
         await self._deliver(channel)
 
@@ -319,7 +351,7 @@ class StanDouble:
 
     def _channel(self, name: str) -> Channel:
         if name not in self.channels:
-            self.channels[name] = Channel(name)
+            self.channels[name] = Channel(name, max_msgs=self.config.channel_max_msgs.get(name, 0))
         return self.channels[name]
 
     # ---- subscribe
@@ -415,9 +447,11 @@ class StanDouble:
         if pos == proto.START_POSITIONS["LastReceived"]:
             return max(last - 1, 0)
         if pos == proto.START_POSITIONS["First"]:
-            return 0
+            return channel.dropped
         if pos == proto.START_POSITIONS["SequenceStart"]:
-            return req.startSequence - 1 if 0 < req.startSequence <= last else (0 if req.startSequence == 0 else last)
+            if 0 < req.startSequence <= last:
+                return max(req.startSequence - 1, channel.dropped)
+            return channel.dropped if req.startSequence == 0 else last
         if pos == proto.START_POSITIONS["TimeDeltaStart"]:
             since = time.time_ns() - req.startTimeDelta
             first = next((m.sequence for m in channel.messages if m.timestamp >= since), last + 1)
@@ -482,15 +516,15 @@ class StanDouble:
     async def _deliver(self, channel: Channel) -> None:
         for sub in list(channel.subs):
             while sub.last_sent < channel.last_seq and len(sub.unacked) < sub.max_inflight:
-                sub.last_sent += 1
-                await self._send(sub, channel.messages[sub.last_sent - 1])
+                sub.last_sent = max(sub.last_sent + 1, channel.dropped + 1)
+                await self._send(sub, channel.at(sub.last_sent))
         for group in list(channel.groups.values()):
             while group.last_sent < channel.last_seq:
                 member = self._next_member(group)
                 if member is None:
                     break
-                group.last_sent += 1
-                await self._send(member, channel.messages[group.last_sent - 1])
+                group.last_sent = max(group.last_sent + 1, channel.dropped + 1)
+                await self._send(member, channel.at(group.last_sent))
 
     def _next_member(self, group: QueueGroup) -> Sub | None:
         """Rotate among the members with the fewest unacked messages (and room for one more)."""
@@ -537,10 +571,14 @@ class StanDouble:
             now = time.monotonic()
             for sub in list(self.by_ack_inbox.values()):
                 due = sorted(seq for seq, (_, deadline) in sub.unacked.items() if deadline <= now)
-                messages = self.channels[sub.channel].messages
+                channel = self.channels[sub.channel]
                 for seq in due:
                     if seq in sub.unacked and sub.ack_inbox in self.by_ack_inbox:
-                        await self._send(sub, messages[seq - 1], sub.unacked[seq][0] + 1)
+                        stored = channel.at(seq)
+                        if stored is None:  # removed by the channel's limits meanwhile: never again
+                            sub.unacked.pop(seq, None)
+                            continue
+                        await self._send(sub, stored, sub.unacked[seq][0] + 1)
 
     # ---- test hooks
 

@@ -161,9 +161,12 @@ class PublishPipeline:
         reader, halted = asyncio.ensure_future(ahead.pump(messages)), asyncio.ensure_future(halt.event.wait())
         try:
             while True:
-                if not buffer and not await _input_ready(ready, halted):
-                    halt.input_cut = True
-                    return
+                if not buffer:
+                    if self.window.outstanding and self.nc.is_connected:
+                        await wake_flusher(self.nc)  # an input that pauses: what is queued goes out meanwhile
+                    if not await _input_ready(ready, halted):
+                        halt.input_cut = True
+                        return
                 item = buffer.popleft()
                 if len(buffer) < READ_AHEAD // 2:
                     room.set()
@@ -218,7 +221,8 @@ class PublishPipeline:
         here, alone; sent, the server would close the connection and every message in flight with it.
         """
         nc = self.nc
-        block = header_block(message.headers, message.msg_id)
+        # A message may carry its header block ready-made (natsctl migrate: the same headers every time).
+        block = getattr(message, "block", None) or header_block(message.headers, message.msg_id)
         if len(block) + len(message.data) > nc.max_payload:
             self._refuse(index, message, _over_max_payload(len(block), len(message.data), nc.max_payload))
             return
