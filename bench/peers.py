@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import PY, ROOT, Run, Servers, count_lines, free_port, natsctl, run, wait_port, write_events  # noqa: E402
+from run import PY, ROOT, Run, Servers, count_lines, free_port, natsctl, run, wait_port, write_events
 
 PEERS = ROOT / "bench" / "peers"
 GO_SOURCE = "/usr/share/gocode"  # Debian's golang-github-nats-io-go-nats-dev
@@ -110,8 +110,21 @@ class Stan:
             port = free_port()
             self.url = f"nats://127.0.0.1:{port}"
             self.proc = subprocess.Popen(
-                [binary, "-a", "127.0.0.1", "-p", str(port), "-m", str(mport), "-cid", self.cluster]
-                + ["-store", "file", "-dir", str(tmp / "stan-store")],
+                [
+                    binary,
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-m",
+                    str(mport),
+                    "-cid",
+                    self.cluster,
+                    "-store",
+                    "file",
+                    "-dir",
+                    str(tmp / "stan-store"),
+                ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -122,8 +135,17 @@ class Stan:
         else:
             self.url = servers.url
             self.proc = subprocess.Popen(
-                [PY, "-m", "tests.stan_double", "--nats-url", servers.url, "--cluster-id", self.cluster]
-                + ["--monitor-port", str(mport)],
+                [
+                    PY,
+                    "-m",
+                    "tests.stan_double",
+                    "--nats-url",
+                    servers.url,
+                    "--cluster-id",
+                    self.cluster,
+                    "--monitor-port",
+                    str(mport),
+                ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 cwd=ROOT,
@@ -159,6 +181,14 @@ class Peers:
         self.go = go_ready()
         self.rows: list[dict] = []
         self.out = tmp / "out.jsonl"
+        # natsctl itself, and other checkouts of it run side by side (--also LABEL=DIR, e.g. the code before a change)
+        self.builds: dict[str, dict | None] = {"natsctl": None}
+        for spec in args.also or []:
+            label, _, where = spec.partition("=")
+            self.builds[f"natsctl-{label}"] = dict(os.environ, PYTHONPATH=str(Path(where).resolve()))
+
+    def mine(self, factory, cmd) -> dict:
+        return {label: factory(label, cmd) for label in self.builds}
 
     def ctl(self, *args: str, url: str | None = None) -> list[str]:
         return [*natsctl(), *args, "-s", url or self.url]
@@ -201,7 +231,7 @@ class Peers:
         def pub(label: str, cmd) -> object:
             def one(i: int) -> Run:
                 stream = f"pp{label}{i}"
-                result = run(cmd(stream))
+                result = run(cmd(stream), env=self.builds.get(label))
                 published(stream, label)
                 return result
 
@@ -211,7 +241,7 @@ class Peers:
             "JetStream bulk publish, every message confirmed",
             n,
             {
-                "natsctl": pub("natsctl", lambda s: self.ctl("pub", s, "--file", str(events), "--quiet")),
+                **self.mine(pub, lambda s: self.ctl("pub", s, "--file", str(events), "--quiet")),
                 "go": pub("go", lambda s: [str(PEERS / "bin" / "peer"), "publish", self.url, s, str(events)])
                 if go
                 else None,
@@ -226,7 +256,7 @@ class Peers:
         def durable(label: str, cmd) -> object:
             def one(i: int) -> Run:
                 name = f"d{label}{i}"
-                result = run(cmd(name), out=self.out if label == "natsctl" else None)
+                result = run(cmd(name), out=self.out if label in self.builds else None, env=self.builds.get(label))
                 lines_written(self.out, n, label)
                 floor, pending = js(self.url, "ack_floor", stream, name)
                 js(self.url, "delete_consumer", stream, name)
@@ -241,10 +271,12 @@ class Peers:
             "JetStream read, an ack per message (durable)",
             n,
             {
-                "natsctl": durable(
-                    "natsctl", lambda d: self.ctl("sub", stream, "--all", "--exit-at-end", "--json", "--durable", d)
+                **self.mine(
+                    durable, lambda d: self.ctl("sub", stream, "--all", "--exit-at-end", "--json", "--durable", d)
                 ),
-                "go": durable("go", lambda d: [str(PEERS / "bin" / "peer"), "durable", self.url, stream, d, str(n), out])
+                "go": durable(
+                    "go", lambda d: [str(PEERS / "bin" / "peer"), "durable", self.url, stream, d, str(n), out]
+                )
                 if go
                 else None,
                 "node": durable(
@@ -257,7 +289,7 @@ class Peers:
 
         def ordered(label: str, cmd) -> object:
             def one(i: int) -> Run:
-                result = run(cmd(), out=self.out if label == "natsctl" else None)
+                result = run(cmd(), out=self.out if label in self.builds else None, env=self.builds.get(label))
                 lines_written(self.out, n, label)
                 return result
 
@@ -267,11 +299,13 @@ class Peers:
             "JetStream read, no acks (natsctl replay / ordered consumer)",
             n,
             {
-                "natsctl": ordered("natsctl", lambda: self.ctl("replay", stream, "--json")),
+                **self.mine(ordered, lambda: self.ctl("replay", stream, "--json")),
                 "go": ordered("go", lambda: [str(PEERS / "bin" / "peer"), "ordered", self.url, stream, str(n), out])
                 if go
                 else None,
-                "node": ordered("node", lambda: ["node", str(PEERS / "js.js"), "ordered", self.url, stream, str(n), out])
+                "node": ordered(
+                    "node", lambda: ["node", str(PEERS / "js.js"), "ordered", self.url, stream, str(n), out]
+                )
                 if node
                 else None,
             },
@@ -302,7 +336,7 @@ class Peers:
         def pub(label: str, cmd) -> object:
             def one(i: int) -> Run:
                 channel = f"sp{label}{i}"
-                result = run(cmd(channel))
+                result = run(cmd(channel), env=self.builds.get(label))
                 got = stan_msgs(server.monitor, channel)
                 if got != n:
                     raise SystemExit(f"bench: {label} published {got} NATS Streaming messages, expected {n}")
@@ -314,7 +348,7 @@ class Peers:
             "NATS Streaming bulk publish",
             n,
             {
-                "natsctl": pub("natsctl", lambda ch: ctl("pub", ch, "--file", str(events), "--quiet")),
+                **self.mine(pub, lambda ch: ctl("pub", ch, "--file", str(events), "--quiet")),
                 "node": pub("node", lambda ch: [*node, "publish", url, cluster, ch, str(events)]),
             },
         )
@@ -324,7 +358,9 @@ class Peers:
 
         def durable(label: str, cmd) -> object:
             def one(i: int) -> Run:
-                result = run(cmd(f"d{label}{i}"), out=self.out if label == "natsctl" else None)
+                result = run(
+                    cmd(f"d{label}{i}"), out=self.out if label in self.builds else None, env=self.builds.get(label)
+                )
                 lines_written(self.out, n, label)
                 return result
 
@@ -334,8 +370,8 @@ class Peers:
             "NATS Streaming replay with acks (durable)",
             n,
             {
-                "natsctl": durable(
-                    "natsctl",
+                **self.mine(
+                    durable,
                     lambda d: ctl("sub", channel, "--all", "--exit-at-end", "--json", "--durable", d, "--unsubscribe"),
                 ),
                 "node": durable("node", lambda d: [*node, "durable", url, cluster, channel, d, str(n), out]),
@@ -354,7 +390,8 @@ def table(peers: Peers) -> str:
         cpus = " / ".join(f"{cpu[k]:.1f}" if k in cpu else "-" for k in ("natsctl", "go", "node"))
         go = f"{ratio['go']:.2f}x" if "go" in ratio else "-"
         node = f"{ratio['node']:.2f}x" if "node" in ratio else "-"
-        lines.append(f"| {row['workload']}, {row['messages']:,} | {rate} | {go} | {node} | {cpus} us |")
+        others = "".join(f"; {k} {v:.2f}x" for k, v in ratio.items() if k.startswith("natsctl-"))
+        lines.append(f"| {row['workload']}, {row['messages']:,} | {rate}{others} | {go} | {node} | {cpus} us |")
     return "\n".join(lines)
 
 
@@ -365,10 +402,17 @@ def main() -> int:
     parser.add_argument("--js-messages", type=int, default=200_000)
     parser.add_argument("--stan-messages", type=int, default=50_000)
     parser.add_argument("--stan-server", help="path of a nats-streaming-server binary (default: the test double)")
+    parser.add_argument(
+        "--also",
+        action="append",
+        metavar="LABEL=DIR",
+        help="also run the natsctl checkout in DIR (e.g. before a change)",
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "peers.json")
     args = parser.parse_args()
     started = time.time()
-    subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "natsctl")], check=True)
+    for where in [ROOT] + [Path(spec.partition("=")[2]) for spec in args.also or []]:
+        subprocess.run([PY, "-m", "compileall", "-q", str(where / "natsctl")], check=True)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="natsctl-peers-") as tmpdir:
         servers = Servers(Path(tmpdir))
