@@ -28,7 +28,7 @@ from .publish import StanPublishRun
 
 PUB_ACK_TIMEOUT = 30.0  # seconds without any PubAck before the awaited ones count as unconfirmed
 PROBE_WAIT = 0.25  # seconds to wait for the last message of a channel (none: the channel is empty)
-CAUGHT_UP_QUIET = 0.5  # durables / queue members: no delivery for this long means caught up
+CAUGHT_UP_QUIET = 0.5  # queue members, and durables with nothing new: no delivery for this long means caught up
 BATCH_MAX = 512
 SINCE_MARGIN_NS = 2_000_000_000  # a --since start is asked this much earlier, then cut exactly (non-durable)
 STOP = object()
@@ -363,10 +363,12 @@ class StanSubscription(Subscription):
             return True
         if self.spec.to_sequence is not None and message.sequence >= self.spec.to_sequence:
             return True
-        if self.spec.durable or self.spec.queue:
-            # Unacked messages of an earlier run may be redelivered after the last one: wait for the
-            # quiet period instead of stopping at the channel's last sequence.
+        if self.spec.queue:
+            # A queue member shares the channel with the others: it may never see the last message.
+            # It is caught up after the quiet period.
             return False
+        # A durable too ends at the channel's last message: the server sends a resumed durable's
+        # unacked messages first (performDurableRedelivery), then the new ones, in order.
         return self.end_sequence is not None and message.sequence >= self.end_sequence
 
     def _lone_durable_behind(self) -> bool:
