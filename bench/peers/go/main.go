@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -63,6 +64,9 @@ func publish(js nats.JetStreamContext, subject, path string) {
 			continue
 		}
 		f, err := js.PublishAsync(subject, line)
+		for err != nil && strings.Contains(err.Error(), "stalled") { // the window stayed full for 200 ms (a busy machine): again
+			f, err = js.PublishAsync(subject, line)
+		}
 		if err != nil {
 			fail(err)
 		}
