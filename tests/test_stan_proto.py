@@ -76,7 +76,7 @@ def test_start_positions_match_the_schema():
 
 
 @pytest.mark.parametrize("channel", ["orders", "ticket:created", "a" * 200, "é.ü"])
-@pytest.mark.parametrize("sequence", [1, 127, 128, 300, 2**32 + 5, 2**63 - 1, 2**64 - 1])
+@pytest.mark.parametrize("sequence", [1, 127, 128, 300, 16383, 16384, 2**32 + 5, 2**63 - 1, 2**64 - 1])
 def test_hand_encoded_acks_are_the_schemas_bytes(channel, sequence):
     """The subscriber's fast path writes Acks without protobuf objects: the same bytes, always."""
     assert ack_head(channel) + varint(sequence) == proto.encode("Ack", subject=channel, sequence=sequence)

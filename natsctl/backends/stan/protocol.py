@@ -384,6 +384,8 @@ async def _drop(nc: NatsClient, nats_sub) -> None:
 
 def varint(value: int) -> bytes:
     """Protobuf's base-128 varint of a non-negative int."""
+    if value < 0x4000:  # the usual lengths and sequences, without a loop: one or two bytes
+        return bytes((value,)) if value < 0x80 else bytes((value & 0x7F | 0x80, value >> 7))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
