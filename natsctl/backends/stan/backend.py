@@ -323,6 +323,10 @@ class StanSubscription(Subscription):
 
     def _accept(self, items: list) -> list[Message]:
         """Convert, and cut at the stop point (to_sequence, until, caught up, stop())."""
+        spec = self.spec
+        cuts = spec.to_sequence is not None or spec.max_messages is not None or spec.until
+        if not (cuts or spec.queue or spec.start.kind is StartKind.TIME):
+            return self._accept_plain(items)
         batch = []
         for item in items:
             if item is STOP:
@@ -339,6 +343,24 @@ class StanSubscription(Subscription):
             if self._at_end(message):
                 self.done = True
                 break
+        return batch
+
+    def _accept_plain(self, items: list) -> list[Message]:
+        """``_accept`` for the usual reader (no cut but the channel's end): one loop, no call per check."""
+        channel, end = self.spec.channel, self.end_sequence
+        batch = []
+        for item in items:
+            if item is STOP:
+                self.done = True
+                break
+            message = to_message(channel, item)
+            batch.append(message)
+            if end is not None and message.sequence >= end:
+                self.done = True
+                break
+        if batch:
+            self.delivered += len(batch)
+            self.max_seen = max(self.max_seen, max(message.sequence for message in batch))
         return batch
 
     def _before_start(self, message: Message) -> bool:
