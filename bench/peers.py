@@ -11,7 +11,8 @@ column is skipped, with a line saying so.
 
 Every round runs each contender once (the order rotates per round); a round's ratio is the peer's
 wall time over natsctl's (above 1: natsctl is faster), whole processes, start-up included; the table
-gives the median of the per-round ratios. Every run's work is checked: the stream's message count or the
+gives the median of the per-round ratios, and the same for each process's own CPU (user + system,
+every thread: the work done, which a busy machine moves less than wall time). Every run's work is checked: the stream's message count or the
 NATS Streaming channel's (monitoring port) after a publish, the lines written after a read, and for a
 JetStream durable its ack floor on the server.
 """
@@ -180,6 +181,7 @@ class Peers:
         self.node = node_ready()
         self.go = go_ready()
         self.rows: list[dict] = []
+        self.failures: list[str] = []
         self.out = tmp / "out.jsonl"
         # natsctl itself, and other checkouts of it run side by side (--also LABEL=DIR, e.g. the code before a change)
         self.builds: dict[str, dict | None] = {"natsctl": None}
@@ -206,13 +208,15 @@ class Peers:
                 cpu[label].append(result.cpu)
             line = "  ".join(f"{label} {times[label][-1]:.2f}s" for label in labels)
             print(f"  {name}: round {i + 1}/{self.args.rounds}  {line}", file=sys.stderr)
-        row = {"workload": name, "messages": count, "seconds": {}, "cpu_us_per_msg": {}, "ratio": {}}
+        row = {"workload": name, "messages": count, "seconds": {}, "cpu_us_per_msg": {}, "ratio": {}, "cpu_ratio": {}}
         for label in labels:
             row["seconds"][label] = round(statistics.median(times[label]), 3)
             row["cpu_us_per_msg"][label] = round(statistics.median(cpu[label]) / max(count, 1) * 1e6, 1)
             if label != "natsctl":
                 ratios = [peer / mine for peer, mine in zip(times[label], times["natsctl"], strict=True)]
                 row["ratio"][label] = round(statistics.median(ratios), 2)
+                cpus = [peer / max(mine, 1e-9) for peer, mine in zip(cpu[label], cpu["natsctl"], strict=True)]
+                row["cpu_ratio"][label] = round(statistics.median(cpus), 2)
         self.rows.append(row)
 
     # JetStream
@@ -381,15 +385,16 @@ class Peers:
 
 def table(peers: Peers) -> str:
     lines = [
-        "| workload | natsctl | vs Go nats.go | vs Node | natsctl / Go / Node CPU per message |",
+        "| workload | natsctl | vs Go nats.go | vs Node | CPU per message: natsctl / Go / Node |",
         "|---|---|---|---|---|",
     ]
     for row in peers.rows:
         secs, ratio, cpu = row["seconds"], row["ratio"], row["cpu_us_per_msg"]
         rate = f"{row['messages'] / secs['natsctl']:,.0f} msg/s"
         cpus = " / ".join(f"{cpu[k]:.1f}" if k in cpu else "-" for k in ("natsctl", "go", "node"))
-        go = f"{ratio['go']:.2f}x" if "go" in ratio else "-"
-        node = f"{ratio['node']:.2f}x" if "node" in ratio else "-"
+        cpu_ratio = row["cpu_ratio"]
+        go = f"{ratio['go']:.2f}x (CPU {cpu_ratio['go']:.2f}x)" if "go" in ratio else "-"
+        node = f"{ratio['node']:.2f}x (CPU {cpu_ratio['node']:.2f}x)" if "node" in ratio else "-"
         others = "".join(f"; {k} {v:.2f}x" for k, v in ratio.items() if k.startswith("natsctl-"))
         lines.append(f"| {row['workload']}, {row['messages']:,} | {rate}{others} | {go} | {node} | {cpus} us |")
     return "\n".join(lines)
@@ -422,7 +427,11 @@ def main() -> int:
                 if why:
                     print(f"bench: {what} peers skipped: {why}", file=sys.stderr)
             for section in args.only or ["js", "stan"]:
-                getattr(peers, "jetstream" if section == "js" else "stan")()
+                try:
+                    getattr(peers, "jetstream" if section == "js" else "stan")()
+                except SystemExit as exc:  # a contender failed its check: the rest still runs, and it is said
+                    print(f"bench: {section} stopped: {exc}", file=sys.stderr)
+                    peers.failures.append(f"{section}: {exc}")
         finally:
             servers.stop()
     report = table(peers)
@@ -440,11 +449,12 @@ def main() -> int:
         "go": peers.go or "ok",
         "node": peers.node or "ok",
         "rows": peers.rows,
+        "failures": peers.failures,
         "table": report,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return 1 if peers.failures else 0
 
 
 if __name__ == "__main__":

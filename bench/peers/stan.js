@@ -38,19 +38,29 @@ async function publish(url, cluster, channel, path) {
   const all = lines(path);
   let confirmed = 0;
   let done = 0;
-  await new Promise((resolve, reject) => {
+  let next = 0;
+  let inflight = 0;
+  await new Promise((resolve) => {
     if (!all.length) resolve();
-    for (const line of all) {
-      sc.publish(channel, line, (err) => {
-        if (!err) confirmed++;
-        if (++done === all.length) resolve();
-      });
-    }
+    // At most WINDOW PubAcks outstanding (the client's own limit is 16384 and it fails what is over it).
+    const pump = () => {
+      while (next < all.length && inflight < WINDOW) {
+        inflight++;
+        sc.publish(channel, all[next++], (err) => {
+          inflight--;
+          if (!err) confirmed++;
+          if (++done === all.length) resolve();
+          else pump();
+        });
+      }
+    };
+    pump();
   });
   await shut(sc);
   console.log(`published ${confirmed}`);
   if (confirmed !== all.length) process.exit(1);
 }
+const WINDOW = 8192;
 
 async function durable(url, cluster, channel, name, count, out) {
   const sc = await open(url, cluster);
