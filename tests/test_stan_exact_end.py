@@ -42,14 +42,17 @@ def msgs(count: int, first: int = 1) -> list[OutgoingMessage]:
     return [OutgoingMessage(b"m%d" % n) for n in range(first, first + count)]
 
 
-async def read(backend, spec: SubscribeSpec, ack_upto: int | None = None) -> list:
-    """Every message until the subscription ends by itself; acked (all, or those up to ``ack_upto``)."""
+async def read(backend, spec: SubscribeSpec, ack_upto: int | None = None, unacked: tuple[int, ...] = ()) -> list:
+    """Every message until the subscription ends by itself; acked (all, or those up to ``ack_upto``,
+    but never those in ``unacked``)."""
     sub = await backend.subscribe(spec)
     got = []
     try:
         async for batch in sub.batches():
             got.extend(batch)
-            await sub.ack([m for m in batch if ack_upto is None or m.sequence <= ack_upto])
+            await sub.ack(
+                [m for m in batch if (ack_upto is None or m.sequence <= ack_upto) and m.sequence not in unacked]
+            )
     finally:
         await sub.close()
     return got
@@ -98,3 +101,25 @@ def test_a_resumed_durable_gets_its_unacked_then_the_new_and_ends(double):
     assert [m.sequence for m in first] == [1, 2, 3, 4, 5]
     assert [(m.sequence, m.redelivered) for m in second] == [(3, True), (4, True), (5, True), (6, False), (7, False)]
     assert third == []
+
+
+def test_a_durable_with_only_a_hole_to_redeliver_ends_after_it(double):
+    """Its last run got every message but did not ack 3: resumed, only 3 comes (redelivered), then
+    nothing. It is not left waiting for the channel's last message, which it will never see again."""
+    name = f"exact:{uuid.uuid4().hex[:8]}"
+
+    async def main():
+        backend = await connect(double.settings(client_id=f"c-{uuid.uuid4().hex[:6]}"))
+        try:
+            await backend.publish(name, msgs(5))
+            spec = dict(durable="hole", start=ALL, stop_at_end=True)
+            first = await read(backend, SubscribeSpec(name, **spec), unacked=(3,))
+            stan_backend.CAUGHT_UP_QUIET = 0.2  # only redeliveries, then silence: the quiet period decides
+            second = await read(backend, SubscribeSpec(name, **spec, unsubscribe=True))
+        finally:
+            await backend.close()
+        return first, second
+
+    first, second = run(main())
+    assert [m.sequence for m in first] == [1, 2, 3, 4, 5]
+    assert [(m.sequence, m.redelivered) for m in second] == [(3, True)]

@@ -218,6 +218,7 @@ class StanSubscription(Subscription):
         self.done = False
         self.delivered = 0
         self.max_seen = 0
+        self.fresh_seen = False  # a message delivered for the first time came (not only redeliveries)
         # Without acks a non-durable replay would be redelivered after the ack wait: ack on receipt.
         self.auto_ack = not spec.ack and not spec.durable
 
@@ -340,6 +341,7 @@ class StanSubscription(Subscription):
                 break
             batch.append(message)
             self.delivered += 1
+            self.fresh_seen = self.fresh_seen or not message.redelivered
             if self._at_end(message):
                 self.done = True
                 break
@@ -361,6 +363,7 @@ class StanSubscription(Subscription):
         if batch:
             self.delivered += len(batch)
             self.max_seen = max(self.max_seen, max(message.sequence for message in batch))
+            self.fresh_seen = self.fresh_seen or not all(message.redelivered for message in batch)
         return batch
 
     def _before_start(self, message: Message) -> bool:
@@ -394,10 +397,14 @@ class StanSubscription(Subscription):
         return self.end_sequence is not None and message.sequence >= self.end_sequence
 
     def _lone_durable_behind(self) -> bool:
-        """A durable (not a queue member) that got messages but not yet the channel's last one."""
+        """A durable (not a queue member) that got new messages but not yet the channel's last one.
+
+        Only redeliveries and then silence: the server sends a resumed durable's unacked messages
+        first and new ones right after, so none is coming (it had been sent up to the end already).
+        """
         if self.spec.queue or not self.spec.durable or self.end_sequence is None:
             return False
-        return 0 < self.max_seen < self.end_sequence
+        return self.fresh_seen and 0 < self.max_seen < self.end_sequence
 
     async def ack(self, messages: list[Message]) -> None:
         if not self.spec.ack or self.auto_ack or self.handle is None:
