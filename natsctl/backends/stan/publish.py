@@ -85,7 +85,10 @@ class StanPublishRun:
                     await self._send(frames)
             await self._send(frames)
         except BaseException:
-            await self._send(frames)  # what was built is awaited: it goes out, and gets confirmed or given up
+            if client.lost is None:
+                await self._send(frames)  # what was built is awaited: it goes out, and is confirmed or given up
+            else:
+                frames.clear()  # given up already when the client was lost: never sent after being reported
             raise
         await self._wait_until_below(1)
         client.check()
