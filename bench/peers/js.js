@@ -1,12 +1,12 @@
 // nats.js 2.29 peer for bench/run.py: the documented JetStream patterns, nothing tuned.
-//   node js.js publish URL SUBJECT FILE          js.publish, 1024 acks in flight, every ack checked
+//   node js.js publish URL SUBJECT FILE          js.publish, 4096 acks in flight (sliding), every ack checked
 //   node js.js durable URL STREAM NAME COUNT OUT  consume from a durable, ack each, payloads to OUT
 //   node js.js ordered URL STREAM COUNT OUT       an ordered consumer, no acks, payloads to OUT
 "use strict";
 const fs = require("fs");
 const { connect, AckPolicy, DeliverPolicy } = require("nats");
 
-const WINDOW = 1024;
+const WINDOW = 4096; // Go's default PublishAsyncMaxPending is 4000, natsctl's window 8192
 
 function lines(path) {
   const data = fs.readFileSync(path);
@@ -31,15 +31,16 @@ async function publish(url, subject, path) {
   }
   const js = nc.jetstream();
   let confirmed = 0;
-  let inflight = [];
+  const inflight = []; // a sliding window: the oldest ack is awaited once WINDOW are outstanding
+  let oldest = 0;
   for (const line of lines(path)) {
     inflight.push(js.publish(subject, line));
-    if (inflight.length >= WINDOW) {
-      for (const ack of await Promise.all(inflight)) if (ack.seq) confirmed++;
-      inflight = [];
+    if (inflight.length - oldest >= WINDOW) {
+      if ((await inflight[oldest]).seq) confirmed++;
+      inflight[oldest++] = undefined;
     }
   }
-  for (const ack of await Promise.all(inflight)) if (ack.seq) confirmed++;
+  for (; oldest < inflight.length; oldest++) if ((await inflight[oldest]).seq) confirmed++;
   await nc.close();
   console.log(`published ${confirmed}`);
 }
