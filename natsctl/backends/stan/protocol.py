@@ -270,9 +270,10 @@ class StanClient:
 
     def forget(self, reason: str) -> None:
         """Give up on every PubAck still awaited (timed out, or the connection is lost)."""
-        acks, self._acks = self._acks, {}
+        tokens = sorted(self._acks.values())
+        self._acks.clear()  # in place: a publisher's PubEncoder keeps registering into this dict
         sink = self._ack_sink
-        for token in sorted(acks.values()):
+        for token in tokens:
             sink(token, reason)
 
     @property

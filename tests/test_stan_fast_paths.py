@@ -1,4 +1,5 @@
-"""NATS Streaming --exit-at-end on a durable ends at the channel's last message, without a quiet period.
+"""NATS Streaming's bulk paths against the double: --exit-at-end on a durable ends at the channel's last
+message without a quiet period, and the publisher's PubAck bookkeeping.
 
 The quiet period (backend.CAUGHT_UP_QUIET) is made an hour here: a run that still waited for silence
 would not end within run()'s bound and the test fails; one that knows the end returns at once.
@@ -123,3 +124,31 @@ def test_a_durable_with_only_a_hole_to_redeliver_ends_after_it(double):
     first, second = run(main())
     assert [m.sequence for m in first] == [1, 2, 3, 4, 5]
     assert [(m.sequence, m.redelivered) for m in second] == [(3, True)]
+
+
+def test_pub_acks_given_up_leave_the_publisher_registering_where_acks_are_looked_up(double):
+    """After ``forget`` (no PubAck within the timeout) the next PubMsgs' acks are still found."""
+
+    async def main():
+        backend = await connect(double.settings(client_id=f"c-{uuid.uuid4().hex[:6]}"))
+        try:
+            client = backend.client
+            heard: list[tuple[int, str]] = []
+            client.await_acks(lambda token, error: heard.append((token, error)))
+            encoder = client.pub_encoder(f"acks:{uuid.uuid4().hex[:8]}")
+            encoder.frame(1, b"a")  # built, never sent: its PubAck will not come
+            client.forget("no confirmation")
+            awaited_after_forget = client.awaiting_acks
+            from natsctl.transport.fast import send_raw, wake_flusher
+
+            await send_raw(client.nc, encoder.frame(2, b"b"))
+            await wake_flusher(client.nc)
+            while len(heard) < 2:  # bounded by run()
+                await asyncio.sleep(0.01)
+            return heard, awaited_after_forget, client.awaiting_acks
+        finally:
+            await backend.close()
+
+    heard, awaited_after_forget, awaited_at_end = run(main())
+    assert heard == [(1, "no confirmation"), (2, "")]
+    assert awaited_after_forget == 0 and awaited_at_end == 0
