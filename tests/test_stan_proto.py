@@ -8,7 +8,7 @@ import json
 import pytest
 
 from natsctl.backends.stan import proto
-from natsctl.backends.stan.protocol import ack_head, varint
+from natsctl.backends.stan.protocol import PubEncoder, ack_head, pub_ack_error, varint
 from tests.helpers import fixtures_dir
 
 FIXTURES = fixtures_dir("stan-protocol")
@@ -76,7 +76,7 @@ def test_start_positions_match_the_schema():
 
 
 @pytest.mark.parametrize("channel", ["orders", "ticket:created", "a" * 200, "é.ü"])
-@pytest.mark.parametrize("sequence", [1, 127, 128, 300, 2**32 + 5, 2**63 - 1, 2**64 - 1])
+@pytest.mark.parametrize("sequence", [1, 127, 128, 300, 16383, 16384, 2**32 + 5, 2**63 - 1, 2**64 - 1])
 def test_hand_encoded_acks_are_the_schemas_bytes(channel, sequence):
     """The subscriber's fast path writes Acks without protobuf objects: the same bytes, always."""
     assert ack_head(channel) + varint(sequence) == proto.encode("Ack", subject=channel, sequence=sequence)
@@ -89,3 +89,49 @@ def test_recorded_acks_are_what_the_fast_path_writes():
         fields = record["fields"]
         raw = base64.b64decode(record["raw_b64"])
         assert ack_head(fields["subject"]) + varint(int(fields["sequence"])) == raw
+
+
+def encoder(channel: str = "orders", max_payload: int = 1 << 20) -> PubEncoder:
+    return PubEncoder(
+        client_id="natsctl-abc",
+        conn_id="CONNID123",
+        channel=channel,
+        pub_prefix="_STAN.pub.x",
+        ack_prefix="_STAN.acks.y",
+        guid_prefix=b"PFX",
+        acks={},
+        max_payload=max_payload,
+    )
+
+
+@pytest.mark.parametrize("channel", ["orders", "ticket:created", "a" * 200, "é.ü"])
+@pytest.mark.parametrize("data", [b"", b"x", b"y" * 127, b"z" * 128, b"\x00\xff" * 40000])
+def test_hand_encoded_pub_msgs_are_the_schemas_bytes(channel, data):
+    """The publisher's fast path builds PubMsgs without protobuf objects: the same bytes, always."""
+    built = encoder(channel).payload(b"PFX7", data)
+    expected = proto.encode(
+        "PubMsg", clientID="natsctl-abc", guid="PFX7", subject=channel, data=data, connID=b"CONNID123"
+    )
+    assert built == expected
+
+
+def test_pub_frames_await_their_ack_and_refuse_what_is_too_large():
+    enc = encoder(max_payload=200)
+    frame = enc.frame(41, b"hello")
+    payload = enc.payload(b"PFX41", b"hello")
+    assert frame == b"PUB _STAN.pub.x.orders _STAN.acks.y.PFX41 %d\r\n%s\r\n" % (len(payload), payload)
+    assert enc.acks == {b"PFX41": 41}
+    refused = enc.frame(42, b"x" * 200)
+    assert isinstance(refused, str) and "over the server's max_payload of 200 bytes" in refused
+    assert b"PFX42" not in enc.acks
+
+
+def test_recorded_pub_acks_read_without_protobuf():
+    acks = [r for _, r in TYPED if r["type"] == "PubAck"]
+    assert len(acks) > 3, "the recordings hold PubAcks"
+    for record in acks:
+        raw = base64.b64decode(record["raw_b64"])
+        assert pub_ack_error(raw) == record["fields"].get("error", "")
+    assert pub_ack_error(proto.encode("PubAck", guid="g" * 200)) == ""
+    assert pub_ack_error(proto.encode("PubAck", guid="g", error="stan: boom")) == "stan: boom"
+    assert pub_ack_error(b"\xff\xff\xff") is None

@@ -386,6 +386,11 @@ class StanDouble:
             return await self._reply(msg.reply, "SubscriptionResponse", error=error)
         sub.nats_sub = await self.nc.subscribe(sub.ack_inbox, cb=self._on_ack)
         await self._reply(msg.reply, "SubscriptionResponse", ackInbox=sub.ack_inbox)
+        # A resumed durable's (or a joining member's inherited) pending come first, in order, then new
+        # messages: nats-streaming-server's performDurableRedelivery runs before sendAvailableMessages.
+        messages = self.channels[sub.channel].messages
+        for seq in sorted(seq for seq, (_, deadline) in sub.unacked.items() if deadline == 0.0):
+            await self._send(sub, messages[seq - 1], sub.unacked[seq][0] + 1)
         await self._deliver(self.channels[sub.channel])
 
     def _attach(self, req) -> tuple[Sub | None, str]:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 PUBLISH_WINDOW = 8192  # acks in flight; refilled when half of them came back
 READ_AHEAD = 1024  # messages read ahead of the publisher from an async input (a pipe)
+SEND_BATCH = 128  # plain PUB frames queued per write (sooner when the input waits or the window is full)
 
 
 class Settled(NamedTuple):
@@ -95,6 +96,7 @@ class PublishPipeline:
         self.reports = Reporting(on_ack, on_error)
         self.halt = Halt()
         self.prefix_len = 0  # the length of "<inbox>.", before an ack's index
+        self.frames: list[bytes] = []  # plain PUB frames built and not yet queued on the connection
 
     # -- the run ----------------------------------------------------------------------------------
 
@@ -162,6 +164,8 @@ class PublishPipeline:
         try:
             while True:
                 if not buffer:
+                    if self.frames:
+                        await self._queue_frames()  # what is built goes out now, not when the next batch is full
                     if self.window.outstanding and self.nc.is_connected:
                         await wake_flusher(self.nc)  # an input that pauses: what is queued goes out meanwhile
                     if not await _input_ready(ready, halted):
@@ -191,8 +195,11 @@ class PublishPipeline:
         outstanding = self.window.outstanding
         summary = self.summary
         halt = self.halt
+        frames = self.frames
         index = 0
-        async for message in each_message(messages):
+        # An async input is read ahead by _read_ahead already: taken as it is, without another layer.
+        source = messages if isinstance(messages, AsyncIterable) else each_message(messages)
+        async for message in source:
             if halt.reason:
                 # Stop at the first unconfirmed message (what is stored stays a prefix of the input),
                 # and say so even when everything sent before was confirmed.
@@ -204,14 +211,27 @@ class PublishPipeline:
                 subject = subject_for(self.ref, message).encode()
             data = message.data
             if message.headers or message.msg_id or len(data) > max_payload or not nc.is_connected:
+                await self._queue_frames()  # in order, before this one
                 await self._send(index, message, reply_prefix)  # nats-py's publish checks every case
             else:
                 if len(outstanding) >= PUBLISH_WINDOW:
+                    await self._queue_frames()
                     await self._wait_until_below(PUBLISH_WINDOW // 2)
                 outstanding[index] = message
                 summary.published += 1
-                await send_raw(nc, pub_line(subject, reply + b"%d" % index, data))
+                frames.append(pub_line(subject, reply + b"%d" % index, data))
+                if len(frames) >= SEND_BATCH:
+                    await self._queue_frames()
             index += 1
+        await self._queue_frames()
+
+    async def _queue_frames(self) -> None:
+        """Queue the PUB frames built so far on the connection, as one command."""
+        frames = self.frames
+        if frames:
+            commands = b"".join(frames)
+            frames.clear()
+            await send_raw(self.nc, commands)
 
     async def _send(self, index: int, message: OutgoingMessage, reply_prefix: str) -> None:
         """The general path: headers, message ids, payloads over the limit, a connection not up.
@@ -274,6 +294,7 @@ class PublishPipeline:
         Given up: when the connection closes, or when no ack came for --timeout (then publishing stops).
         """
         window = self.window
+        await self._queue_frames()
         if len(window.outstanding) >= limit and self.nc.is_connected:
             await wake_flusher(self.nc)  # what was queued raw goes out now
         timeout = self.backend.settings.timeout
@@ -416,6 +437,7 @@ class PublishPipeline:
         """The connection dropped: what was sent and not confirmed is lost to us; send nothing more."""
         self.halt.reason = "connection lost"  # whatever stopped publishing before, this is what happened
         self.halt.event.set()
+        self.frames.clear()  # built for the lost server, given up below with the rest
         self.nc.drop_unsent()  # type: ignore[attr-defined]  # NatsctlClient
         for index in sorted(self.window.outstanding):
             self._settle(index, None, "connection lost before the server confirmed it")

@@ -10,15 +10,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from natsctl.core.backend import AckCallback, Backend, ErrorCallback, Messages, Subscription, each_message
-from natsctl.core.errors import ConnectionFailed, NatsctlError, NotFound, PublishInterrupted, Unsupported, UsageError
+from natsctl.core.backend import AckCallback, Backend, ErrorCallback, Messages, Subscription
+from natsctl.core.errors import ConnectionFailed, NatsctlError, NotFound, PublishInterrupted, UsageError
 from natsctl.core.limits import INT64_MAX, check_subscription
 from natsctl.core.manage import ChannelAdmin
 from natsctl.core.model import (
     ChannelRef,
     Message,
-    OutgoingMessage,
-    PublishAck,
     PublishSummary,
     StartKind,
     SubscribeSpec,
@@ -27,10 +25,11 @@ from natsctl.core.settings import Settings
 
 from . import proto
 from .protocol import DEFAULT_PUB_WINDOW, StanClient, StanSubscriptionHandle, check_channel
+from .publish import StanPublishRun
 
 PUB_ACK_TIMEOUT = 30.0  # seconds without any PubAck before the awaited ones count as unconfirmed
 PROBE_WAIT = 0.25  # seconds to wait for the last message of a channel (none: the channel is empty)
-CAUGHT_UP_QUIET = 0.5  # durables / queue members: no delivery for this long means caught up
+CAUGHT_UP_QUIET = 0.5  # queue members, and durables with nothing new: no delivery for this long means caught up
 BATCH_MAX = 512
 SINCE_MARGIN_NS = 2_000_000_000  # a --since start is asked this much earlier, then cut exactly (non-durable)
 STOP = object()
@@ -114,14 +113,14 @@ class StanBackend(Backend):
         on_error: ErrorCallback | None = None,
     ) -> PublishSummary:
         check_channel(channel)
-        run = _PublishRun(self, channel, on_ack, on_error)
+        run = StanPublishRun(self, channel, on_ack, on_error)
         try:
             await run.send_all(messages)
         except Exception as exc:
             if not isinstance(exc, ConnectionFailed) and self.client.lost is None:
                 # Bad input (or a failing callback) mid-way: what was sent is still confirmed and
                 # reported first. After a loss every awaited confirmation was given up already.
-                await run._wait_all()
+                await run._wait_until_below(1)
             if run.summary.confirmed:  # what is stored before the error goes with it
                 raise PublishInterrupted(exc, run.summary) from exc
             raise
@@ -144,124 +143,6 @@ class StanBackend(Backend):
             await self.client.close()
         finally:
             await close_quietly(self.nc)
-
-
-def check_outgoing(message: OutgoingMessage) -> None:
-    if message.headers:
-        raise Unsupported("message headers exist on JetStream only: NATS Streaming messages have no headers")
-    if message.msg_id:
-        raise Unsupported("de-duplication ids (Nats-Msg-Id) exist on JetStream only, not on NATS Streaming")
-
-
-class _PublishRun:
-    """Pipelined publishing with a bounded window; results reported in input order."""
-
-    def __init__(self, backend: StanBackend, channel: str, on_ack, on_error) -> None:
-        self.backend = backend
-        self.client = backend.client
-        self.channel = channel
-        self.on_ack = on_ack
-        self.on_error = on_error
-        self.summary = PublishSummary(channel=channel, stream="")
-        self.results: dict[int, tuple[OutgoingMessage, str]] = {}  # finished, not yet reported
-        self.finished = 0
-        self.next_report = 0
-        self.room = asyncio.Semaphore(backend.pub_window)
-        self.progress = asyncio.Event()
-        self.last_ack = time.monotonic()
-        self.callback_error: Exception | None = None  # raised by on_ack / on_error, re-raised by send_all
-
-    async def send_all(self, messages: Messages) -> None:
-        index = -1
-        async for message in each_message(messages):
-            index += 1
-            check_outgoing(message)
-            if self.callback_error is not None:
-                self._not_sent(index, message, "publishing stopped (a confirmation could not be reported)")
-                break
-            try:
-                await self._wait_for_room()
-                self.client.check()
-                await self.client.publish(self.channel, message.data, self._done_callback(index, message))
-            except ConnectionFailed as exc:
-                self._not_sent(index, message, exc.message)  # the first unconfirmed message is named
-                raise
-            self.summary.published += 1
-        await self._wait_all()
-        self.client.check()
-        if self.callback_error is not None:
-            raise self.callback_error
-
-    def _not_sent(self, index: int, message: OutgoingMessage, reason: str) -> None:
-        self.results[index] = (message, f"not sent: {reason}")
-        self._report()
-
-    def _done_callback(self, index: int, message: OutgoingMessage):
-        def done(error: str) -> None:
-            self.results[index] = (message, error)
-            self.finished += 1
-            self.last_ack = time.monotonic()
-            self.room.release()
-            self._report()
-            self.progress.set()
-
-        return done
-
-    async def _wait_for_room(self) -> None:
-        if not self.room.locked():
-            # No wait_for (a task, a loop turn): the flusher then writes many PubMsgs per socket send.
-            await self.room.acquire()
-            return
-        while True:
-            try:
-                await asyncio.wait_for(self.room.acquire(), self._ack_deadline())
-                return
-            except TimeoutError:
-                self._give_up_if_stalled()
-
-    def _ack_deadline(self) -> float:
-        return max(0.05, self.last_ack + self.backend.pub_ack_timeout - time.monotonic())
-
-    def _give_up_if_stalled(self) -> None:
-        self.client.check()
-        if time.monotonic() - self.last_ack >= self.backend.pub_ack_timeout:
-            self.client.forget(f"no confirmation from the server within {self.backend.pub_ack_timeout:g}s")
-
-    async def _wait_all(self) -> None:
-        while self.finished < self.summary.published:
-            self.progress.clear()
-            try:
-                await asyncio.wait_for(self.progress.wait(), self._ack_deadline())
-            except TimeoutError:
-                self._give_up_if_stalled()
-
-    def _report(self) -> None:
-        """Call on_ack / on_error for the results that are next in input order."""
-        while self.next_report in self.results:
-            index = self.next_report
-            message, error = self.results.pop(index)
-            self.next_report += 1
-            # The callbacks run inside nats-py's subscription task, which would swallow an exception
-            # (e.g. --record's disk is full): it is kept, publishing stops, send_all raises it.
-            if not error:
-                self.summary.confirmed += 1
-                if self.on_ack:
-                    try:
-                        self.on_ack(PublishAck(index=index, channel=self.channel, sequence=0))
-                    except Exception as exc:  # noqa: BLE001 - re-raised by send_all
-                        self._callback_failed(exc)
-                continue
-            reason = error.removeprefix("stan: ")
-            self.summary.failed.append(f"{message.source or f'message {index + 1}'}: {reason}")
-            if self.on_error:
-                try:
-                    self.on_error(index, message, reason)
-                except Exception as exc:  # noqa: BLE001 - re-raised by send_all
-                    self._callback_failed(exc)
-
-    def _callback_failed(self, exc: Exception) -> None:
-        self.callback_error = self.callback_error or exc
-        self.on_ack = self.on_error = None
 
 
 def start_fields(spec: SubscribeSpec) -> dict:
@@ -343,6 +224,7 @@ class StanSubscription(Subscription):
         self.done = False
         self.delivered = 0
         self.max_seen = 0
+        self.fresh_seen = False  # a message delivered for the first time came (not only redeliveries)
         # Without acks a non-durable replay would be redelivered after the ack wait: ack on receipt.
         self.auto_ack = not spec.ack and not spec.durable
 
@@ -448,6 +330,10 @@ class StanSubscription(Subscription):
 
     def _accept(self, items: list) -> list[Message]:
         """Convert, and cut at the stop point (to_sequence, until, caught up, stop())."""
+        spec = self.spec
+        cuts = spec.to_sequence is not None or spec.max_messages is not None or spec.until
+        if not (cuts or spec.queue or spec.start.kind is StartKind.TIME):
+            return self._accept_plain(items)
         batch = []
         for item in items:
             if item is STOP:
@@ -461,9 +347,29 @@ class StanSubscription(Subscription):
                 break
             batch.append(message)
             self.delivered += 1
+            self.fresh_seen = self.fresh_seen or not message.redelivered
             if self._at_end(message):
                 self.done = True
                 break
+        return batch
+
+    def _accept_plain(self, items: list) -> list[Message]:
+        """``_accept`` for the usual reader (no cut but the channel's end): one loop, no call per check."""
+        channel, end = self.spec.channel, self.end_sequence
+        batch = []
+        for item in items:
+            if item is STOP:
+                self.done = True
+                break
+            message = to_message(channel, item)
+            batch.append(message)
+            if end is not None and message.sequence >= end:
+                self.done = True
+                break
+        if batch:
+            self.delivered += len(batch)
+            self.max_seen = max(self.max_seen, max(message.sequence for message in batch))
+            self.fresh_seen = self.fresh_seen or not all(message.redelivered for message in batch)
         return batch
 
     def _before_start(self, message: Message) -> bool:
@@ -488,17 +394,23 @@ class StanSubscription(Subscription):
             return True
         if self.spec.to_sequence is not None and message.sequence >= self.spec.to_sequence:
             return True
-        if self.spec.durable or self.spec.queue:
-            # Unacked messages of an earlier run may be redelivered after the last one: wait for the
-            # quiet period instead of stopping at the channel's last sequence.
+        if self.spec.queue:
+            # A queue member shares the channel with the others: it may never see the last message.
+            # It is caught up after the quiet period.
             return False
+        # A durable too ends at the channel's last message: the server sends a resumed durable's
+        # unacked messages first (performDurableRedelivery), then the new ones, in order.
         return self.end_sequence is not None and message.sequence >= self.end_sequence
 
     def _lone_durable_behind(self) -> bool:
-        """A durable (not a queue member) that got messages but not yet the channel's last one."""
+        """A durable (not a queue member) that got new messages but not yet the channel's last one.
+
+        Only redeliveries and then silence: the server sends a resumed durable's unacked messages
+        first and new ones right after, so none is coming (it had been sent up to the end already).
+        """
         if self.spec.queue or not self.spec.durable or self.end_sequence is None:
             return False
-        return 0 < self.max_seen < self.end_sequence
+        return self.fresh_seen and 0 < self.max_seen < self.end_sequence
 
     async def ack(self, messages: list[Message]) -> None:
         if not self.spec.ack or self.auto_ack or self.handle is None:

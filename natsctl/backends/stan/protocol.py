@@ -87,7 +87,9 @@ class StanClient:
         self._pings_out = 0
         self._ping_task: asyncio.Task | None = None
         self._nats_subs: list = []
-        self._acks: dict[str, Callable[[str], None]] = {}  # guid -> callback(error)
+        # PubAcks awaited: guid -> the publisher's token; ``_ack_sink(token, error)`` hears of each (see publish.py).
+        self._acks: dict[bytes, int] = {}
+        self._ack_sink: Callable[[int, str], None] = _no_sink
         self._ack_prefix = ""
 
     # ---- connect / close
@@ -133,8 +135,11 @@ class StanClient:
 
     async def _start_acks_and_pings(self) -> None:
         # One wildcard subscription for every PubAck of this client: no per-message subscription or future.
+        # Routed raw, as JetStream's acks: no Msg object, queue or task per PubAck.
         self._ack_prefix = f"_STAN.acks.{self.nuid.next().decode()}"
-        self._nats_subs.append(await self.nc.subscribe(self._ack_prefix + ".*", cb=self._on_pub_ack))
+        ack_sub = await self.nc.subscribe(self._ack_prefix + ".*")
+        route_raw(self.nc, ack_sub, self._on_pub_ack)
+        self._nats_subs.append(ack_sub)
         self._ping_inbox = self.nc.new_inbox()
         self._nats_subs.append(await self.nc.subscribe(self._ping_inbox, cb=self._on_ping_response))
         if self._subjects.ping:  # protocol-1 servers only
@@ -161,6 +166,7 @@ class StanClient:
 
     async def _drop_subs(self) -> None:
         for sub in self._nats_subs:
+            unroute(self.nc, sub)
             try:
                 await sub.unsubscribe()
             except Exception:  # noqa: BLE001 - the connection may be gone already
@@ -212,9 +218,7 @@ class StanClient:
         if self.lost is not None:
             return
         self.lost = error
-        for guid, callback in list(self._acks.items()):
-            self._acks.pop(guid, None)
-            callback(error.message)
+        self.forget(error.message)
         for listener in self._lost_listeners:
             listener(error)
 
@@ -246,50 +250,46 @@ class StanClient:
 
     # ---- publish
 
-    async def publish(self, channel: str, data: bytes, on_done: Callable[[str], None]) -> None:
-        """Send one PubMsg; ``on_done("")`` on its PubAck, ``on_done(reason)`` on an error."""
+    def pub_encoder(self, channel: str) -> PubEncoder:
+        """What a publisher needs to build this client's PubMsgs to ``channel`` by itself (see PubEncoder)."""
         self.check()
-        guid = self.nuid.next().decode()
-        payload = proto.encode(
-            "PubMsg", clientID=self.client_id, guid=guid, subject=channel, data=data, connID=self.conn_id.encode()
+        return PubEncoder(
+            client_id=self.client_id,
+            conn_id=self.conn_id,
+            channel=channel,
+            pub_prefix=self._subjects.pub,
+            ack_prefix=self._ack_prefix,
+            guid_prefix=bytes(self.nuid.next()[:12]),
+            acks=self._acks,
+            max_payload=self.nc.max_payload,
         )
-        if len(payload) > self.nc.max_payload:
-            # Refused locally, as nats-server would: the PubMsg envelope counts against max_payload too.
-            on_done(
-                f"payload of {len(data)} bytes is over the server's max_payload of {self.nc.max_payload} bytes"
-                f" (NATS Streaming adds {len(payload) - len(data)} bytes of envelope)"
-            )
-            return
-        self._acks[guid] = on_done
-        try:
-            await self.nc.publish(f"{self._subjects.pub}.{channel}", payload, reply=f"{self._ack_prefix}.{guid}")
-        except (nats_errors.ConnectionClosedError, nats_errors.OutboundBufferLimitError) as exc:
-            # Not sent: this message is not awaited; every one that is fails with the loss.
-            self._acks.pop(guid, None)
-            self._lose(ConnectionFailed(f"the connection to {self.where} was lost while publishing ({exc})"))
-            self.check()
+
+    def await_acks(self, sink: Callable[[int, str], None]) -> None:
+        """``sink(token, error)`` hears of every PubAck awaited (``error`` "" when stored), until ``forget``."""
+        self._ack_sink = sink
 
     def forget(self, reason: str) -> None:
-        """Give up on every PubAck still awaited (timed out)."""
-        for guid, callback in list(self._acks.items()):
-            self._acks.pop(guid, None)
-            callback(reason)
+        """Give up on every PubAck still awaited (timed out, or the connection is lost)."""
+        tokens = sorted(self._acks.values())
+        self._acks.clear()  # in place: a publisher's PubEncoder keeps registering into this dict
+        sink = self._ack_sink
+        for token in tokens:
+            sink(token, reason)
 
     @property
     def awaiting_acks(self) -> int:
         return len(self._acks)
 
-    async def _on_pub_ack(self, msg) -> None:
-        if is_no_responders(msg):
+    def _on_pub_ack(self, subject: bytes, _reply: bytes, payload: bytes, headers: dict[str, list[str]] | None) -> None:
+        if headers and headers.get("Status") == ["503"]:
             return self._lose(ConnectionFailed(f"the NATS Streaming server at {self.where} is gone (no responders)"))
-        try:
-            ack = proto.decode("PubAck", msg.data)
-        except proto.DecodeError:
-            return
-        guid = ack.guid or msg.subject.rsplit(".", 1)[-1]  # an error PubAck may carry no guid
-        callback = self._acks.pop(guid, None)
-        if callback is not None:
-            callback(ack.error)
+        error = pub_ack_error(payload)
+        if error is None:
+            return  # not a PubAck
+        # The guid is the reply subject's last token (an error PubAck may carry no guid of its own).
+        token = self._acks.pop(subject[len(self._ack_prefix) + 1 :], None)
+        if token is not None:
+            self._ack_sink(token, error)
 
     # ---- subscribe
 
@@ -385,6 +385,8 @@ async def _drop(nc: NatsClient, nats_sub) -> None:
 
 def varint(value: int) -> bytes:
     """Protobuf's base-128 varint of a non-negative int."""
+    if value < 0x4000:  # the usual lengths and sequences, without a loop: one or two bytes
+        return bytes((value,)) if value < 0x80 else bytes((value & 0x7F | 0x80, value >> 7))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -401,3 +403,74 @@ def ack_head(channel: str) -> bytes:
     """
     subject = channel.encode()
     return (b"\x0a" + varint(len(subject)) + subject if subject else b"") + b"\x10"
+
+
+def _no_sink(token: int, error: str) -> None:
+    return None
+
+
+def pub_ack_error(payload: bytes) -> str | None:
+    """A PubAck's error ("" for none), read without protobuf on the usual shape; None when it is no PubAck."""
+    size = len(payload)
+    if not size:
+        return ""
+    if payload[0] == 0x0A and size > 1 and payload[1] < 0x80 and size == 2 + payload[1]:
+        return ""  # the guid alone: stored
+    try:
+        return proto.decode("PubAck", payload).error
+    except proto.DecodeError:
+        return None
+
+
+class PubEncoder:
+    """Builds PUB frames of PubMsgs by hand: the same bytes as ``proto.encode("PubMsg", ...)`` with
+    fields clientID, guid, subject, data, connID (tests/test_stan_proto.py holds them equal).
+
+    Guids are this client's random NUID prefix plus a counter: unique, and no NUID per message.
+    """
+
+    __slots__ = ("acks", "channel", "head", "max_payload", "middle", "prefix", "reply", "subject", "tail")
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        conn_id: str,
+        channel: str,
+        pub_prefix: str,
+        ack_prefix: str,
+        guid_prefix: bytes,
+        acks: dict[bytes, int],
+        max_payload: int,
+    ) -> None:
+        self.channel = channel
+        self.subject = f"{pub_prefix}.{channel}".encode()
+        self.reply = f"{ack_prefix}.".encode()
+        self.prefix = guid_prefix
+        self.head = _field(1, client_id.encode())
+        self.middle = _field(3, channel.encode())
+        self.tail = _field(6, conn_id.encode())
+        self.acks = acks
+        self.max_payload = max_payload
+
+    def payload(self, guid: bytes, data: bytes) -> bytes:
+        data_field = b"\x2a" + varint(len(data)) + data if data else b""
+        return self.head + _field(2, guid) + self.middle + data_field + self.tail
+
+    def frame(self, token: int, data: bytes) -> bytes | str:
+        """The PUB frame of message ``token`` (its PubAck is then awaited), or why it cannot be sent."""
+        guid = self.prefix + b"%d" % token
+        payload = self.payload(guid, data)
+        if len(payload) > self.max_payload:
+            # Refused locally, as nats-server would: the PubMsg envelope counts against max_payload too.
+            return (
+                f"payload of {len(data)} bytes is over the server's max_payload of {self.max_payload} bytes"
+                f" (NATS Streaming adds {len(payload) - len(data)} bytes of envelope)"
+            )
+        self.acks[guid] = token
+        return b"PUB %s %s%s %d\r\n%s\r\n" % (self.subject, self.reply, guid, len(payload), payload)
+
+
+def _field(number: int, value: bytes) -> bytes:
+    """A length-delimited protobuf field; nothing for an empty value (proto3 leaves defaults off)."""
+    return bytes((number << 3 | 2,)) + varint(len(value)) + value if value else b""
