@@ -66,20 +66,26 @@ class Seeder:
         return self.loop.run(self._client(client_id))
 
     async def _publish(self, channel: str, payloads: list[bytes]) -> None:
+        """Publish as any NATS Streaming client does: PubMsgs, each awaited by its PubAck."""
         client = self.clients.get("seed-publisher") or await self._client("seed-publisher")
         done = asyncio.Event()
         left = [len(payloads)]
         errors: list[str] = []
 
-        def confirmed(error: str) -> None:
+        def confirmed(_token: int, error: str) -> None:
             if error:
                 errors.append(error)
             left[0] -= 1
             if not left[0]:
                 done.set()
 
-        for payload in payloads:
-            await client.publish(channel, payload, confirmed)
+        client.await_acks(confirmed)
+        encoder = client.pub_encoder(channel)
+        for token, payload in enumerate(payloads):
+            guid = encoder.prefix + b"%d" % token
+            encoder.acks[guid] = token
+            reply = (encoder.reply + guid).decode()
+            await client.nc.publish(encoder.subject.decode(), encoder.payload(guid, payload), reply=reply)
         await asyncio.wait_for(done.wait(), 60)
         assert errors == []
 
