@@ -238,3 +238,34 @@ def serve_file(path: Path, list_key: str | None = None) -> Handler:
         send(request, 200, body)
 
     return handler
+
+
+# --- NATS Streaming, as a plain client ------------------------------------------------------------------
+
+
+async def stan_publish(client: Any, messages: list[tuple[str, bytes]], timeout: float = 60) -> None:
+    """Publish ``(channel, payload)`` pairs as any NATS Streaming client does (PubMsg, each awaited by its
+    PubAck), through natsctl's ``StanClient`` and nats-py's public ``publish``; raises on a refused one."""
+    done = asyncio.Event()
+    left = [len(messages)]
+    errors: list[str] = []
+
+    def confirmed(_token: int, error: str) -> None:
+        if error:
+            errors.append(error)
+        left[0] -= 1
+        if not left[0]:
+            done.set()
+
+    client.await_acks(confirmed)
+    encoders: dict[str, Any] = {}
+    for token, (channel, payload) in enumerate(messages):
+        encoder = encoders.get(channel) or encoders.setdefault(channel, client.pub_encoder(channel))
+        guid = encoder.prefix + b"%d" % token
+        encoder.acks[guid] = token
+        await client.nc.publish(
+            encoder.subject.decode(), encoder.payload(guid, payload), reply=(encoder.reply + guid).decode()
+        )
+    if messages:
+        await asyncio.wait_for(done.wait(), timeout)
+    assert errors == [], errors

@@ -18,7 +18,7 @@ import yaml
 
 from natsctl.backends.stan import proto
 from natsctl.backends.stan.protocol import StanClient
-from tests.helpers import ClientLoop, as_json, error_line, failed, ok
+from tests.helpers import ClientLoop, as_json, error_line, failed, ok, stan_publish
 from tests.servers import NatsServer
 from tests.stan_double.fixtures import StanServer, start_stan
 
@@ -66,28 +66,8 @@ class Seeder:
         return self.loop.run(self._client(client_id))
 
     async def _publish(self, channel: str, payloads: list[bytes]) -> None:
-        """Publish as any NATS Streaming client does: PubMsgs, each awaited by its PubAck."""
         client = self.clients.get("seed-publisher") or await self._client("seed-publisher")
-        done = asyncio.Event()
-        left = [len(payloads)]
-        errors: list[str] = []
-
-        def confirmed(_token: int, error: str) -> None:
-            if error:
-                errors.append(error)
-            left[0] -= 1
-            if not left[0]:
-                done.set()
-
-        client.await_acks(confirmed)
-        encoder = client.pub_encoder(channel)
-        for token, payload in enumerate(payloads):
-            guid = encoder.prefix + b"%d" % token
-            encoder.acks[guid] = token
-            reply = (encoder.reply + guid).decode()
-            await client.nc.publish(encoder.subject.decode(), encoder.payload(guid, payload), reply=reply)
-        await asyncio.wait_for(done.wait(), 60)
-        assert errors == []
+        await stan_publish(client, [(channel, payload) for payload in payloads])
 
     def publish(self, channel: str, payloads: list[bytes]) -> None:
         self.loop.run(self._publish(channel, payloads), timeout=90)

@@ -18,7 +18,7 @@ import pytest
 
 from natsctl.backends.stan import proto
 from natsctl.backends.stan.protocol import StanClient
-from tests.helpers import fixtures_dir
+from tests.helpers import fixtures_dir, stan_publish
 from tests.stan_double.fixtures import start_stan
 
 RUN_SPECIFIC = {"server_id", "now", "inbox", "ack_inbox", "hb_inbox", "cluster_id"}
@@ -71,17 +71,7 @@ async def workload(url: str, cluster_id: str):
         handles.append(
             await subscriber.subscribe({**request, "ackWaitInSecs": 30, "startPosition": first}, acker(index))
         )
-    done = asyncio.Event()
-    left = [3]
-
-    def confirmed(_error: str) -> None:
-        left[0] -= 1
-        if not left[0]:
-            done.set()
-
-    for channel, data in (("orders", b"order-1"), ("orders", b"order-2"), ("audit", b"audit-1")):
-        await publisher.publish(channel, data, confirmed)
-    await asyncio.wait_for(done.wait(), 10)
+    await stan_publish(publisher, [("orders", b"order-1"), ("orders", b"order-2"), ("audit", b"audit-1")], 10)
     return clients
 
 
