@@ -80,22 +80,32 @@ def configure(home: Path, url: str, monitor: str, context: dict) -> None:
 
 
 def sweep(cli, tmp_path: Path, url: str, secret: str, env: dict[str, str]) -> list[str]:
+    from concurrent.futures import ThreadPoolExecutor
+
     cli.env.update(env)
-    leaks, ran = [], []
-    for command in command_list(cli):
-        fill = {
-            "{free}": lambda: str(free_port()),
-            "{tmp}": lambda: str(tmp_path),
-            "{url}": lambda: url,
-            "{secret}": lambda: secret,
-        }
+    fill = {
+        "{free}": lambda: str(free_port()),
+        "{tmp}": lambda: str(tmp_path),
+        "{url}": lambda: url,
+        "{secret}": lambda: secret,
+    }
+    runs = []
+    for index, command in enumerate(command_list(cli)):
         args = []
         for arg in SAMPLE_ARGS.get(command, []):
             for key, make in fill.items():
                 if key in arg:
                     arg = arg.replace(key, make())
             args.append(arg)
-        code, out, err = run(cli, [*command, *args], tmp_path)
+        own = tmp_path / f"run-{index}"  # each run's own stdout/stderr files
+        own.mkdir()
+        runs.append((command, [*command, *args], own))
+    # Several at once: a long-running command is stopped after RUN_FOR seconds, and one after another
+    # those waits add up to most of the sweep.
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda r: run(cli, r[1], r[2]), runs))
+    leaks, ran = [], []
+    for (command, _argv, _own), (code, out, err) in zip(runs, results, strict=True):
         ran.append(f"{' '.join(command)} -> {code}")
         for stream, data in (("stdout", out), ("stderr", err)):
             if secret.encode() in data:
