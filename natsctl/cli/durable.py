@@ -7,6 +7,7 @@ it under its client id and unsubscribing, which the server allows only while tha
 
 # No "from __future__ import annotations": Typer reads these signatures through the options decorators.
 import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -138,20 +139,7 @@ def ls(
             return
         emit(durables, fmt, lambda: durables_table(durables))
 
-    if settings.cluster_id:
-        from natsctl.cli import run
-
-        async def command(stop: Any) -> int:
-            show(await _stan_durables(settings, channel))
-            return 0
-
-        run.run(command)
-
-    async def body(admin: "ChannelAdmin", backend: "Backend") -> int:
-        show(await admin.durables(channel))
-        return 0
-
-    run_admin(settings, body)
+    _show_read(settings, lambda: _stan_durables(settings, channel), lambda admin: admin.durables(channel), show)
 
 
 def info(
@@ -172,17 +160,28 @@ def info(
 
         emit(durable, fmt, lambda: durable_table(durable))
 
+    _show_read(settings, lambda: _stan_durable(settings, ref), lambda admin: admin.durable(ref), show)
+
+
+def _show_read(
+    settings: Settings,
+    from_stan: Callable[[], Awaitable[Any]],
+    from_admin: Callable[["ChannelAdmin"], Awaitable[Any]],
+    show: Callable[[Any], None],
+) -> None:
+    """Read what ls/info show: on NATS Streaming from its monitoring port, on JetStream from the server's API."""
     if settings.cluster_id:
         from natsctl.cli import run
 
         async def command(stop: Any) -> int:
-            show(await _stan_durable(settings, ref))
+            show(await from_stan())
             return 0
 
-        run.run(command)
+        run.run(command)  # exits with the command's status
+        return
 
     async def body(admin: "ChannelAdmin", backend: "Backend") -> int:
-        show(await admin.durable(ref))
+        show(await from_admin(admin))
         return 0
 
     run_admin(settings, body)
