@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from natsctl.cli.monitor import JsonFlag, Output
 from natsctl.cli.options import connection_options
 from natsctl.core.settings import Settings
 
@@ -81,17 +82,6 @@ DeadLetterOpt = Annotated[
         show_default=False,
     ),
 ]
-Output = Annotated[
-    str | None,
-    typer.Option(
-        "--output",
-        "-o",
-        metavar="table|json|yaml|csv",
-        help="Output format: table, json, yaml or csv [default: table]",
-        show_default=False,
-    ),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Short for -o json")]
 
 
 def register(app: typer.Typer) -> None:

@@ -252,9 +252,7 @@ def migrate_copy(
 ) -> None:
     from natsctl.cli.run import run
 
-    source = _source(settings)
-    plan = _load(plan_file, source)
-    target = _target(to_server, to_context, source)
+    plan, source, target = _sides(plan_file, to_server, to_context, settings)
     run(lambda stop: _copy(plan, source, target, follow, json_flag, stop))
 
 
@@ -287,6 +285,15 @@ async def _copy(plan: "Plan", source: Settings, target: Settings, follow: bool, 
     return 0
 
 
+def _sides(
+    plan_file: str, to_server: str | None, to_context: str | None, settings: Settings
+) -> tuple["Plan", Settings, Settings]:
+    """The plan, checked against the source, and both sides' settings: what copy, durables and verify start from."""
+    source = _source(settings)
+    plan = _load(plan_file, source)
+    return plan, source, _target(to_server, to_context, source)
+
+
 # --- durables --------------------------------------------------------------------------------------
 
 
@@ -302,10 +309,8 @@ def migrate_durables(
 ) -> None:
     from natsctl.cli.run import run
 
-    source = _source(settings)
     fmt = _format(output, json_flag)
-    plan = _load(plan_file, source)
-    target = _target(to_server, to_context, source)
+    plan, source, target = _sides(plan_file, to_server, to_context, settings)
     run(lambda stop: _durables(plan, source, target, fmt))
 
 
@@ -346,10 +351,8 @@ def migrate_verify(
 ) -> None:
     from natsctl.cli.run import run
 
-    source = _source(settings)
     fmt = _format(output, json_flag)
-    plan = _load(plan_file, source)
-    target = _target(to_server, to_context, source)
+    plan, source, target = _sides(plan_file, to_server, to_context, settings)
     run(lambda stop: _verify(plan, source, target, fmt, not no_durables))
 
 
