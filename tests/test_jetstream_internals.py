@@ -343,6 +343,7 @@ def test_the_public_path_hands_over_what_arrived_when_asked_to_settle(server, pu
         got: list[bytes] = []
         sub = await nc.subscribe("settle")
         route_raw(nc, sub, lambda subject, reply, data, headers: got.append(data))
+        await nc.flush()  # the server has the SUB before anything is sent (else the messages go nowhere)
         sender = await nats.connect(server.url)
         for n in range(5000):
             await sender.publish("settle", b"%d" % n)
