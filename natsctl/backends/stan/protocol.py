@@ -1,5 +1,7 @@
 """The client side of the NATS Streaming protocol over a nats-py connection.
 
+Its messages are read and written without protobuf (see .wire: the same bytes, the same values).
+
 Protocol facts this relies on (see tests/fixtures/stan-protocol/README.md): discovery on
 ``_STAN.discover.<cluster-id>``; every other request subject comes from the ConnectResponse; success
 responses are often empty payloads; PubAcks come back on the reply subject of each PubMsg; MsgProto
@@ -19,9 +21,9 @@ from nats.aio.client import Client as NatsClient
 from nats.nuid import NUID
 
 from natsctl.core.errors import ConnectionFailed, NatsctlError, Timeout, UsageError
-from natsctl.transport.fast import publish_many, route_raw, unroute
+from natsctl.transport.fast import RawHandler, route_raw, send_raw, unroute, wake_flusher
 
-from . import proto
+from . import proto, wire
 from .errors import ERR_REPLACED, server_error
 
 CLIENT_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
@@ -98,7 +100,7 @@ class StanClient:
         check_client_id(self.client_id)
         hb_inbox = self.nc.new_inbox()
         self._nats_subs.append(await self.nc.subscribe(hb_inbox, cb=self._on_heartbeat))
-        request = proto.encode(
+        request = wire.encode(
             "ConnectRequest",
             clientID=self.client_id,
             heartbeatInbox=hb_inbox,
@@ -158,7 +160,7 @@ class StanClient:
             self._ping_task.cancel()
         try:
             if self.subjects and self.lost is None and not self.nc.is_closed:
-                await self._request(self._subjects.close, proto.encode("CloseRequest", clientID=self.client_id))
+                await self._request(self._subjects.close, wire.encode("CloseRequest", clientID=self.client_id))
         except NatsctlError:
             pass  # closing after a loss: nothing left to close
         finally:
@@ -180,7 +182,7 @@ class StanClient:
             await self.nc.publish(msg.reply, b"")
 
     async def _ping_loop(self) -> None:
-        ping = proto.encode("Ping", connID=self.conn_id.encode())
+        ping = wire.encode("Ping", connID=self.conn_id.encode())
         while self.lost is None:
             await asyncio.sleep(self.ping_interval)
             if self.nc.is_closed:
@@ -230,7 +232,7 @@ class StanClient:
 
     def _decode(self, name: str, data: bytes):
         try:
-            return proto.decode(name, data)
+            return wire.decode(name, data)
         except proto.DecodeError:
             raise ConnectionFailed(f"{self.where} sent an invalid {name}: is it a NATS Streaming server?") from None
 
@@ -293,18 +295,25 @@ class StanClient:
 
     # ---- subscribe
 
-    async def subscribe(self, request: dict, on_message: Callable[[bytes], None]) -> StanSubscriptionHandle:
+    async def subscribe(
+        self, request: dict, on_message: Callable[[bytes], None] | None = None, *, on_raw: RawHandler | None = None
+    ) -> StanSubscriptionHandle:
         """Open a subscription; ``request`` holds SubscriptionRequest fields other than clientID and inbox.
 
         ``on_message(payload)`` gets each MsgProto payload in order and must not raise: on the fast path
         straight from nats-py's parser, with no Msg object or task switch per message (natsctl/transport/fast.py).
+        ``on_raw(subject, reply, payload, headers)`` instead is that route's handler itself (one call less).
         """
         self.check()
         inbox = self.nc.new_inbox()
         # Ready to receive before the request goes out: messages may arrive right behind the response.
         nats_sub = await self.nc.subscribe(inbox, pending_msgs_limit=1_000_000)
-        route_raw(self.nc, nats_sub, lambda subject, reply, payload, headers: on_message(payload))
-        payload = proto.encode("SubscriptionRequest", clientID=self.client_id, inbox=inbox, **request)
+        if on_raw is None:
+            assert on_message is not None, "subscribe needs on_message or on_raw"
+            deliver = on_message
+            on_raw = lambda subject, reply, payload, headers: deliver(payload)  # noqa: E731
+        route_raw(self.nc, nats_sub, on_raw)
+        payload = wire.encode("SubscriptionRequest", clientID=self.client_id, inbox=inbox, **request)
         try:
             response = await self._request(self._subjects.sub, payload, "SubscriptionResponse")
         except NatsctlError:
@@ -334,8 +343,7 @@ class StanSubscriptionHandle:
         self.durable = durable
         self.closed = False
 
-        self._ack_inbox = ack_inbox.encode()
-        self._ack_head = ack_head(channel)
+        self._ack_frames = AckFrames(ack_inbox, channel)
 
     async def ack(self, sequence: int) -> None:
         await self.ack_many([sequence])
@@ -344,11 +352,11 @@ class StanSubscriptionHandle:
         """One Ack per sequence, written out together (one PUB each, as the protocol wants)."""
         if not sequences:
             return
-        inbox, head = self._ack_inbox, self._ack_head
         nc = self.client.nc
         if nc.is_closed:
             raise nats_errors.ConnectionClosedError
-        await publish_many(nc, [(inbox, b"", head + varint(sequence)) for sequence in sequences])
+        await send_raw(nc, self._ack_frames.frames(sequences))
+        await wake_flusher(nc)
 
     async def close(self, *, unsubscribe: bool) -> None:
         """``unsubscribe`` deletes a durable (unsubRequests); otherwise it stays (subCloseRequests)."""
@@ -357,7 +365,7 @@ class StanSubscriptionHandle:
         self.closed = True
         client = self.client
         subject = client._subjects.unsub if unsubscribe else client._subjects.subclose
-        payload = proto.encode(
+        payload = wire.encode(
             "UnsubscribeRequest",
             clientID=client.client_id,
             subject=self.channel,
@@ -383,16 +391,42 @@ async def _drop(nc: NatsClient, nats_sub) -> None:
         pass
 
 
-def varint(value: int) -> bytes:
-    """Protobuf's base-128 varint of a non-negative int."""
-    if value < 0x4000:  # the usual lengths and sequences, without a loop: one or two bytes
-        return bytes((value,)) if value < 0x80 else bytes((value & 0x7F | 0x80, value >> 7))
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+varint = wire.varint  # protobuf's base-128 varint of a non-negative int
+
+
+class AckFrames:
+    """The PUB frames of a subscription's Acks, built from bytes prepared once per varint length.
+
+    Each frame's payload is ``ack_head(channel) + varint(sequence)``: what ``proto.encode("Ack", ...)``
+    gives (tests/test_stan_proto.py).
+    """
+
+    __slots__ = ("head", "heads", "inbox")
+
+    def __init__(self, ack_inbox: str, channel: str) -> None:
+        self.inbox = ack_inbox.encode()
+        self.head = ack_head(channel)
+        # The frame up to the sequence's varint, for varints of 1 to 10 bytes (all a uint64 needs).
+        self.heads = [b""] + [b"PUB %s %d\r\n%s" % (self.inbox, len(self.head) + n, self.head) for n in range(1, 11)]
+
+    def frames(self, sequences: list[int]) -> bytes:
+        heads = self.heads
+        parts: list[bytes] = []
+        append = parts.append
+        for sequence in sequences:
+            if sequence < 0x4000:
+                if sequence < 0x80:
+                    append(heads[1] + bytes((sequence, 13, 10)))
+                else:
+                    append(heads[2] + bytes((sequence & 0x7F | 0x80, sequence >> 7, 13, 10)))
+            elif sequence < 0x200000:
+                append(
+                    heads[3] + bytes((sequence & 0x7F | 0x80, (sequence >> 7) & 0x7F | 0x80, sequence >> 14, 13, 10))
+                )
+            else:
+                tail = varint(sequence)
+                append(heads[len(tail)] + tail + b"\r\n")
+        return b"".join(parts)
 
 
 def ack_head(channel: str) -> bytes:
@@ -417,7 +451,7 @@ def pub_ack_error(payload: bytes) -> str | None:
     if payload[0] == 0x0A and size > 1 and payload[1] < 0x80 and size == 2 + payload[1]:
         return ""  # the guid alone: stored
     try:
-        return proto.decode("PubAck", payload).error
+        return wire.decode("PubAck", payload).error
     except proto.DecodeError:
         return None
 
