@@ -23,7 +23,7 @@ from natsctl.core.model import (
 )
 from natsctl.core.settings import Settings
 
-from . import proto
+from . import proto, wire
 from .protocol import DEFAULT_PUB_WINDOW, StanClient, StanSubscriptionHandle, check_channel
 from .publish import StanPublishRun
 
@@ -197,16 +197,18 @@ def request_fields(spec: SubscribeSpec) -> dict:
     return fields
 
 
-def to_message(channel: str, msg) -> Message:
-    count = msg.redeliveryCount
+def to_message(channel: str, fields: tuple[int, bytes, int, bool, int]) -> Message:
+    """A Message of a MsgProto read by ``wire.read_msg`` (StanSubscription._accept_plain inlines this)."""
+    sequence, data, timestamp, redelivered, count = fields
     return Message(
-        channel=channel,
-        subject=channel,
-        sequence=msg.sequence,
-        time=datetime.fromtimestamp(msg.timestamp / 1e9, tz=UTC) if msg.timestamp else None,
-        data=bytes(msg.data),
-        redelivered=msg.redelivered,
-        deliveries=1 + count if count else (2 if msg.redelivered else 1),
+        channel,
+        channel,
+        sequence,
+        datetime.fromtimestamp(timestamp / 1e9, UTC) if timestamp else None,
+        data,
+        None,
+        redelivered,
+        1 + count if count else (2 if redelivered else 1),
     )
 
 
@@ -215,9 +217,11 @@ class StanSubscription(Subscription):
         self.backend = backend
         self.client = backend.client
         self.spec = spec
-        # Filled straight from the parser (see _on_msg): decoded MsgProtos, a lost-connection error, STOP.
+        # Filled straight from the parser (see _on_msg): MsgProto payloads, a lost-connection error, STOP.
         self.arrived: deque = deque()
         self.wakeup = asyncio.Event()
+        self.waiting = False  # _take waits for wakeup: the next payload sets it
+        self.subject_field = wire.subject_field(spec.channel)
         self.to_auto_ack: list[int] = []
         self.handle: StanSubscriptionHandle | None = None
         self.end_sequence: int | None = None  # stop_at_end: the channel's last sequence when we started
@@ -236,7 +240,7 @@ class StanSubscription(Subscription):
             self.end_sequence = await self._last_sequence()
         self.client.on_lost(self._arrive)
         # Built only now: a --since start is a delta from *now*, and the probe above takes time.
-        self.handle = await self.client.subscribe(request_fields(self.spec), self._on_msg)
+        self.handle = await self.client.subscribe(request_fields(self.spec), on_raw=self._on_msg)
         if self.spec.stop_at_end and self._nothing_to_wait_for():
             self.done = True
 
@@ -245,10 +249,9 @@ class StanSubscription(Subscription):
         seen: asyncio.Queue = asyncio.Queue()
 
         def on_msg(payload: bytes) -> None:
-            try:
-                seen.put_nowait(proto.decode("MsgProto", payload))
-            except proto.DecodeError:
-                pass  # not a message: the probe goes on waiting
+            fields = wire.read_msg(payload, self.subject_field)
+            if fields is not None:  # else not a message: the probe goes on waiting
+                seen.put_nowait(fields)
 
         probe = {"subject": self.spec.channel, "maxInFlight": 1, "ackWaitInSecs": 30}
         probe["startPosition"] = proto.START_POSITIONS["LastReceived"]
@@ -259,8 +262,8 @@ class StanSubscription(Subscription):
             last = None
         finally:
             await handle.close(unsubscribe=True)
-        self._last_time = last.timestamp if last else 0
-        return last.sequence if last else 0
+        self._last_time = last[wire.TIMESTAMP] if last else 0
+        return last[wire.SEQUENCE] if last else 0
 
     def _nothing_to_wait_for(self) -> bool:
         start = self.spec.start
@@ -274,18 +277,15 @@ class StanSubscription(Subscription):
             return (start.sequence or 0) > (self.end_sequence or 0)
         return bool(start.kind is StartKind.TIME and start.time and self._last_time < start.time.timestamp() * 1e9)
 
-    def _on_msg(self, payload: bytes) -> None:
-        try:
-            decoded = proto.decode("MsgProto", payload)
-        except proto.DecodeError:
-            return
-        if self.auto_ack:
-            self.to_auto_ack.append(decoded.sequence)  # sent with the next batch taken (_take)
-            if decoded.redelivered:
-                return  # already handed out once
-        self._arrive(decoded)
+    def _on_msg(self, subject: bytes, reply: bytes, payload: bytes, headers) -> None:
+        """Each MsgProto, straight from the parser: kept as it is, read a batch at a time (_read)."""
+        self.arrived.append(payload)
+        if self.waiting:
+            self.waiting = False
+            self.wakeup.set()
 
     def _arrive(self, item) -> None:
+        """A lost connection's error, or STOP."""
         self.arrived.append(item)
         self.wakeup.set()
 
@@ -300,10 +300,22 @@ class StanSubscription(Subscription):
 
     async def _take(self):
         """What has arrived (at most BATCH_MAX), waiting for it; STOP once caught up."""
+        if not await self._wait():
+            return STOP
+        items = self._read(self.arrived)
+        await self._auto_ack()
+        return items
+
+    async def _wait(self) -> bool:
+        """Until something has arrived; False once caught up (the quiet period, where it applies)."""
         quiet = CAUGHT_UP_QUIET if self.spec.stop_at_end and (self.spec.durable or self.spec.queue) else None
-        while not self.arrived:
+        arrived = self.arrived
+        while not arrived:
             await self._auto_ack()  # what arrived redelivered only, so nothing else would ack it
             self.wakeup.clear()
+            if arrived:
+                break  # came while the acks were written
+            self.waiting = True
             try:
                 if quiet:
                     await asyncio.wait_for(self.wakeup.wait(), quiet)
@@ -312,15 +324,39 @@ class StanSubscription(Subscription):
             except TimeoutError:
                 if self._lone_durable_behind():
                     continue  # a gap in delivery, not the end: the channel's last message is still to come
-                return STOP  # nothing more is coming to this durable / queue member: caught up
-        items = []
-        arrived = self.arrived
-        while arrived and len(items) < BATCH_MAX:
-            item = arrived.popleft()
-            if isinstance(item, NatsctlError):
-                raise item
-            items.append(item)
-        await self._auto_ack()
+                return False  # nothing more is coming to this durable / queue member: caught up
+            finally:
+                self.waiting = False
+        return True
+
+    def _read(self, arrived: deque) -> list:
+        """Up to BATCH_MAX of what arrived: MsgProtos read into tuples (wire.read_msg), and STOP.
+
+        Payloads that are no MsgProto are dropped; with auto_ack each is acked, and a redelivered one
+        dropped too (it was handed out once already).
+        """
+        items: list = []
+        append = items.append
+        read, subject = wire.read_msg, self.subject_field
+        auto_ack = self.to_auto_ack if self.auto_ack else None
+        popleft = arrived.popleft
+        for _ in range(min(len(arrived), BATCH_MAX)):
+            item = popleft()
+            if item.__class__ is not bytes:
+                if item is STOP:
+                    append(item)
+                    continue
+                if isinstance(item, NatsctlError):
+                    raise item
+                item = bytes(item)
+            fields = read(item, subject)
+            if fields is None:
+                continue
+            if auto_ack is not None:
+                auto_ack.append(fields[0])  # sent with this batch (_take)
+                if fields[3]:
+                    continue  # redelivered: already handed out once
+            append(fields)
         return items
 
     async def _auto_ack(self) -> None:
@@ -328,11 +364,15 @@ class StanSubscription(Subscription):
             sequences, self.to_auto_ack = self.to_auto_ack, []
             await self.handle.ack_many(sequences)
 
-    def _accept(self, items: list) -> list[Message]:
-        """Convert, and cut at the stop point (to_sequence, until, caught up, stop())."""
+    def _plain(self) -> bool:
+        """The usual reader: no cut but the channel's end (to_sequence, until, --count), no queue, no --since."""
         spec = self.spec
         cuts = spec.to_sequence is not None or spec.max_messages is not None or spec.until
-        if not (cuts or spec.queue or spec.start.kind is StartKind.TIME):
+        return not (cuts or spec.queue or spec.start.kind is StartKind.TIME)
+
+    def _accept(self, items: list) -> list[Message]:
+        """Convert, and cut at the stop point (to_sequence, until, caught up, stop())."""
+        if self._plain():
             return self._accept_plain(items)
         batch = []
         for item in items:
@@ -356,14 +396,27 @@ class StanSubscription(Subscription):
     def _accept_plain(self, items: list) -> list[Message]:
         """``_accept`` for the usual reader (no cut but the channel's end): one loop, no call per check."""
         channel, end = self.spec.channel, self.end_sequence
-        batch = []
+        fromtimestamp = datetime.fromtimestamp
+        batch: list[Message] = []
+        append = batch.append
         for item in items:
             if item is STOP:
                 self.done = True
                 break
-            message = to_message(channel, item)
-            batch.append(message)
-            if end is not None and message.sequence >= end:
+            sequence, data, timestamp, redelivered, count = item
+            append(
+                Message(
+                    channel,
+                    channel,
+                    sequence,
+                    fromtimestamp(timestamp / 1e9, UTC) if timestamp else None,
+                    data,
+                    None,
+                    redelivered,
+                    1 + count if count else (2 if redelivered else 1),
+                )
+            )
+            if end is not None and sequence >= end:
                 self.done = True
                 break
         if batch:

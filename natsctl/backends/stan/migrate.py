@@ -13,7 +13,7 @@ from natsctl.core.migrate import DurablePlan, DurableState, Source, SourceMessag
 from natsctl.core.model import StartKind, StartPosition, SubscribeSpec
 from natsctl.core.settings import Settings
 
-from . import proto
+from . import proto, wire
 from .backend import STOP, StanBackend, StanSubscription, generated_client_id
 
 READ_IN_FLIGHT = 1024  # messages the server may send a copy reader ahead of its acks (as natsctl replay)
@@ -30,8 +30,9 @@ class _Reader(StanSubscription):
             if item is STOP:
                 self.done = True
                 break
-            batch.append(SourceMessage(item.sequence, item.timestamp, item.data))
-            if end is not None and item.sequence >= end:
+            sequence, data, timestamp = item[0], item[1], item[2]  # a wire.read_msg tuple
+            batch.append(SourceMessage(sequence, timestamp, data))
+            if end is not None and sequence >= end:
                 self.done = True
                 break
         self.delivered += len(batch)
@@ -96,13 +97,15 @@ class StanSource(Source):
         seen: dict[int, None] = {}
         arrived = asyncio.Event()
 
+        subject = wire.subject_field(durable.channel)
+
         def on_msg(payload: bytes) -> None:
-            try:
-                msg = proto.decode("MsgProto", payload)
-            except proto.DecodeError:
+            fields = wire.read_msg(payload, subject)
+            if fields is None:
                 return
-            if msg.sequence <= last_sent:
-                seen[msg.sequence] = None
+            sequence = fields[wire.SEQUENCE]
+            if sequence <= last_sent:
+                seen[sequence] = None
             arrived.set()
 
         request = {
