@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from natsctl.cli.outlet import AckLedger, Outlet, PipeOutlet, open_outlet
 from natsctl.cli.render.messages import JsonWriter, RawWriter
 from natsctl.cli.sub import _consume_to_stdout
+from natsctl.core.backend import RenderedBatch
 from natsctl.core.model import Message, SubscribeSpec
 
 
@@ -75,6 +76,25 @@ class FakeSubscription:
         self.stopped = True
 
 
+class FakeRenderingSubscription(FakeSubscription):
+    """One that writes its JSON envelopes itself (as NATS Streaming's reader does): acked by token."""
+
+    def rendered_batches(self):
+        async def batches():
+            for batch in self.pending:
+                if self.stopped:
+                    return
+                yield RenderedBatch([m.sequence for m in batch], JsonWriter().encode(batch))
+
+        return batches()
+
+    async def ack_rendered(self, tokens: list[int]) -> None:
+        self.acked.extend(Message("c", "c", n, None, b"") for n in tokens)
+
+    async def ack(self, messages: list[Message]) -> None:
+        raise AssertionError("rendered batches are acked with ack_rendered")
+
+
 payloads = st.binary(max_size=30)
 steps = st.lists(
     st.one_of(
@@ -88,7 +108,11 @@ steps = st.lists(
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.lists(payloads, min_size=1, max_size=6), max_size=6), steps, st.sampled_from(["raw", "json"]))
+@given(
+    st.lists(st.lists(payloads, min_size=1, max_size=6), max_size=6),
+    steps,
+    st.sampled_from(["raw", "json", "rendered"]),
+)
 def test_acked_messages_were_all_taken_by_the_reader(batch_payloads, script, output):
     sequence = 0
     batches = []
@@ -98,13 +122,13 @@ def test_acked_messages_were_all_taken_by_the_reader(batch_payloads, script, out
             sequence += 1
             batch.append(Message("c", "c", sequence, None, data))
         batches.append(batch)
-    subscription = FakeSubscription(batches)
+    subscription = FakeRenderingSubscription(batches) if output == "rendered" else FakeSubscription(batches)
 
     async def main() -> ScriptedOutlet:
         stop = types.SimpleNamespace(event=asyncio.Event())
         outlet = ScriptedOutlet(script, stop.event)
         try:
-            await _consume_to_stdout(subscription, output, stop, outlet)
+            await _consume_to_stdout(subscription, "json" if output == "rendered" else output, stop, outlet)
         except Exception as exc:  # noqa: BLE001 - an I/O error is reported after the acks, as a NatsctlError
             assert outlet.error is not None and "cannot write to stdout" in str(exc)
         return outlet

@@ -152,3 +152,50 @@ def test_pub_acks_given_up_leave_the_publisher_registering_where_acks_are_looked
     heard, awaited_after_forget, awaited_at_end = run(main())
     assert heard == [(1, "no confirmation"), (2, "")]
     assert awaited_after_forget == 0 and awaited_at_end == 0
+
+
+def test_sub_json_on_a_durable_writes_the_envelopes_itself_and_acks_them(double, monkeypatch, tmp_path):
+    """`sub --json --durable` takes StanSubscription.rendered_batches (no Message each): the bytes a
+    Message each and JsonWriter give, every message acked (a second run of the durable gets nothing)."""
+    import types
+
+    from natsctl.cli.outlet import Outlet
+    from natsctl.cli.render.messages import JsonWriter
+    from natsctl.cli.sub import _consume_to_stdout
+
+    name = f"json:{uuid.uuid4().hex[:8]}"
+    client_id = f"c-{uuid.uuid4().hex[:6]}"
+    payloads = [b"m%d" % n for n in range(1, 251)] + [b"\xff\xfe binary", b'{"q":"\\"","n":"\\n"}', "é".encode()]
+    out = tmp_path / "out.jsonl"
+
+    async def main():
+        backend = await connect(double.settings(client_id=client_id))
+        try:
+            await backend.publish(name, [OutgoingMessage(p) for p in payloads])
+            # The Message path, for reference: another durable, read through batches()
+            reference = await read(backend, SubscribeSpec(name, durable="ref", start=ALL, stop_at_end=True))
+            spec = SubscribeSpec(name, durable="json", start=ALL, stop_at_end=True)
+            sub = await backend.subscribe(spec)
+
+            def no_messages(self, items):
+                raise AssertionError("the plain JSON reader built Messages")
+
+            accept_plain = stan_backend.StanSubscription._accept_plain
+            monkeypatch.setattr(stan_backend.StanSubscription, "_accept_plain", no_messages)
+            with open(out, "wb") as file:
+                stop = types.SimpleNamespace(event=asyncio.Event())
+                try:
+                    await _consume_to_stdout(sub, "json", stop, Outlet(file.fileno()))
+                finally:
+                    await sub.close()
+            monkeypatch.setattr(stan_backend.StanSubscription, "_accept_plain", accept_plain)
+            monkeypatch.setattr(stan_backend, "CAUGHT_UP_QUIET", 0.2)  # nothing new: the quiet period ends it
+            again = await read(backend, spec)
+        finally:
+            await backend.close()
+        return reference, again
+
+    reference, again = run(main())
+    assert len(reference) == len(payloads)
+    assert out.read_bytes() == JsonWriter().encode(reference)
+    assert again == []  # every message was acked

@@ -488,21 +488,26 @@ async def _consume_to_stdout(subscription: Any, output: str, stop: Any, outlet: 
     from natsctl.cli.outlet import AckLedger, open_outlet
     from natsctl.cli.render.messages import TerminalWriter, writer_for
 
-    writer = writer or writer_for(output)
-    if isinstance(writer, TerminalWriter):  # a terminal shows what it is given
-        async for batch in subscription.batches():
-            writer.write_batch(batch)
-            await subscription.ack(batch)
-        return
+    rendered = _rendered_batches(subscription) if writer is None and output == "json" else None
+    if rendered is not None:  # JSON envelopes the subscription wrote itself: the same bytes, sooner
+        batches, encode, ack, sizes = rendered, _data_of, subscription.ack_rendered, _sizes_of
+    else:
+        writer = writer or writer_for(output)
+        if isinstance(writer, TerminalWriter):  # a terminal shows what it is given
+            async for batch in subscription.batches():
+                writer.write_batch(batch)
+                await subscription.ack(batch)
+            return
+        batches, encode, ack, sizes = subscription.batches(), writer.encode, subscription.ack, writer.sizes
     outlet = outlet or open_outlet()
-    ledger = AckLedger(writer.sizes)
-    follower = asyncio.ensure_future(_ack_as_read(subscription, outlet, ledger))
+    ledger = AckLedger(sizes)
+    follower = asyncio.ensure_future(_ack_as_read(ack, outlet, ledger))
     try:
-        ended = await _write_batches(subscription, writer, outlet, ledger, stop.event)
+        ended = await _write_batches(subscription, batches, encode, ack, outlet, ledger, stop.event)
         if ended:
             await _wait_for_reader(outlet, stop.event)
         follower.cancel()
-        await subscription.ack(ledger.settle(outlet.consumed()))
+        await ack(ledger.settle(outlet.consumed()))
         _tell_what_was_not_taken(subscription, outlet, ledger)
         outlet.raise_if_failed()
     finally:
@@ -510,20 +515,40 @@ async def _consume_to_stdout(subscription: Any, output: str, stop: Any, outlet: 
         outlet.close()
 
 
-async def _write_batches(subscription: Any, writer: Any, outlet: Any, ledger: Any, stop: Any) -> bool:
+def _rendered_batches(subscription: Any) -> Any:
+    """The subscription's own JSON envelope batches, or None (then a Message each, and JsonWriter).
+
+    Looked up on the class: a wrapper that checks messages (--validate) forwards attributes to the
+    subscription it wraps, and must not have its checks skipped.
+    """
+    render = getattr(type(subscription), "rendered_batches", None)
+    return render(subscription) if render is not None else None
+
+
+def _data_of(batch: Any) -> bytes:
+    return batch.data
+
+
+def _sizes_of(batch: Any) -> list[int]:
+    return batch.sizes()
+
+
+async def _write_batches(
+    subscription: Any, batches: Any, encode: Any, ack: Any, outlet: Any, ledger: Any, stop: Any
+) -> bool:
     """True when the subscription ended by itself; False when the reader, an error or a signal cut it."""
-    async for batch in subscription.batches():
-        data = writer.encode(batch)
+    async for batch in batches:
+        data = encode(batch)
         ledger.add(batch, len(data))
         await outlet.write(data, stop)
-        await subscription.ack(ledger.settle(outlet.consumed(), whole_batches=True))
+        await ack(ledger.settle(outlet.consumed(), whole_batches=True))
         if outlet.broken or outlet.error or stop.is_set():
             subscription.stop()
             return False
     return True
 
 
-async def _ack_as_read(subscription: Any, outlet: Any, ledger: Any) -> None:
+async def _ack_as_read(ack: Any, outlet: Any, ledger: Any) -> None:
     """While written messages wait in the pipe, ack them as the reader takes them.
 
     Without it they would stay unacked while the subscription waits for more, and a reader that is
@@ -540,7 +565,7 @@ async def _ack_as_read(subscription: Any, outlet: Any, ledger: Any) -> None:
         if not ledger.pending:
             ledger.grown.clear()
         if taken:
-            await subscription.ack(taken)
+            await ack(taken)
 
 
 async def _wait_for_reader(outlet: Any, stop: Any) -> None:

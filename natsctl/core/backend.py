@@ -31,6 +31,24 @@ AckCallback = Callable[[PublishAck], None]
 ErrorCallback = Callable[[int, OutgoingMessage, str], None]  # (index, message, reason)
 
 
+class RenderedBatch(list):
+    """Messages a subscription wrote out itself as natsctl's JSON envelopes (``Subscription.rendered_batches``).
+
+    ``data`` holds one line per message, byte for byte ``core.envelope.message_to_json`` and a newline;
+    the list holds, in the same order, what ``Subscription.ack_rendered`` takes to ack each message.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, tokens: Iterable[object], data: bytes) -> None:
+        super().__init__(tokens)
+        self.data = data
+
+    def sizes(self) -> list[int]:
+        """Each message's size in ``data`` (an envelope is one line: JSON escapes every newline)."""
+        return [len(line) + 1 for line in self.data.split(b"\n")[:-1]]
+
+
 class Subscription(abc.ABC):
     """A running subscription. Iterate it for batches of messages; ack each batch once written out."""
 
@@ -47,6 +65,15 @@ class Subscription(abc.ABC):
     @abc.abstractmethod
     async def ack(self, messages: list[Message]) -> None:
         """Acknowledge messages that were written out (or processed). A no-op when ``spec.ack`` is off."""
+
+    def rendered_batches(self) -> AsyncIterator[RenderedBatch] | None:
+        """The batches as JSON envelope lines, where the subscription writes them faster than a Message
+        each; None where it does not (then ``batches``). Acked with ``ack_rendered``, not ``ack``."""
+        return None
+
+    async def ack_rendered(self, tokens: list) -> None:
+        """``ack`` for messages of rendered batches, given their tokens."""
+        raise Unsupported("this subscription renders no batches")
 
     # The redelivery policy in force once started (a durable's own when it has one); None: the spec's.
     redelivery: Redelivery | None = None

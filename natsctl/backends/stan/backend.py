@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from natsctl.core.backend import AckCallback, Backend, ErrorCallback, Messages, Subscription
+from natsctl.core.backend import AckCallback, Backend, ErrorCallback, Messages, RenderedBatch, Subscription
+from natsctl.core.envelope import message_to_json
 from natsctl.core.errors import ConnectionFailed, NatsctlError, NotFound, PublishInterrupted, UsageError
 from natsctl.core.limits import INT64_MAX, check_subscription
 from natsctl.core.manage import ChannelAdmin
@@ -26,6 +27,7 @@ from natsctl.core.settings import Settings
 from . import proto, wire
 from .protocol import DEFAULT_PUB_WINDOW, StanClient, StanSubscriptionHandle, check_channel
 from .publish import StanPublishRun
+from .render import Envelopes, encode_basestring
 
 PUB_ACK_TIMEOUT = 30.0  # seconds without any PubAck before the awaited ones count as unconfirmed
 PROBE_WAIT = 0.25  # seconds to wait for the last message of a channel (none: the channel is empty)
@@ -469,6 +471,100 @@ class StanSubscription(Subscription):
         if not self.spec.ack or self.auto_ack or self.handle is None:
             return
         await self.handle.ack_many([message.sequence for message in messages])
+
+    # ---- the usual reader's JSON envelopes, straight from the MsgProtos (no Message each)
+
+    def rendered_batches(self) -> AsyncIterator[RenderedBatch] | None:
+        if not self._plain():
+            return None
+        return self._rendered()
+
+    async def ack_rendered(self, tokens: list) -> None:
+        """``tokens`` are sequences (see _render)."""
+        if not self.spec.ack or self.auto_ack or self.handle is None:
+            return
+        await self.handle.ack_many(tokens)
+
+    async def _rendered(self) -> AsyncIterator[RenderedBatch]:
+        envelopes = Envelopes(self.spec.channel)
+        while not self.done:
+            if not await self._wait():
+                return
+            batch = self._render(envelopes)
+            await self._auto_ack()
+            if batch is not None:
+                yield batch
+
+    def _render(self, envelopes: Envelopes) -> RenderedBatch | None:
+        """``_read`` and ``_accept_plain`` in one loop, writing each message's envelope line directly.
+
+        The line is what ``message_to_json(to_message(channel, fields))`` gives (tests/test_stan_render.py):
+        formatted here for UTF-8 data with a time, through the envelope code otherwise.
+        """
+        arrived = self.arrived
+        popleft = arrived.popleft
+        read, subject = wire.read_msg, self.subject_field
+        auto_ack = self.to_auto_ack if self.auto_ack else None
+        end = self.end_sequence
+        channel, head = self.spec.channel, envelopes.head
+        second, second_text = envelopes.second, envelopes.second_text
+        lines: list[str] = []
+        line = lines.append
+        tokens: list[int] = []
+        token = tokens.append
+        fresh = False
+        for _ in range(min(len(arrived), BATCH_MAX)):
+            item = popleft()
+            if item.__class__ is not bytes:
+                if item is STOP:
+                    self.done = True
+                    break
+                if isinstance(item, NatsctlError):
+                    raise item
+                item = bytes(item)
+            fields = read(item, subject)
+            if fields is None:
+                continue  # not a MsgProto
+            sequence, data, timestamp, redelivered, count = fields
+            if auto_ack is not None:
+                auto_ack.append(sequence)  # sent with this batch (_rendered)
+                if redelivered:
+                    continue  # already handed out once
+            token(sequence)
+            if not redelivered:
+                fresh = True
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                text = None
+            if text is None or timestamp <= 0:
+                line(message_to_json(to_message(channel, fields)) + "\n")
+            else:
+                # datetime.fromtimestamp(timestamp / 1e9)'s own rounding: half-even on the fraction's microseconds
+                moment = timestamp / 1e9
+                whole = int(moment)
+                micro = round((moment - whole) * 1e6)
+                if micro > 999999:
+                    whole += 1
+                    micro = 0
+                if whole != second:
+                    second, second_text = whole, envelopes.second_of(whole)
+                line(
+                    f'{head}{sequence},"time":"{second_text}.{micro:06d}Z",'
+                    f'"redelivered":{"true" if redelivered else "false"},'
+                    f'"deliveries":{1 + count if count else (2 if redelivered else 1)},'
+                    f'"headers":null,"data":{encode_basestring(text)},"encoding":"utf-8"}}\n'
+                )
+            if end is not None and sequence >= end:
+                self.done = True
+                break
+        envelopes.second, envelopes.second_text = second, second_text
+        if not tokens:
+            return None
+        self.delivered += len(tokens)
+        self.max_seen = max(self.max_seen, max(tokens))
+        self.fresh_seen = self.fresh_seen or fresh
+        return RenderedBatch(tokens, "".join(lines).encode())
 
     async def nak(self, message: Message, delay: float | None = None) -> None:
         # NATS Streaming has no negative ack: an unacked message comes back after the ack wait.
