@@ -199,3 +199,45 @@ def test_sub_json_on_a_durable_writes_the_envelopes_itself_and_acks_them(double,
     assert len(reference) == len(payloads)
     assert out.read_bytes() == JsonWriter().encode(reference)
     assert again == []  # every message was acked
+
+
+def test_a_durable_read_imports_neither_protobuf_nor_nats_jetstream_package(double, tmp_path):
+    """Start-up: NATS Streaming's messages go through backends/stan/wire.py, and nats-py's JetStream
+    package (nats.js) is left unexecuted (natsctl/transport/__init__.py) unless something uses it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    name = f"lean:{uuid.uuid4().hex[:8]}"
+
+    async def fill():
+        backend = await connect(double.settings(client_id=f"c-{uuid.uuid4().hex[:6]}"))
+        try:
+            await backend.publish(name, msgs(3))
+        finally:
+            await backend.close()
+
+    run(fill())
+    probe = (
+        "import json, sys\n"
+        "from natsctl.cli.main import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "json.dump({'code': code, 'modules': sorted(sys.modules)}, open(sys.argv[0] + '.json', 'w'))\n"
+    )
+    script = tmp_path / "probe.py"
+    script.write_text(probe)
+    args = ["sub", name, "--all", "--exit-at-end", "--json", "--durable", "d", "--unsubscribe", *double.cli_args()]
+    done = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")},
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    result = json.loads((tmp_path / "probe.py.json").read_text())
+    assert result["code"] in (0, None), done.stderr
+    assert len(done.stdout.splitlines()) == 3
+    modules = set(result["modules"])
+    assert "nats" in modules and "nats.js" in modules
+    assert not [m for m in modules if m.startswith(("google.protobuf", "nats.js."))]
