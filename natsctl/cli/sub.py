@@ -424,7 +424,6 @@ class ReadRequest:
 
     def failing_flags(self, kind: str) -> tuple[int | None, tuple[float, ...]]:
         """--max-deliver, --backoff and --dead-letter checked (they need --exec)."""
-        from natsctl.core.deadletter import check_max_deliver, dead_letter_for, parse_backoff
         from natsctl.core.errors import UsageError
 
         given = [n for n, v in (("--max-deliver", self.max_deliver), ("--backoff", self.backoff)) if v is not None]
@@ -433,6 +432,10 @@ class ReadRequest:
             given.append("--dead-letter")
         if given and self.exec_cmd is None:
             raise UsageError(f"{' and '.join(given)} decide what happens when the --exec handler fails: add --exec CMD")
+        if not given and self.exec_cmd is None:
+            return None, ()  # nothing to check: the dead-letter module stays unimported (start-up)
+        from natsctl.core.deadletter import check_max_deliver, dead_letter_for, parse_backoff
+
         max_deliver = check_max_deliver(self.max_deliver)
         steps = parse_backoff(self.backoff) if self.backoff is not None else ()
         if self.exec_cmd is not None:

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 from .errors import Unsupported
-from .manage import ChannelAdmin
 from .model import (
     ChannelRef,
     Message,
@@ -26,6 +25,7 @@ from .model import (
 Messages = Iterable[OutgoingMessage] | AsyncIterable[OutgoingMessage]
 if TYPE_CHECKING:
     from .deadletter import Redelivery
+    from .manage import ChannelAdmin  # imported where a command manages channels (its dataclasses cost start-up)
 
 AckCallback = Callable[[PublishAck], None]
 ErrorCallback = Callable[[int, OutgoingMessage, str], None]  # (index, message, reason)

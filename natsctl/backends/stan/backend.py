@@ -8,13 +8,12 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from natsctl.core.backend import AckCallback, Backend, ErrorCallback, Messages, RenderedBatch, Subscription
 from natsctl.core.envelope import message_to_json
 from natsctl.core.errors import ConnectionFailed, NatsctlError, NotFound, PublishInterrupted, UsageError
 from natsctl.core.limits import INT64_MAX, check_subscription
-from natsctl.core.manage import ChannelAdmin
 from natsctl.core.model import (
     ChannelRef,
     Message,
@@ -26,8 +25,10 @@ from natsctl.core.settings import Settings
 
 from . import proto, wire
 from .protocol import DEFAULT_PUB_WINDOW, StanClient, StanSubscriptionHandle, check_channel
-from .publish import StanPublishRun
 from .render import Envelopes, encode_basestring
+
+if TYPE_CHECKING:
+    from natsctl.core.manage import ChannelAdmin
 
 PUB_ACK_TIMEOUT = 30.0  # seconds without any PubAck before the awaited ones count as unconfirmed
 PROBE_WAIT = 0.25  # seconds to wait for the last message of a channel (none: the channel is empty)
@@ -114,6 +115,8 @@ class StanBackend(Backend):
         on_ack: AckCallback | None = None,
         on_error: ErrorCallback | None = None,
     ) -> PublishSummary:
+        from .publish import StanPublishRun
+
         check_channel(channel)
         run = StanPublishRun(self, channel, on_ack, on_error)
         try:
