@@ -173,3 +173,15 @@ def test_a_checked_subscription_never_renders():
     checked = CheckedSubscription(inner, checks, None, exclusive=False)  # type: ignore[arg-type]
     assert checked.rendered_batches is not None  # forwarded...
     assert _rendered_batches(checked) is None  # ...but not taken
+
+
+def test_mutated_payloads_render_as_the_tuple_path():
+    """The usual layout is read inline in _render: whatever the bytes, what read_msg makes of them."""
+    from tests.test_stan_wire import msg_protos, mutations
+
+    rng = random.Random(19)
+    seeds = [msg(n, b'{"a":"b"}', 1796615535562382000 + n) for n in (1, 200, 40000, 2**30)] + msg_protos()
+    payloads = [mutated for seed in seeds for mutated in mutations(seed, rng, 60)]
+    assert len(payloads) > 1000
+    sequences, lines, _ = expected(payloads)
+    assert rendered(payloads) == (sequences, lines)

@@ -38,6 +38,13 @@ SINCE_MARGIN_NS = 2_000_000_000  # a --since start is asked this much earlier, t
 STOP = object()
 
 
+FIRST_DELIVERY = 'Z","redelivered":false,"deliveries":1,"headers":null,"data":'  # an envelope after its time
+
+
+class _Unusual(Exception):
+    """A payload StanSubscription._render leaves to wire.read_msg."""
+
+
 def generated_client_id() -> str:
     from nats.nuid import NUID
 
@@ -507,6 +514,7 @@ class StanSubscription(Subscription):
         arrived = self.arrived
         popleft = arrived.popleft
         read, subject = wire.read_msg, self.subject_field
+        subject_size, nine, continuations = len(subject), wire.unpack_nine, wire.NINE_CONTINUATIONS
         auto_ack = self.to_auto_ack if self.auto_ack else None
         end = self.end_sequence
         channel, head = self.spec.channel, envelopes.head
@@ -525,10 +533,58 @@ class StanSubscription(Subscription):
                 if isinstance(item, NatsctlError):
                     raise item
                 item = bytes(item)
-            fields = read(item, subject)
-            if fields is None:
-                continue  # not a MsgProto
-            sequence, data, timestamp, redelivered, count = fields
+            # wire.read_msg's reading of the usual layout, inline (no call, no tuple): a first delivery,
+            # then its timestamp in nine bytes. Anything else is read by read_msg itself.
+            try:
+                if item[0] != 0x08:
+                    raise _Unusual
+                sequence = item[1]
+                if sequence < 0x80:
+                    i = 2
+                else:
+                    byte = item[2]
+                    if byte < 0x80:
+                        sequence = sequence & 0x7F | byte << 7
+                        i = 3
+                    elif item[3] < 0x80:
+                        sequence = sequence & 0x7F | (byte & 0x7F) << 7 | item[3] << 14
+                        i = 4
+                    else:
+                        raise _Unusual
+                if not item.startswith(subject, i):
+                    raise _Unusual
+                i += subject_size
+                if item[i] == 0x22:
+                    length = item[i + 1]
+                    if length < 0x80:
+                        i += 2
+                    else:
+                        byte = item[i + 2]
+                        if byte > 0x7F:
+                            raise _Unusual
+                        length = length & 0x7F | byte << 7
+                        i += 3
+                    data = item[i : i + length]
+                    i += length
+                else:
+                    data = b""
+                if item[i] != 0x28 or len(item) != i + 10:
+                    raise _Unusual
+                b0, b1, b2, b3, b4, b5, b6, b7, b8 = nine(item, i + 1)
+                if b8 > 0x7F or (b0 & b1 & b2 & b3 & b4 & b5 & b6 & b7) < 0x80:
+                    raise _Unusual
+                timestamp = (
+                    (b0 + (b1 << 7) + (b2 << 14) + (b3 << 21) + (b4 << 28) + (b5 << 35) + (b6 << 42) + (b7 << 49))
+                    + (b8 << 56)
+                    - continuations
+                )
+                redelivered = False
+                count = 0
+            except (_Unusual, IndexError):
+                fields = read(item, subject)
+                if fields is None:
+                    continue  # not a MsgProto
+                sequence, data, timestamp, redelivered, count = fields
             if auto_ack is not None:
                 auto_ack.append(sequence)  # sent with this batch (_rendered)
                 if redelivered:
@@ -541,7 +597,7 @@ class StanSubscription(Subscription):
             except UnicodeDecodeError:
                 text = None
             if text is None or timestamp <= 0:
-                line(message_to_json(to_message(channel, fields)) + "\n")
+                line(message_to_json(to_message(channel, (sequence, data, timestamp, redelivered, count))) + "\n")
             else:
                 # datetime.fromtimestamp(timestamp / 1e9)'s own rounding: half-even on the fraction's microseconds
                 moment = timestamp / 1e9
@@ -552,11 +608,15 @@ class StanSubscription(Subscription):
                     micro = 0
                 if whole != second:
                     second, second_text = whole, envelopes.second_of(whole)
+                if redelivered or count:
+                    middle = (
+                        f'Z","redelivered":{"true" if redelivered else "false"},'
+                        f'"deliveries":{1 + count if count else 2},"headers":null,"data":'
+                    )
+                else:
+                    middle = FIRST_DELIVERY
                 line(
-                    f'{head}{sequence},"time":"{second_text}.{micro:06d}Z",'
-                    f'"redelivered":{"true" if redelivered else "false"},'
-                    f'"deliveries":{1 + count if count else (2 if redelivered else 1)},'
-                    f'"headers":null,"data":{encode_basestring(text)},"encoding":"utf-8"}}\n'
+                    f'{head}{sequence},"time":"{second_text}.{micro:06d}{middle}{encode_basestring(text)},"encoding":"utf-8"}}\n'
                 )
             if end is not None and sequence >= end:
                 self.done = True

@@ -272,12 +272,12 @@ def read_msg(payload: bytes, subject: bytes) -> tuple[int, bytes, int, bool, int
             data = b""
         if payload[i] != 0x28:
             raise _Unsure
-        b0, b1, b2, b3, b4, b5, b6, b7, b8 = _NINE(payload, i + 1)  # struct.error when cut off
+        b0, b1, b2, b3, b4, b5, b6, b7, b8 = unpack_nine(payload, i + 1)  # struct.error when cut off
         if b8 > 0x7F or (b0 & b1 & b2 & b3 & b4 & b5 & b6 & b7) < 0x80:
             raise _Unsure  # not a nine-byte varint
         timestamp = (
             b0 + (b1 << 7) + (b2 << 14) + (b3 << 21) + (b4 << 28) + (b5 << 35) + (b6 << 42) + (b7 << 49) + (b8 << 56)
-        ) - _CONTINUATIONS
+        ) - NINE_CONTINUATIONS
         i += 10
         if i == len(payload):
             return sequence, data, timestamp, False, 0
@@ -311,5 +311,5 @@ def read_msg(payload: bytes, subject: bytes) -> tuple[int, bytes, int, bool, int
     )
 
 
-_NINE = struct.Struct("<9B").unpack_from
-_CONTINUATIONS = sum(0x80 << (7 * n) for n in range(8))  # the high bits of a nine-byte varint's first eight bytes
+unpack_nine = struct.Struct("<9B").unpack_from
+NINE_CONTINUATIONS = sum(0x80 << (7 * n) for n in range(8))  # the high bits of a nine-byte varint's first eight bytes
