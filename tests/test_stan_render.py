@@ -185,3 +185,34 @@ def test_mutated_payloads_render_as_the_tuple_path():
     assert len(payloads) > 1000
     sequences, lines, _ = expected(payloads)
     assert rendered(payloads) == (sequences, lines)
+
+
+@pytest.mark.parametrize("rendered_path", [False, True])
+def test_other_tasks_run_between_batches(rendered_path):
+    """After a batch (its acks queued), the reader lets the loop run (nats-py's flusher sends the acks,
+    its reader reads on) before taking the next batch, even with more already arrived."""
+
+    async def main() -> list[str]:
+        sub = subscription()
+        sub.arrived.extend(msg(n, b"x", 10 + n) for n in range(1, 1201))  # three batches, all there
+        events: list[str] = []
+
+        async def other_task():
+            while True:
+                events.append("other")
+                await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(other_task())
+        await asyncio.sleep(0)
+        batches = sub.rendered_batches() if rendered_path else sub.batches()
+        assert batches is not None
+        async for _ in batches:
+            events.append("batch")
+            if events.count("batch") == 3:
+                break
+        task.cancel()
+        return events
+
+    events = asyncio.run(main())
+    first = events.index("batch")
+    assert "other" in events[first + 1 : events.index("batch", first + 1)]

@@ -309,6 +309,10 @@ class StanSubscription(Subscription):
             batch = self._accept(items)
             if batch:
                 yield batch
+                # The batch's acks are queued: let nats-py's flusher send them (and its reader read)
+                # before the next batch. Without it a reader that is behind takes every message the
+                # server may have in flight before any ack leaves, and the server waits for it.
+                await asyncio.sleep(0)
 
     async def _take(self):
         """What has arrived (at most BATCH_MAX), waiting for it; STOP once caught up."""
@@ -504,6 +508,7 @@ class StanSubscription(Subscription):
             await self._auto_ack()
             if batch is not None:
                 yield batch
+                await asyncio.sleep(0)  # see batches()
 
     def _render(self, envelopes: Envelopes) -> RenderedBatch | None:
         """``_read`` and ``_accept_plain`` in one loop, writing each message's envelope line directly.
