@@ -495,3 +495,21 @@ def test_permission_violations_reach_the_connection_events(monkeypatch, path):
         asyncio.run(scenario())
     finally:
         server.cleanup()
+
+
+def test_deliver_routed_hands_runs_over_at_once_and_stops_at_other_sids():
+    def frame(sid, n):
+        return b"MSG orders %d $JS.ACK.s.c.1.%d.%d.1765000000000000000.0 2\r\nm%d\r\n" % (sid, n, n, n)
+
+    calls = []
+    routes = {1: lambda *args: calls.append(("one", args)), 2: lambda *args: calls.append(("msg", args))}
+    runs = {1: lambda *lists: calls.append(("run", lists))}
+    buf = bytearray(frame(1, 1) + frame(1, 2) + frame(2, 3) + frame(1, 4) + frame(9, 5) + frame(1, 6))
+    consumed, waiting = deliver_routed(buf, routes, runs=runs)
+    assert (consumed, waiting) == (len(frame(1, 1)) * 4, False)  # sid 9 is nats-py's to parse
+    assert [kind for kind, _ in calls] == ["run", "msg", "run"]
+    assert calls[0][1][2] == [b"m1", b"m2"] and calls[2][1][2] == [b"m4"]
+    assert calls[1][1][2] == b"m3"
+    # a big frame still arriving is not copied or handed over: the next read completes it
+    big = bytearray(b"MSG orders 1 r 100000\r\n" + b"x" * 50_000)
+    assert deliver_routed(big, routes, runs=runs) == (0, True)

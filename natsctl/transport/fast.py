@@ -40,6 +40,8 @@ from .frames import header_block, hpub_line, parse_header_block, pub_line  # noq
 
 # (subject, reply, payload, headers): headers map each key to its values in order (see parse_header_block).
 RawHandler = Callable[[bytes, bytes, bytes, "dict[str, list[str]] | None"], None]
+# (subjects, replies, payloads): one run of header-less messages, an entry per message (see route_raw).
+RunHandler = Callable[[list[bytes], list[bytes], list[bytes]], None]
 
 FAST_SERIES = "2.16."  # the nats-py release whose internals the fast path was written and checked against
 PUBLIC_ENV = "NATSCTL_PUBLIC_PATH"
@@ -54,7 +56,7 @@ class _Transport:
     def __init__(self, fast: bool, reason: str) -> None:
         self.fast = fast
         self.reason = reason
-        self.routes: dict[int, RawHandler] | None = None  # fast path: sid -> handler, once installed
+        self.routes: _Routes | None = None  # fast path: sid -> handler, once installed
         self.public = public.PublicState()
 
 
@@ -165,11 +167,22 @@ def _coroutine_with(function: Any, names: list[str], prefix: bool = False) -> bo
 # -- delivery ---------------------------------------------------------------------------------------
 
 
-def route_raw(nc: Any, sub: Any, handler: RawHandler) -> None:
+class _Routes(dict):
+    """sid -> handler, plus the run handlers of the routes that take whole runs of frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: dict[int, RunHandler] = {}
+
+
+def route_raw(nc: Any, sub: Any, handler: RawHandler, runs: RunHandler | None = None) -> None:
     """Hand the messages of ``sub`` (made without a callback) to ``handler(subject, reply, payload, headers)``.
 
     The handler runs synchronously, in arrival order, and must not raise. Fast path: straight from
     nats-py's parser. Public path: from a task reading ``sub.messages`` (see natsctl/transport/public.py).
+    With ``runs``, consecutive header-less messages of one read are handed over together instead, as
+    ``runs(subjects, replies, payloads)`` (three lists of bytes, one entry per message, in order); a
+    message with headers, or one nats-py's parser delivers, still goes to ``handler``.
     """
     state = _state(nc)
     sid = getattr(sub, "_id", None) if state.fast else None
@@ -178,9 +191,13 @@ def route_raw(nc: Any, sub: Any, handler: RawHandler) -> None:
         return
     routes = state.routes
     if routes is None:
-        routes = state.routes = {}
+        routes = state.routes = _Routes()
         _install_routes(nc, routes)
     routes[sid] = handler
+    if runs is not None:
+        routes.runs[sid] = runs
+    else:
+        routes.runs.pop(sid, None)
 
 
 def unroute(nc: Any, sub: Any) -> None:
@@ -189,10 +206,12 @@ def unroute(nc: Any, sub: Any) -> None:
         return
     public.unroute(state.public, sub)
     if state.routes is not None:
-        state.routes.pop(getattr(sub, "_id", None), None)
+        sid = getattr(sub, "_id", None)
+        state.routes.pop(sid, None)
+        state.routes.runs.pop(sid, None)
 
 
-def _install_routes(nc: Any, routes: dict[int, RawHandler]) -> None:
+def _install_routes(nc: Any, routes: _Routes) -> None:
     original = nc._process_msg
     done = asyncio.get_running_loop().create_future()
     done.set_result(None)
@@ -210,7 +229,7 @@ def _install_routes(nc: Any, routes: dict[int, RawHandler]) -> None:
     _parse_routed_first(nc, routes)
 
 
-def _parse_routed_first(nc: Any, routes: dict[int, RawHandler]) -> None:
+def _parse_routed_first(nc: Any, routes: _Routes) -> None:
     """Deliver the routed MSGs at the head of each read before nats-py's parser sees the rest.
 
     nats-py's ``Parser.parse(data)`` appends to ``Parser.buf`` and, in state AWAITING_CONTROL_LINE,
@@ -228,7 +247,7 @@ def _parse_routed_first(nc: Any, routes: dict[int, RawHandler]) -> None:
         buf = parser.buf  # replaced by Parser.reset() on reconnect: looked up every time
         buf.extend(data)
         if parser.state == AWAITING_CONTROL_LINE:
-            done, wait = deliver_routed(buf, routes, MAX_CONTROL_LINE_SIZE)
+            done, wait = deliver_routed(buf, routes, MAX_CONTROL_LINE_SIZE, routes.runs)
             if done:
                 del buf[:done]
             if wait:
@@ -238,38 +257,94 @@ def _parse_routed_first(nc: Any, routes: dict[int, RawHandler]) -> None:
     parser.parse = parse_routed_first
 
 
-def deliver_routed(buf: bytearray, routes: dict[int, RawHandler], max_control_line: int = 4096) -> tuple[int, bool]:
+def deliver_routed(
+    buf: bytearray,
+    routes: dict[int, RawHandler],
+    max_control_line: int = 4096,
+    runs: dict[int, RunHandler] | None = None,
+) -> tuple[int, bool]:
     """Hand the leading complete ``MSG`` frames of routed sids to their handlers.
 
     Returns the bytes consumed, and whether what follows is the start of a routed frame still being
     received (then nothing is left for nats-py's parser to do yet). Pure: bytes in, handler calls out.
+    A sid in ``runs`` gets each run of its consecutive frames in one call.
     """
+    first = _whole_first_frame(buf, max_control_line)
+    if first is not True:
+        return 0, first
+    # Whole frames are here: slice them out of one bytes copy (a bytearray slice is two copies).
+    data = bytes(buf)
+    find = data.find
+    startswith = data.startswith
+    size = len(data)
+    runs = runs or {}
     pos = 0
-    size = len(buf)
+    run: RunHandler | None = None
+    handler: RawHandler | None = None
+    last_sid = b""
+    subjects: list[bytes] = []
+    replies: list[bytes] = []
+    payloads: list[bytes] = []
+    waiting = False
     try:
-        while buf.startswith(b"MSG ", pos):
-            eol = buf.find(b"\r\n", pos)
+        while startswith(b"MSG ", pos):
+            eol = find(b"\r\n", pos)
             if eol < 0:
-                return pos, size - pos < max_control_line
-            args = bytes(buf[pos + 4 : eol]).split(b" ")
+                waiting = size - pos < max_control_line
+                break
+            args = data[pos + 4 : eol].split(b" ")
             if len(args) == 4:
                 subject, sid, reply, length = args
             elif len(args) == 3:
                 (subject, sid, length), reply = args, b""
             else:
                 break
-            handler = routes.get(int(sid))
-            if handler is None:
-                break
+            if sid != last_sid:
+                if subjects and run is not None:
+                    run(subjects, replies, payloads)
+                    subjects, replies, payloads = [], [], []
+                number = int(sid)
+                handler = routes.get(number)
+                if handler is None:
+                    break
+                run = runs.get(number)
+                last_sid = sid
             start = eol + 2
             end = start + int(length)
             if end + 2 > size:
-                return pos, True
-            handler(subject, reply, bytes(buf[start:end]), None)
+                waiting = True
+                break
+            if run is not None:
+                subjects.append(subject)
+                replies.append(reply)
+                payloads.append(data[start:end])
+            elif handler is not None:
+                handler(subject, reply, data[start:end], None)
             pos = end + 2
     except ValueError:
         pass  # not a well-formed frame: nats-py's parser reports it
-    return pos, False
+    if subjects and run is not None:
+        run(subjects, replies, payloads)
+    return pos, waiting
+
+
+def _whole_first_frame(buf: bytearray, max_control_line: int) -> bool:
+    """True when ``buf`` starts with a whole MSG frame; else whether a frame is still arriving.
+
+    Checked on the bytearray itself, so that a large payload arriving over many reads is not copied
+    on every read.
+    """
+    if not buf.startswith(b"MSG "):
+        return False
+    eol = buf.find(b"\r\n")
+    if eol < 0:
+        return len(buf) < max_control_line
+    args = buf[4:eol].split(b" ")
+    try:
+        length = int(args[-1])
+    except ValueError:
+        return False
+    return True if eol + 2 + length + 2 <= len(buf) else len(args) in (3, 4)
 
 
 # -- publishing -------------------------------------------------------------------------------------

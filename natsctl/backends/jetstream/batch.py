@@ -1,0 +1,154 @@
+"""JetStream deliveries kept as they came off the wire, a batch at a time.
+
+A bulk read receives runs of MSG frames (natsctl.transport.fast.route_raw): three lists of bytes. A
+``Deliveries`` batch keeps those lists and reads each message's metadata from its ack subject
+(``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<ns>.<pending>``, or the form
+with a domain and an account hash) in one pass; a Message is built only when one is asked for. The
+writers of a bulk read format the columns directly (natsctl.core.model.WireColumns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import overload
+
+from natsctl.core.model import Message, WireBatch, WireColumns
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Token positions in an ack subject once normalised (see _normalise): delivered, stream sequence,
+# consumer sequence, timestamp, pending.
+DELIVERED, STREAM_SEQ, CONSUMER_SEQ, STAMP, PENDING = 4, 5, 6, 7, 8
+_PLAIN_TOKENS = 9  # $JS.ACK.<stream>.<consumer> + the five
+_NUMBERS = slice(DELIVERED, PENDING + 1)
+
+
+class Deliveries(WireBatch):
+    """JetStream messages of one channel, column by column; ``headers`` None when none has any."""
+
+    __slots__ = ("channel", "headers", "metas", "payloads", "replies", "subjects")
+
+    def __init__(
+        self,
+        channel: str,
+        subjects: list[bytes],
+        replies: list[bytes],
+        payloads: list[bytes],
+        headers: list[dict[str, list[str]] | None] | None,
+        metas: list[list[bytes]],
+    ) -> None:
+        self.channel = channel
+        self.subjects = subjects
+        self.replies = replies  # each message's ack subject: its ack token
+        self.payloads = payloads
+        self.headers = headers
+        self.metas = metas  # each ack subject split on ".", numbers at DELIVERED..PENDING
+
+    @classmethod
+    def take(
+        cls,
+        channel: str,
+        subjects: list[bytes],
+        replies: list[bytes],
+        payloads: list[bytes],
+        headers: list[dict[str, list[str]] | None] | None = None,
+    ) -> Deliveries:
+        """A batch of what was received; a message whose reply is not a JetStream ack subject is
+        dropped (nothing may raise into the parser that delivered it, and it cannot be acked)."""
+        metas = [reply.split(b".") for reply in replies]
+        if not _all_plain(metas, replies):
+            kept = [i for i, meta in enumerate(metas) if _normalise(meta)]
+            if len(kept) < len(metas):
+                subjects = [subjects[i] for i in kept]
+                replies = [replies[i] for i in kept]
+                payloads = [payloads[i] for i in kept]
+                headers = [headers[i] for i in kept] if headers is not None else None
+                metas = [metas[i] for i in kept]
+        return cls(channel, subjects, replies, payloads, headers, metas)
+
+    def __len__(self) -> int:
+        return len(self.replies)
+
+    @overload
+    def __getitem__(self, index: int) -> Message: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Deliveries: ...
+
+    def __getitem__(self, index: int | slice) -> Message | Deliveries:
+        if isinstance(index, slice):
+            return Deliveries(
+                self.channel,
+                self.subjects[index],
+                self.replies[index],
+                self.payloads[index],
+                self.headers[index] if self.headers is not None else None,
+                self.metas[index],
+            )
+        return self._message(index)
+
+    def __iter__(self) -> Iterator[Message]:
+        return map(self._message, range(len(self.replies)))
+
+    def _message(self, i: int) -> Message:
+        meta = self.metas[i]
+        deliveries = int(meta[DELIVERED])
+        headers = self.headers[i] if self.headers is not None else None
+        return Message(
+            self.channel,
+            self.subjects[i].decode(),
+            int(meta[STREAM_SEQ]),
+            _EPOCH + timedelta(microseconds=int(meta[STAMP]) // 1000),
+            self.payloads[i],
+            headers,
+            deliveries > 1,
+            deliveries,
+            int(meta[PENDING]),
+            self.replies[i],
+        )
+
+    @property
+    def last_pending(self) -> int:
+        return int(self.metas[-1][PENDING])
+
+    def sequences(self) -> list[int]:
+        return [int(meta[STREAM_SEQ]) for meta in self.metas]
+
+    def consumer_sequences(self) -> list[int]:
+        return [int(meta[CONSUMER_SEQ]) for meta in self.metas]
+
+    def columns(self) -> WireColumns | None:
+        if self.headers is not None and any(self.headers):
+            return None
+        metas = self.metas
+        stamps = [meta[STAMP] for meta in metas]
+        if any(len(stamp) < 10 for stamp in stamps):
+            return None  # before 2001-09-09: the writers' second/fraction split needs 10 digits
+        return WireColumns(
+            self.channel,
+            self.subjects,
+            [meta[STREAM_SEQ] for meta in metas],
+            stamps,
+            [meta[DELIVERED] for meta in metas],
+            self.payloads,
+        )
+
+
+def _all_plain(metas: list[list[bytes]], replies: list[bytes]) -> bool:
+    """Every reply has the plain form with decimal numbers (the common case, checked in bulk)."""
+    if not metas or set(map(len, metas)) != {_PLAIN_TOKENS}:
+        return not metas
+    numbers = b".".join(b".".join(meta[_NUMBERS]) for meta in metas)
+    return numbers.replace(b".", b"").isdigit()
+
+
+def _normalise(meta: list[bytes]) -> bool:
+    """Put the numbers of a domain-form ack subject where the plain form has them; False when ``meta``
+    is no ack subject at all. In place."""
+    if len(meta) >= 11 and meta[0] == b"$JS" and meta[1] == b"ACK":
+        meta[DELIVERED : PENDING + 1] = meta[6:11]
+        del meta[PENDING + 1 :]
+    elif len(meta) != _PLAIN_TOKENS or meta[0] != b"$JS" or meta[1] != b"ACK":
+        return False
+    return all(token.isdigit() for token in meta[_NUMBERS])
