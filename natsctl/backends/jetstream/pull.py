@@ -215,8 +215,13 @@ class PullSubscription(Subscription):
         batch = Deliveries.take(self.channel, self.subjects, self.replies, self.payloads, self.headers)
         self.subjects, self.replies, self.payloads, self.headers = [], [], [], None
         self.last_seen = time.monotonic()  # messages came: the requests are alive
+        batch = self._in_order(batch)
         batch = self._apply_bounds(batch)
         self.delivered += len(batch)
+        return batch
+
+    def _in_order(self, batch: Deliveries) -> Deliveries:
+        """What of ``batch`` may be handed out (a pull consumer's deliveries always may)."""
         return batch
 
     def _finished(self) -> bool:
