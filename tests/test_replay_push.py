@@ -14,8 +14,7 @@ import httpx
 import nats
 import pytest
 
-from tests.reliability_helpers import wait_for
-from tests.test_delivery_pipes import pipe_has_room, read_some
+from tests.reliability_helpers import pipe_has_room, read_some, wait_for
 
 TOTAL = 40_000
 BODY = "y" * 90  # ~100-byte payloads: 4 MB, twice the server's first flow-control window (2 MB)
@@ -109,9 +108,7 @@ def test_a_consumer_deleted_mid_replay_is_replaced_and_nothing_repeats(cli, serv
 
 def test_a_message_lost_on_the_way_is_noticed_and_read_again(cli, server):
     publish(cli, server, "push.lost", 5_000)
-    result = cli.run(
-        "replay", "push.lost", "--raw", "--server", server.url, env={"NATSCTL_FAULT": "replay-lose-one"}
-    )
+    result = cli.run("replay", "push.lost", "--raw", "--server", server.url, env={"NATSCTL_FAULT": "replay-lose-one"})
     assert result.returncode == 0, result.stderr
     assert numbers(result.stdout) == list(range(1, 5_001))
     assert b"consumer sequence 1000 did not arrive" in result.stderr
