@@ -17,6 +17,8 @@ import json
 
 import nats
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 from nats.protocol.parser import Parser
@@ -513,3 +515,40 @@ def test_deliver_routed_hands_runs_over_at_once_and_stops_at_other_sids():
     # a big frame still arriving is not copied or handed over: the next read completes it
     big = bytearray(b"MSG orders 1 r 100000\r\n" + b"x" * 50_000)
     assert deliver_routed(big, routes, runs=runs) == (0, True)
+
+
+frames = st.lists(
+    st.tuples(
+        st.sampled_from(["run", "run", "run", "one", "other", "hmsg"]),
+        st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"\r\n")),  # payloads with CRLFs inside too
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(frames, st.integers(min_value=0, max_value=400))
+def test_deliver_routed_in_bulk_hands_over_exactly_the_leading_whole_routed_frames(items, cut):
+    sids = {"run": 1, "one": 2, "other": 9}
+    wire = []
+    for kind, body in items:
+        if kind == "hmsg":
+            wire.append(b"HMSG s 1 r 12 %d\r\nNATS/1.0\r\n\r\n%s\r\n" % (12 + len(body), body))
+        else:
+            wire.append(
+                b"MSG s.%d %d $JS.ACK.s.c.1.1.1.1765000000000000000.0 %d\r\n%s\r\n"
+                % (sids[kind], sids[kind], len(body), body)
+            )
+    buf = b"".join(wire)
+    cut = min(cut, len(buf))
+    got = []
+    routes = {1: lambda *a: got.append(("msg", a[2])), 2: lambda *a: got.append(("one", a[2]))}
+    runs = {1: lambda subjects, replies, payloads: got.extend(("msg", p) for p in payloads)}
+    consumed, _ = deliver_routed(bytearray(buf[:cut]), routes, runs=runs)
+    expected, end = [], 0
+    for (kind, body), frame in zip(items, wire, strict=True):
+        if kind in ("other", "hmsg") or end + len(frame) > cut:
+            break
+        expected.append(("msg" if kind == "run" else "one", body))
+        end += len(frame)
+    assert (got, consumed) == (expected, end)

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring  # what json.dumps(ensure_ascii=False) uses for a str
+from operator import itemgetter
 from typing import BinaryIO
 
 from natsctl.core.envelope import message_to_json
@@ -62,8 +63,40 @@ class JsonWriter(MessageWriter):
         if isinstance(batch, WireBatch):
             columns = batch.columns()
             if columns is not None:
-                return self._encode_columns(columns, batch)
+                try:
+                    return self._encode_text_columns(columns)
+                except UnicodeDecodeError:  # a payload that is no UTF-8 text: row by row
+                    return self._encode_columns(columns, batch)
         return self._encode_messages(batch)
+
+    def _encode_text_columns(self, columns: WireColumns) -> bytes:
+        """``_encode_columns`` for a batch whose payloads are all UTF-8 text, column by column.
+
+        Every field comes from a C-level ``map`` and each line is one ``%`` of the envelope's template:
+        no Python bytecode runs per message.
+        """
+        from orjson import dumps  # escapes a str exactly as json.dumps(ensure_ascii=False) does (tested)
+
+        texts = list(map(dumps, map(bytes.decode, columns.payloads)))  # UnicodeDecodeError: the caller's
+        seconds = list(map(_SECONDS, columns.stamps))
+        second_texts = {second: b'"time":"' + _utc_second(int(second)).encode() for second in set(seconds)}
+        subject_texts = {subject: self.name(subject.decode()).encode() for subject in set(columns.subjects)}
+        redelivered = {deliveries: _REDELIVERED[deliveries == b"1"] for deliveries in set(columns.deliveries)}
+        line = (
+            b'{"channel":' + self.name(columns.channel).encode() + b',"subject":%s,"seq":%s,%s.%sZ",'
+            b'"redelivered":%s,"deliveries":%s,"headers":null,"data":%s,"encoding":"utf-8"}\n'
+        )
+        fields = zip(
+            map(subject_texts.__getitem__, columns.subjects),
+            columns.sequences,
+            map(second_texts.__getitem__, seconds),
+            map(_MICROSECONDS, columns.stamps),
+            map(redelivered.__getitem__, columns.deliveries),
+            columns.deliveries,
+            texts,
+            strict=True,
+        )
+        return b"".join(map(line.__mod__, fields))
 
     def _encode_columns(self, columns: WireColumns, batch: WireBatch) -> bytes:
         """The same bytes as ``_encode_messages``, formatted from the wire's own digits."""
@@ -149,6 +182,8 @@ def _utc_second(seconds: int) -> str:
 
 
 _REDELIVERED = (b"true", b"false")  # indexed by "a first delivery"
+_SECONDS = itemgetter(slice(None, -9))  # of a nanosecond stamp's digits
+_MICROSECONDS = itemgetter(slice(-9, -3))  # the fraction, to the microsecond (truncated, as format_time does)
 
 
 class RawWriter(MessageWriter):
