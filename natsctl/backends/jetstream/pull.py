@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from natsctl.backends.jetstream.backend import JetStreamBackend
 
 PULL_BATCH = 500  # messages per next-request; two requests are kept in flight
+MAX_BATCH = 1024  # messages handed out at once, at most
 PULL_EXPIRES = 10.0  # seconds a next-request waits on the server for messages
 IDLE_HEARTBEAT = 2.0  # the server's heartbeat on an idle next-request, to notice lost requests
 ACK_LOOKS = 10  # times the consumer is read while acks of ours may still be on their way
@@ -212,8 +213,22 @@ class PullSubscription(Subscription):
             self.check_end = self.spec.stop_at_end
 
     def _take_batch(self) -> Deliveries:
-        batch = Deliveries.take(self.channel, self.subjects, self.replies, self.payloads, self.headers)
-        self.subjects, self.replies, self.payloads, self.headers = [], [], [], None
+        """What was received, up to MAX_BATCH messages (a batch's transient memory is bounded too)."""
+        if len(self.replies) <= MAX_BATCH:
+            batch = Deliveries.take(self.channel, self.subjects, self.replies, self.payloads, self.headers)
+            self.subjects, self.replies, self.payloads, self.headers = [], [], [], None
+        else:
+            headers = self.headers
+            batch = Deliveries.take(
+                self.channel,
+                self.subjects[:MAX_BATCH],
+                self.replies[:MAX_BATCH],
+                self.payloads[:MAX_BATCH],
+                headers[:MAX_BATCH] if headers is not None else None,
+            )
+            del self.subjects[:MAX_BATCH], self.replies[:MAX_BATCH], self.payloads[:MAX_BATCH]
+            if headers is not None:
+                del headers[:MAX_BATCH]
         self.last_seen = time.monotonic()  # messages came: the requests are alive
         batch = self._in_order(batch)
         batch = self._apply_bounds(batch)

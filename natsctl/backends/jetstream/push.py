@@ -52,7 +52,8 @@ class PushReplay(PullSubscription):
         self.requests_in_flight = 0
         self.next_consumer_seq = 1  # the consumer sequence the next delivery must carry
         self.last_stream_seq = 0  # the last stream sequence handed out
-        self.flow_waiting: list[bytes] = []  # flow-control subjects behind messages not yet taken
+        # Flow-control subjects behind messages not yet taken, with how many were held before each.
+        self.flow_waiting: list[tuple[int, bytes]] = []
         self.flow_due: list[bytes] = []  # ... behind messages taken: answered once they are written
         self.replace = False  # a gap or a lost consumer: start a new one after last_stream_seq
         self.replacements = 0
@@ -101,7 +102,10 @@ class PushReplay(PullSubscription):
 
     def _flow_control(self, subject: bytes) -> None:
         self.last_seen = time.monotonic()
-        (self.flow_waiting if self.replies else self.flow_due).append(subject)
+        if self.replies:
+            self.flow_waiting.append((len(self.replies), subject))
+        else:
+            self.flow_due.append(subject)
         self.wake.set()
 
     def _on_push_status(self, headers: dict[str, list[str]]) -> None:
@@ -142,9 +146,12 @@ class PushReplay(PullSubscription):
     # -- handing out ----------------------------------------------------------------------------
 
     def _take_batch(self) -> Deliveries:
-        self.flow_due += self.flow_waiting
-        self.flow_waiting = []
-        return super()._take_batch()
+        held = len(self.replies)
+        batch = super()._take_batch()
+        taken = held - len(self.replies)
+        self.flow_due += [subject for before, subject in self.flow_waiting if before <= taken]
+        self.flow_waiting = [(before - taken, subject) for before, subject in self.flow_waiting if before > taken]
+        return batch
 
     def _in_order(self, batch: Deliveries) -> Deliveries:
         """The part of ``batch`` that follows what was handed out without a gap."""

@@ -77,7 +77,9 @@ class JsonWriter(MessageWriter):
         """
         from orjson import dumps  # escapes a str exactly as json.dumps(ensure_ascii=False) does (tested)
 
-        texts = list(map(dumps, map(bytes.decode, columns.payloads)))  # UnicodeDecodeError: the caller's
+        # Lazily, line by line: orjson's result keeps a buffer of ~4 KB whatever its length, so a list
+        # of them would cost megabytes per batch. A UnicodeDecodeError reaches the caller.
+        texts = map(dumps, map(bytes.decode, columns.payloads))
         seconds = list(map(_SECONDS, columns.stamps))
         second_texts = {second: b'"time":"' + _utc_second(int(second)).encode() for second in set(seconds)}
         subject_texts = {subject: self.name(subject.decode()).encode() for subject in set(columns.subjects)}
