@@ -237,7 +237,12 @@ def test_deliver_routed_takes_only_whole_frames_of_routed_sids():
     other = frame(b"o", 2, b"p")
     assert deliver_routed(bytearray(one + other + one), routes) == (len(one), False)  # nats-py's turn
     assert deliver_routed(bytearray(b"PING\r\n" + one), routes) == (0, False)
-    assert deliver_routed(bytearray(b"HMSG a 1 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"), routes) == (0, False)
+    got.clear()
+    headed = b"HMSG a 1 r.9 24 26\r\nNATS/1.0\r\nK: 1\r\nK: 2\r\n\r\nhi\r\n"
+    assert deliver_routed(bytearray(headed + one), routes) == (len(headed) + len(one), False)
+    assert got == [(b"a", b"r.9", b"hi", {"K": ["1", "2"]}), (b"a", b"r.1", b"x\r\ny", None)]
+    malformed = b"HMSG a 1 30 24\r\nNATS/1.0\r\n\r\n" + b"h" * 12 + b"\r\n"  # headers longer than the frame
+    assert deliver_routed(bytearray(malformed), routes) == (0, False)
     assert deliver_routed(bytearray(b"MSG a 1 r"), routes) == (0, True)  # control line still coming
     assert deliver_routed(bytearray(b"MSG a b c d e\r\n"), routes) == (0, False)
     assert deliver_routed(bytearray(b"MSG a x 3\r\nabc\r\n"), routes) == (0, False)  # malformed sid
@@ -532,7 +537,7 @@ def test_deliver_routed_in_bulk_hands_over_exactly_the_leading_whole_routed_fram
     sids = {"run": 1, "one": 2, "other": 9}
     wire = []
     for kind, body in items:
-        if kind == "hmsg":
+        if kind == "hmsg":  # a message with headers (a status, flow control) on the routed sid
             wire.append(b"HMSG s 1 r 12 %d\r\nNATS/1.0\r\n\r\n%s\r\n" % (12 + len(body), body))
         else:
             wire.append(
@@ -547,8 +552,8 @@ def test_deliver_routed_in_bulk_hands_over_exactly_the_leading_whole_routed_fram
     consumed, _ = deliver_routed(bytearray(buf[:cut]), routes, runs=runs)
     expected, end = [], 0
     for (kind, body), frame in zip(items, wire, strict=True):
-        if kind in ("other", "hmsg") or end + len(frame) > cut:
+        if kind == "other" or end + len(frame) > cut:
             break
-        expected.append(("msg" if kind == "run" else "one", body))
+        expected.append(("one" if kind == "one" else "msg", body))
         end += len(frame)
     assert (got, consumed) == (expected, end)

@@ -165,6 +165,8 @@ def _coroutine_with(function: Any, names: list[str], prefix: bool = False) -> bo
     return params[: len(names)] == names if prefix else params == names
 
 
+BULK_TRIES = 4  # bulk takes per read (see _more_of_the_run)
+
 # -- delivery ---------------------------------------------------------------------------------------
 
 
@@ -264,11 +266,13 @@ def deliver_routed(
     max_control_line: int = 4096,
     runs: dict[int, RunHandler] | None = None,
 ) -> tuple[int, bool]:
-    """Hand the leading complete ``MSG`` frames of routed sids to their handlers.
+    """Hand the leading complete ``MSG`` and ``HMSG`` frames of routed sids to their handlers.
 
     Returns the bytes consumed, and whether what follows is the start of a routed frame still being
     received (then nothing is left for nats-py's parser to do yet). Pure: bytes in, handler calls out.
-    A sid in ``runs`` gets each run of its consecutive frames in one call.
+    A sid in ``runs`` gets each run of its consecutive header-less frames in one call; a frame with
+    headers (a status: heartbeat, flow control; or a message with headers) goes to its handler, with
+    the headers parsed (every value of a repeated key), after the run before it.
     """
     first = _whole_first_frame(buf, max_control_line)
     if first is not True:
@@ -287,15 +291,27 @@ def deliver_routed(
     replies: list[bytes] = []
     payloads: list[bytes] = []
     waiting = False
-    bulk_tried = False
+    bulk_left = BULK_TRIES
     try:
-        while startswith(b"MSG ", pos):
+        while True:
+            headed = startswith(b"HMSG ", pos)
+            if not headed and not startswith(b"MSG ", pos):
+                break
             eol = find(b"\r\n", pos)
             if eol < 0:
                 waiting = size - pos < max_control_line
                 break
-            args = data[pos + 4 : eol].split(b" ")
-            if len(args) == 4:
+            args = data[pos + (5 if headed else 4) : eol].split(b" ")
+            header_size = 0
+            if headed:
+                if len(args) == 5:
+                    subject, sid, reply, header_length, length = args
+                elif len(args) == 4:
+                    (subject, sid, header_length, length), reply = args, b""
+                else:
+                    break
+                header_size = int(header_length)
+            elif len(args) == 4:
                 subject, sid, reply, length = args
             elif len(args) == 3:
                 (subject, sid, length), reply = args, b""
@@ -313,21 +329,26 @@ def deliver_routed(
                 last_sid = sid
             start = eol + 2
             end = start + int(length)
-            if end + 2 > size:
-                waiting = True
+            if end + 2 > size or not 0 <= header_size <= end - start:
+                waiting = end + 2 > size
                 break
-            if run is not None:
+            pos = end + 2
+            if headed:
+                if subjects and run is not None:
+                    run(subjects, replies, payloads)  # the messages before it, first
+                    subjects, replies, payloads = [], [], []
+                if handler is not None:
+                    headers = parse_header_block(data[start : start + header_size])
+                    handler(subject, reply, data[start + header_size : end], headers)
+            elif run is not None:
                 subjects.append(subject)
                 replies.append(reply)
                 payloads.append(data[start:end])
-                pos = end + 2
-                if not bulk_tried:  # once per read: a read that defeats it is not split again and again
-                    bulk_tried = True
+                if bulk_left:  # a few times per read: a read that defeats it is not split again and again
+                    bulk_left -= 1
                     pos = _more_of_the_run(data, pos, sid, subjects, replies, payloads)
-                continue
-            if handler is not None:
+            elif handler is not None:
                 handler(subject, reply, data[start:end], None)
-            pos = end + 2
     except ValueError:
         pass  # not a well-formed frame: nats-py's parser reports it
     if subjects and run is not None:
@@ -387,22 +408,23 @@ def _frames_that_hold(args: list[list[bytes]], bodies: list[bytes], sid: bytes) 
 
 
 def _whole_first_frame(buf: bytearray, max_control_line: int) -> bool:
-    """True when ``buf`` starts with a whole MSG frame; else whether a frame is still arriving.
+    """True when ``buf`` starts with a whole MSG or HMSG frame; else whether a frame is still arriving.
 
     Checked on the bytearray itself, so that a large payload arriving over many reads is not copied
     on every read.
     """
-    if not buf.startswith(b"MSG "):
+    headed = buf.startswith(b"HMSG ")
+    if not headed and not buf.startswith(b"MSG "):
         return False
     eol = buf.find(b"\r\n")
     if eol < 0:
         return len(buf) < max_control_line
-    args = buf[4:eol].split(b" ")
+    args = buf[5 if headed else 4 : eol].split(b" ")
     try:
         length = int(args[-1])
     except ValueError:
         return False
-    return True if eol + 2 + length + 2 <= len(buf) else len(args) in (3, 4)
+    return True if eol + 2 + length + 2 <= len(buf) else len(args) in ((4, 5) if headed else (3, 4))
 
 
 # -- publishing -------------------------------------------------------------------------------------
