@@ -19,14 +19,16 @@ from natsctl.core.model import Message, WireBatch, WireColumns
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-# Token positions in an ack subject once normalised (see _normalise): delivered, stream sequence,
-# consumer sequence, timestamp, pending.
-DELIVERED, STREAM_SEQ, CONSUMER_SEQ, STAMP, PENDING = 4, 5, 6, 7, 8
-_PLAIN_TOKENS = 9  # $JS.ACK.<stream>.<consumer> + the five
+# An ack subject is read as its five numbers split off the right (``reply.rsplit(b".", 5)``: six
+# objects, not the nine of a whole split): the prefix $JS.ACK.<stream>.<consumer>, then delivered,
+# stream sequence, consumer sequence, timestamp, pending. A domain-form subject is normalised to it.
+PREFIX, DELIVERED, STREAM_SEQ, CONSUMER_SEQ, STAMP, PENDING = range(6)
+_PLAIN_PREFIX_DOTS = 3  # $JS.ACK.<stream>.<consumer>
 _NUMBERS = slice(DELIVERED, PENDING + 1)
 # Fetchers for C-level maps over a batch (no Python bytecode per message).
 _NUMBER_TOKENS = itemgetter(_NUMBERS)
 _STAMP, _STREAM_SEQ, _DELIVERED = itemgetter(STAMP), itemgetter(STREAM_SEQ), itemgetter(DELIVERED)
+_PREFIX = itemgetter(PREFIX)
 
 
 class Deliveries(WireBatch):
@@ -48,7 +50,7 @@ class Deliveries(WireBatch):
         self.replies = replies  # each message's ack subject: its ack token
         self.payloads = payloads
         self.headers = headers
-        self.metas = metas  # each ack subject split on ".", numbers at DELIVERED..PENDING
+        self.metas = metas  # each ack subject as its prefix and five numbers (see PREFIX..PENDING)
 
     @classmethod
     def take(
@@ -61,8 +63,8 @@ class Deliveries(WireBatch):
     ) -> Deliveries:
         """A batch of what was received; a message whose reply is not a JetStream ack subject is
         dropped (nothing may raise into the parser that delivered it, and it cannot be acked)."""
-        metas = [reply.split(b".") for reply in replies]
-        if not _all_plain(metas, replies):
+        metas = [reply.rsplit(b".", 5) for reply in replies]
+        if not _all_plain(metas):
             kept = [i for i, meta in enumerate(metas) if _normalise(meta)]
             if len(kept) < len(metas):
                 subjects = [subjects[i] for i in kept]
@@ -140,19 +142,36 @@ class Deliveries(WireBatch):
         )
 
 
-def _all_plain(metas: list[list[bytes]], replies: list[bytes]) -> bool:
+def consumer_sequence(reply: bytes) -> int | None:
+    """The consumer sequence an ack subject carries (either form), or None."""
+    meta = reply.rsplit(b".", 5)
+    if len(meta) != PENDING + 1 or not (_plain_prefix(meta[PREFIX]) or _normalise(meta)):
+        return None
+    return int(meta[CONSUMER_SEQ]) if meta[CONSUMER_SEQ].isdigit() else None
+
+
+def _all_plain(metas: list[list[bytes]]) -> bool:
     """Every reply has the plain form with decimal numbers (the common case, checked in bulk)."""
-    if not metas or set(map(len, metas)) != {_PLAIN_TOKENS}:
-        return not metas
+    if not metas:
+        return True
+    if set(map(len, metas)) != {PENDING + 1} or not all(map(_plain_prefix, set(map(_PREFIX, metas)))):
+        return False
     return b"".join(chain.from_iterable(map(_NUMBER_TOKENS, metas))).isdigit()
 
 
+def _plain_prefix(prefix: bytes) -> bool:
+    return prefix.startswith(b"$JS.ACK.") and prefix.count(b".") == _PLAIN_PREFIX_DOTS
+
+
 def _normalise(meta: list[bytes]) -> bool:
-    """Put the numbers of a domain-form ack subject where the plain form has them; False when ``meta``
-    is no ack subject at all. In place."""
-    if len(meta) >= 11 and meta[0] == b"$JS" and meta[1] == b"ACK":
-        meta[DELIVERED : PENDING + 1] = meta[6:11]
-        del meta[PENDING + 1 :]
-    elif len(meta) != _PLAIN_TOKENS or meta[0] != b"$JS" or meta[1] != b"ACK":
+    """Make ``meta`` (one reply split off the right) the plain form's prefix and five numbers; False
+    when the reply is no ack subject at all. In place.
+
+    The domain form, ``$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<five numbers>`` and, from
+    nats-server 2.10, a random token after them, has its numbers at tokens 6 to 10 of a whole split."""
+    tokens = b".".join(meta).split(b".")
+    if len(tokens) >= 11 and tokens[0] == b"$JS" and tokens[1] == b"ACK":
+        meta[:] = [b".".join(tokens[:6]), *tokens[6:11]]
+    elif len(tokens) != _PLAIN_PREFIX_DOTS + 6 or tokens[0] != b"$JS" or tokens[1] != b"ACK":
         return False
     return all(token.isdigit() for token in meta[_NUMBERS])

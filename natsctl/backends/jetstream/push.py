@@ -23,7 +23,7 @@ from typing import Any
 from nats.js import api
 
 from natsctl.backends.jetstream.admin import PushTo
-from natsctl.backends.jetstream.batch import CONSUMER_SEQ, STREAM_SEQ, Deliveries
+from natsctl.backends.jetstream.batch import CONSUMER_SEQ, STREAM_SEQ, Deliveries, consumer_sequence
 from natsctl.backends.jetstream.pull import IDLE_HEARTBEAT, PullSubscription
 from natsctl.core.debug import FAULT_ENV, fault, log
 from natsctl.core.errors import NotFound
@@ -86,7 +86,7 @@ class PushReplay(PullSubscription):
 
     def _lose_one(self, subjects: list[bytes], replies: list[bytes], payloads: list[bytes]) -> None:
         for i, reply in enumerate(replies):
-            if reply.split(b".")[CONSUMER_SEQ] == b"%d" % self.lose_at:
+            if consumer_sequence(reply) == self.lose_at:
                 del subjects[i], replies[i], payloads[i]
                 self.lose_at = 0
                 log(f"fault injection ({FAULT_ENV}={LOSE_ONE}): consumer sequence {LOSE_AT} dropped")
@@ -125,10 +125,8 @@ class PushReplay(PullSubscription):
     def _last_consumer_seq_received(self) -> int:
         if not self.replies:
             return self.next_consumer_seq - 1
-        tokens = self.replies[-1].split(b".")
-        if len(tokens) == 9 and tokens[CONSUMER_SEQ].isdigit():
-            return int(tokens[CONSUMER_SEQ])
-        return self.next_consumer_seq - 1 + len(self.replies)  # the domain form: count them
+        last = consumer_sequence(self.replies[-1])
+        return last if last is not None else self.next_consumer_seq - 1 + len(self.replies)
 
     def _replace(self, why: str) -> None:
         if not self.replace:
