@@ -85,15 +85,23 @@ class PushReplay(PullSubscription):
         super()._on_run(subjects, replies, payloads)
 
     def _lose_one(self, subjects: list[bytes], replies: list[bytes], payloads: list[bytes]) -> None:
+        found = self._lost(replies)
+        if found is not None:
+            del subjects[found], replies[found], payloads[found]
+
+    def _lost(self, replies: list[bytes]) -> int | None:
+        """The fault point: where in ``replies`` the delivery to drop is, once."""
         for i, reply in enumerate(replies):
             if consumer_sequence(reply) == self.lose_at:
-                del subjects[i], replies[i], payloads[i]
                 self.lose_at = 0
                 log(f"fault injection ({FAULT_ENV}={LOSE_ONE}): consumer sequence {LOSE_AT} dropped")
-                return
+                return i
+        return None
 
     def _on_msg(self, subject: bytes, reply: bytes, data: bytes, headers: dict[str, list[str]] | None) -> None:
         if reply.startswith(b"$JS.ACK."):
+            if self.lose_at and self._lost([reply]) is not None:
+                return
             super()._on_msg(subject, reply, data, headers)
         elif reply.startswith(FLOW_CONTROL_PREFIX):
             self._flow_control(reply)
