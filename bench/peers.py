@@ -299,20 +299,25 @@ class Peers:
 
             return one
 
+        peers = {
+            "go": ordered("go", lambda: [str(PEERS / "bin" / "peer"), "ordered", self.url, stream, str(n), out])
+            if go
+            else None,
+            "node": ordered("node", lambda: ["node", str(PEERS / "js.js"), "ordered", self.url, stream, str(n), out])
+            if node
+            else None,
+        }
+        # natsctl writes JSON envelopes (more bytes, more work) and, in a second row, the payloads
+        # alone (--raw): what the peers write.
         self.rounds(
-            "JetStream read, no acks (natsctl replay / ordered consumer)",
+            "JetStream read, no acks (natsctl replay --json / ordered consumer)",
             n,
-            {
-                **self.mine(ordered, lambda: self.ctl("replay", stream, "--json")),
-                "go": ordered("go", lambda: [str(PEERS / "bin" / "peer"), "ordered", self.url, stream, str(n), out])
-                if go
-                else None,
-                "node": ordered(
-                    "node", lambda: ["node", str(PEERS / "js.js"), "ordered", self.url, stream, str(n), out]
-                )
-                if node
-                else None,
-            },
+            {**self.mine(ordered, lambda: self.ctl("replay", stream, "--json")), **peers},
+        )
+        self.rounds(
+            "JetStream read, no acks, payloads only (natsctl replay --raw / ordered consumer)",
+            n,
+            {**self.mine(ordered, lambda: self.ctl("replay", stream, "--raw")), **peers},
         )
         js(self.url, "delete_stream", stream)
 

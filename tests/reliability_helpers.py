@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import select
 import subprocess
 import termios
 import threading
@@ -202,3 +203,24 @@ def start_server_run(
         if b"in use" not in said or attempt == attempts - 1:
             raise AssertionError(f"natsctl server run did not start (exit {proc.returncode}): {said.decode()[-2000:]}")
     raise AssertionError("unreachable")
+
+
+def read_some(fd: int, size: int) -> bytes:
+    got = b""
+    while len(got) < size:
+        chunk = os.read(fd, size - len(got))
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def pipe_has_room(read_fd: int) -> bool:
+    """Poll a write end of the pipe: POLLOUT means a free page, i.e. a writer could go on."""
+    write_end = os.open(f"/proc/self/fd/{read_fd}", os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        poller = select.poll()
+        poller.register(write_end, select.POLLOUT)
+        return bool(poller.poll(0))
+    finally:
+        os.close(write_end)

@@ -8,15 +8,13 @@ must be every message. natsctl may deliver a message twice (at least once), neve
 from __future__ import annotations
 
 import fcntl
-import os
-import select
 import signal
 import subprocess
 import termios
 
 import pytest
 
-from tests.reliability_helpers import finish, wait_for
+from tests.reliability_helpers import finish, pipe_has_room, read_some, wait_for
 
 TOTAL = 5_000
 BODY = "x" * 92  # ~100-byte lines, as in the report
@@ -37,27 +35,6 @@ def unread(fd: int) -> int:
     waiting = bytearray(4)
     fcntl.ioctl(fd, termios.FIONREAD, waiting)
     return int.from_bytes(waiting, "little")
-
-
-def read_some(fd: int, size: int) -> bytes:
-    got = b""
-    while len(got) < size:
-        chunk = os.read(fd, size - len(got))
-        if not chunk:
-            break
-        got += chunk
-    return got
-
-
-def pipe_has_room(read_fd: int) -> bool:
-    """Poll a write end of the pipe: POLLOUT means a free page, i.e. a writer could go on."""
-    write_end = os.open(f"/proc/self/fd/{read_fd}", os.O_WRONLY | os.O_NONBLOCK)
-    try:
-        poller = select.poll()
-        poller.register(write_end, select.POLLOUT)
-        return bool(poller.poll(0))
-    finally:
-        os.close(write_end)
 
 
 def wait_until_pipe_full(proc: subprocess.Popen) -> None:

@@ -17,6 +17,8 @@ import json
 
 import nats
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 from nats.protocol.parser import Parser
@@ -235,7 +237,12 @@ def test_deliver_routed_takes_only_whole_frames_of_routed_sids():
     other = frame(b"o", 2, b"p")
     assert deliver_routed(bytearray(one + other + one), routes) == (len(one), False)  # nats-py's turn
     assert deliver_routed(bytearray(b"PING\r\n" + one), routes) == (0, False)
-    assert deliver_routed(bytearray(b"HMSG a 1 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"), routes) == (0, False)
+    got.clear()
+    headed = b"HMSG a 1 r.9 24 26\r\nNATS/1.0\r\nK: 1\r\nK: 2\r\n\r\nhi\r\n"
+    assert deliver_routed(bytearray(headed + one), routes) == (len(headed) + len(one), False)
+    assert got == [(b"a", b"r.9", b"hi", {"K": ["1", "2"]}), (b"a", b"r.1", b"x\r\ny", None)]
+    malformed = b"HMSG a 1 30 24\r\nNATS/1.0\r\n\r\n" + b"h" * 12 + b"\r\n"  # headers longer than the frame
+    assert deliver_routed(bytearray(malformed), routes) == (0, False)
     assert deliver_routed(bytearray(b"MSG a 1 r"), routes) == (0, True)  # control line still coming
     assert deliver_routed(bytearray(b"MSG a b c d e\r\n"), routes) == (0, False)
     assert deliver_routed(bytearray(b"MSG a x 3\r\nabc\r\n"), routes) == (0, False)  # malformed sid
@@ -495,3 +502,58 @@ def test_permission_violations_reach_the_connection_events(monkeypatch, path):
         asyncio.run(scenario())
     finally:
         server.cleanup()
+
+
+def test_deliver_routed_hands_runs_over_at_once_and_stops_at_other_sids():
+    def frame(sid, n):
+        return b"MSG orders %d $JS.ACK.s.c.1.%d.%d.1765000000000000000.0 2\r\nm%d\r\n" % (sid, n, n, n)
+
+    calls = []
+    routes = {1: lambda *args: calls.append(("one", args)), 2: lambda *args: calls.append(("msg", args))}
+    runs = {1: lambda *lists: calls.append(("run", lists))}
+    buf = bytearray(frame(1, 1) + frame(1, 2) + frame(2, 3) + frame(1, 4) + frame(9, 5) + frame(1, 6))
+    consumed, waiting = deliver_routed(buf, routes, runs=runs)
+    assert (consumed, waiting) == (len(frame(1, 1)) * 4, False)  # sid 9 is nats-py's to parse
+    assert [kind for kind, _ in calls] == ["run", "msg", "run"]
+    assert calls[0][1][2] == [b"m1", b"m2"] and calls[2][1][2] == [b"m4"]
+    assert calls[1][1][2] == b"m3"
+    # a big frame still arriving is not copied or handed over: the next read completes it
+    big = bytearray(b"MSG orders 1 r 100000\r\n" + b"x" * 50_000)
+    assert deliver_routed(big, routes, runs=runs) == (0, True)
+
+
+frames = st.lists(
+    st.tuples(
+        st.sampled_from(["run", "run", "run", "one", "other", "hmsg"]),
+        st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"\r\n")),  # payloads with CRLFs inside too
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(frames, st.integers(min_value=0, max_value=400))
+def test_deliver_routed_in_bulk_hands_over_exactly_the_leading_whole_routed_frames(items, cut):
+    sids = {"run": 1, "one": 2, "other": 9}
+    wire = []
+    for kind, body in items:
+        if kind == "hmsg":  # a message with headers (a status, flow control) on the routed sid
+            wire.append(b"HMSG s 1 r 12 %d\r\nNATS/1.0\r\n\r\n%s\r\n" % (12 + len(body), body))
+        else:
+            wire.append(
+                b"MSG s.%d %d $JS.ACK.s.c.1.1.1.1765000000000000000.0 %d\r\n%s\r\n"
+                % (sids[kind], sids[kind], len(body), body)
+            )
+    buf = b"".join(wire)
+    cut = min(cut, len(buf))
+    got = []
+    routes = {1: lambda *a: got.append(("msg", a[2])), 2: lambda *a: got.append(("one", a[2]))}
+    runs = {1: lambda subjects, replies, payloads: got.extend(("msg", p) for p in payloads)}
+    consumed, _ = deliver_routed(bytearray(buf[:cut]), routes, runs=runs)
+    expected, end = [], 0
+    for (kind, body), frame in zip(items, wire, strict=True):
+        if kind == "other" or end + len(frame) > cut:
+            break
+        expected.append(("one" if kind == "one" else "msg", body))
+        end += len(frame)
+    assert (got, consumed) == (expected, end)

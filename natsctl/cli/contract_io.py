@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -411,15 +411,15 @@ def checked_writer(output: str) -> Any:
     from natsctl.cli.render.messages import JsonWriter, PlainWriter, RawWriter, TerminalWriter
 
     class Checked:
-        def encode(self, batch: list[Message]) -> bytes:
+        def encode(self, batch: Sequence[Message]) -> bytes:
             kept = [m for m in batch if not getattr(m, "drop", False)]
             return super().encode(kept)  # type: ignore[misc]
 
-        def sizes(self, batch: list[Message]) -> list[int]:
+        def sizes(self, batch: Sequence[Message]) -> list[int]:
             return [len(self.encode([m])) for m in batch]
 
     class CheckedJson(Checked, JsonWriter):
-        def encode(self, batch: list[Message]) -> bytes:
+        def encode(self, batch: Sequence[Message]) -> bytes:
             import json
 
             kept = [m for m in batch if not getattr(m, "drop", False)]
@@ -442,7 +442,7 @@ def checked_writer(output: str) -> Any:
         pass
 
     class CheckedPlain(Checked, PlainWriter):
-        def encode(self, batch: list[Message]) -> bytes:
+        def encode(self, batch: Sequence[Message]) -> bytes:
             parts = []
             for message in batch:
                 if getattr(message, "drop", False):
@@ -455,7 +455,7 @@ def checked_writer(output: str) -> Any:
             return b"".join(parts)
 
     class CheckedTerminal(TerminalWriter):
-        def write_batch(self, batch: list[Message]) -> None:
+        def write_batch(self, batch: Sequence[Message]) -> None:
             from natsctl.cli.run import warn
 
             kept = [m for m in batch if not getattr(m, "drop", False)]

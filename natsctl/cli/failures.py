@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from natsctl.core.deadletter import DEFAULT_BACKOFF, NATSCTL_TERM_REASON, Redelivery, park
+from natsctl.core.debug import FAULT_ENV
 from natsctl.core.model import Message
 
 STDERR_LINES = 5  # last lines of the handler's stderr kept for the reason
-FAULT_ENV = "NATSCTL_FAULT"
 PAUSE_AFTER_PARK = "pause-after-park"
 
 

@@ -27,7 +27,7 @@ import stat
 import sys
 import termios
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, TextIO
 
 from natsctl.core.errors import NatsctlError
@@ -197,31 +197,33 @@ class AckLedger:
     which needs no per-message sizes (the hot path); the exact cut inside a batch is made at the end.
     """
 
-    def __init__(self, sizes: Callable[[list[Message]], list[int]]) -> None:
+    def __init__(self, sizes: Callable[[Sequence[Message]], list[int]]) -> None:
         self.sizes = sizes  # the encoded size of each message of a batch
         self.pending: deque[_Written] = deque()
         self.written = 0
         self.grown = asyncio.Event()  # set when a batch is added; cleared once all are settled
 
-    def add(self, batch: list[Message], size: int) -> None:
+    def add(self, batch: Sequence[Message], size: int) -> None:
         self.pending.append(_Written(batch, self.written, self.written + size))
         self.written += size
         self.grown.set()
 
-    def settle(self, consumed: int, *, whole_batches: bool = False) -> list[Message]:
-        taken: list[Message] = []
+    def settle(self, consumed: int, *, whole_batches: bool = False) -> Sequence[Message]:
+        chunks: list[Sequence[Message]] = []
         while self.pending:
             entry = self.pending[0]
             if entry.end <= consumed:
-                taken.extend(entry.batch[entry.settled :])
+                chunks.append(entry.batch[entry.settled :])
                 self.pending.popleft()
                 continue
             if not whole_batches and consumed > entry.start:
                 reached = entry.messages_within(consumed - entry.start, self.sizes)
-                taken.extend(entry.batch[entry.settled : reached])
+                chunks.append(entry.batch[entry.settled : reached])
                 entry.settled = max(entry.settled, reached)
             break
-        return taken
+        if len(chunks) == 1:
+            return chunks[0]  # the usual case: one batch, as it is (a backend's batch acks in bulk)
+        return [message for chunk in chunks for message in chunk]
 
     def unsettled(self) -> int:
         return sum(len(entry.batch) - entry.settled for entry in self.pending)
@@ -230,12 +232,12 @@ class AckLedger:
 class _Written:
     __slots__ = ("batch", "end", "ends", "settled", "start")
 
-    def __init__(self, batch: list[Message], start: int, end: int) -> None:
+    def __init__(self, batch: Sequence[Message], start: int, end: int) -> None:
         self.batch, self.start, self.end = batch, start, end
         self.settled = 0  # messages of this batch already handed out
         self.ends: list[int] | None = None  # cumulative message ends, computed when first needed
 
-    def messages_within(self, size: int, sizes: Callable[[list[Message]], list[int]]) -> int:
+    def messages_within(self, size: int, sizes: Callable[[Sequence[Message]], list[int]]) -> int:
         if self.ends is None:
             self.ends = list(itertools.accumulate(sizes(self.batch)))
         return bisect.bisect_right(self.ends, size)

@@ -62,6 +62,11 @@ REPLAY_HELP = """Read CHANNEL from the start (or --seq / --since) to its end and
 Bound it with --until TIME or --to-seq N. Same output and --validate options as `sub`. On JetStream
 CHANNEL may also be a stream's name or a wildcard a stream covers, and --stream NAME reads a whole stream.
 
+On JetStream the server pushes to a consumer of this run alone, with flow control: while stdout takes
+nothing the server waits (natsctl holds at most its window, up to 32 MB). A message lost on the way or
+a consumer gone (a server restart) is noticed, said in one line on stderr, and the replay reads on
+from the next message with a new consumer: every message once, in order.
+
 Examples:
 
 \b

@@ -7,6 +7,14 @@ from collections.abc import Iterable
 
 from .stderr import say
 
+# Fault-injection points (tests and drills) are named in this variable: see cli/failures.py,
+# cli/deadletter.py and backends/jetstream/push.py.
+FAULT_ENV = "NATSCTL_FAULT"
+
+
+def fault(name: str) -> bool:
+    return os.environ.get(FAULT_ENV) == name
+
 
 def enabled() -> bool:
     return bool(os.environ.get("NATSCTL_DEBUG"))

@@ -6,7 +6,9 @@ renders them.
 
 from __future__ import annotations
 
+import abc
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -78,6 +80,39 @@ class Message:
     deliveries: int = 1  # JetStream delivery count; NATS Streaming: 2 when redelivered, else 1
     pending: int | None = None  # messages left after this one, where the server says (JetStream)
     ack_token: Any = field(default=None, repr=False, compare=False)  # backend-private: how to ack it
+
+
+@dataclass(slots=True)
+class WireColumns:
+    """A batch's messages column by column, spelled as the wire gave them.
+
+    For writers that format a bulk read (JSON envelopes, raw payloads) without building a Message per
+    message. Entry i of every list belongs to message i. Offered only for a batch without headers
+    whose every field came well formed; the Messages of the same batch say the same thing.
+    """
+
+    channel: str
+    subjects: list[bytes]
+    sequences: list[bytes]  # decimal digits
+    stamps: list[bytes]  # nanoseconds since the epoch, decimal digits, at least 10 of them
+    deliveries: list[bytes]  # decimal digits, "1" for a first delivery
+    payloads: list[bytes]
+
+
+class WireBatch(Sequence[Message]):
+    """A batch of delivered messages that a backend keeps as they came, building each Message only
+    when it is asked for (indexing, iterating). Slicing gives a batch of the same kind.
+
+    ``payloads`` is the payload of each message, in order; ``columns()`` the whole batch for bulk
+    writers, or None when they must take the Messages instead.
+    """
+
+    __slots__ = ()
+
+    payloads: list[bytes]
+
+    @abc.abstractmethod
+    def columns(self) -> WireColumns | None: ...
 
 
 @dataclass(frozen=True, slots=True)

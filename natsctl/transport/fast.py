@@ -31,6 +31,7 @@ import gc
 import inspect
 import os
 from collections.abc import Awaitable, Callable, Iterable
+from operator import itemgetter
 from typing import Any
 
 from natsctl.core import debug
@@ -40,6 +41,8 @@ from .frames import header_block, hpub_line, parse_header_block, pub_line  # noq
 
 # (subject, reply, payload, headers): headers map each key to its values in order (see parse_header_block).
 RawHandler = Callable[[bytes, bytes, bytes, "dict[str, list[str]] | None"], None]
+# (subjects, replies, payloads): one run of header-less messages, an entry per message (see route_raw).
+RunHandler = Callable[[list[bytes], list[bytes], list[bytes]], None]
 
 FAST_SERIES = "2.16."  # the nats-py release whose internals the fast path was written and checked against
 PUBLIC_ENV = "NATSCTL_PUBLIC_PATH"
@@ -54,7 +57,7 @@ class _Transport:
     def __init__(self, fast: bool, reason: str) -> None:
         self.fast = fast
         self.reason = reason
-        self.routes: dict[int, RawHandler] | None = None  # fast path: sid -> handler, once installed
+        self.routes: _Routes | None = None  # fast path: sid -> handler, once installed
         self.public = public.PublicState()
 
 
@@ -162,14 +165,27 @@ def _coroutine_with(function: Any, names: list[str], prefix: bool = False) -> bo
     return params[: len(names)] == names if prefix else params == names
 
 
+BULK_TRIES = 4  # bulk takes per read (see _more_of_the_run)
+
 # -- delivery ---------------------------------------------------------------------------------------
 
 
-def route_raw(nc: Any, sub: Any, handler: RawHandler) -> None:
+class _Routes(dict):
+    """sid -> handler, plus the run handlers of the routes that take whole runs of frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: dict[int, RunHandler] = {}
+
+
+def route_raw(nc: Any, sub: Any, handler: RawHandler, runs: RunHandler | None = None) -> None:
     """Hand the messages of ``sub`` (made without a callback) to ``handler(subject, reply, payload, headers)``.
 
     The handler runs synchronously, in arrival order, and must not raise. Fast path: straight from
     nats-py's parser. Public path: from a task reading ``sub.messages`` (see natsctl/transport/public.py).
+    With ``runs``, consecutive header-less messages of one read are handed over together instead, as
+    ``runs(subjects, replies, payloads)`` (three lists of bytes, one entry per message, in order); a
+    message with headers, or one nats-py's parser delivers, still goes to ``handler``.
     """
     state = _state(nc)
     sid = getattr(sub, "_id", None) if state.fast else None
@@ -178,9 +194,13 @@ def route_raw(nc: Any, sub: Any, handler: RawHandler) -> None:
         return
     routes = state.routes
     if routes is None:
-        routes = state.routes = {}
+        routes = state.routes = _Routes()
         _install_routes(nc, routes)
     routes[sid] = handler
+    if runs is not None:
+        routes.runs[sid] = runs
+    else:
+        routes.runs.pop(sid, None)
 
 
 def unroute(nc: Any, sub: Any) -> None:
@@ -189,10 +209,12 @@ def unroute(nc: Any, sub: Any) -> None:
         return
     public.unroute(state.public, sub)
     if state.routes is not None:
-        state.routes.pop(getattr(sub, "_id", None), None)
+        sid = getattr(sub, "_id", None)
+        state.routes.pop(sid, None)
+        state.routes.runs.pop(sid, None)
 
 
-def _install_routes(nc: Any, routes: dict[int, RawHandler]) -> None:
+def _install_routes(nc: Any, routes: _Routes) -> None:
     original = nc._process_msg
     done = asyncio.get_running_loop().create_future()
     done.set_result(None)
@@ -210,7 +232,7 @@ def _install_routes(nc: Any, routes: dict[int, RawHandler]) -> None:
     _parse_routed_first(nc, routes)
 
 
-def _parse_routed_first(nc: Any, routes: dict[int, RawHandler]) -> None:
+def _parse_routed_first(nc: Any, routes: _Routes) -> None:
     """Deliver the routed MSGs at the head of each read before nats-py's parser sees the rest.
 
     nats-py's ``Parser.parse(data)`` appends to ``Parser.buf`` and, in state AWAITING_CONTROL_LINE,
@@ -228,7 +250,7 @@ def _parse_routed_first(nc: Any, routes: dict[int, RawHandler]) -> None:
         buf = parser.buf  # replaced by Parser.reset() on reconnect: looked up every time
         buf.extend(data)
         if parser.state == AWAITING_CONTROL_LINE:
-            done, wait = deliver_routed(buf, routes, MAX_CONTROL_LINE_SIZE)
+            done, wait = deliver_routed(buf, routes, MAX_CONTROL_LINE_SIZE, routes.runs)
             if done:
                 del buf[:done]
             if wait:
@@ -238,38 +260,171 @@ def _parse_routed_first(nc: Any, routes: dict[int, RawHandler]) -> None:
     parser.parse = parse_routed_first
 
 
-def deliver_routed(buf: bytearray, routes: dict[int, RawHandler], max_control_line: int = 4096) -> tuple[int, bool]:
-    """Hand the leading complete ``MSG`` frames of routed sids to their handlers.
+def deliver_routed(
+    buf: bytearray,
+    routes: dict[int, RawHandler],
+    max_control_line: int = 4096,
+    runs: dict[int, RunHandler] | None = None,
+) -> tuple[int, bool]:
+    """Hand the leading complete ``MSG`` and ``HMSG`` frames of routed sids to their handlers.
 
     Returns the bytes consumed, and whether what follows is the start of a routed frame still being
     received (then nothing is left for nats-py's parser to do yet). Pure: bytes in, handler calls out.
+    A sid in ``runs`` gets each run of its consecutive header-less frames in one call; a frame with
+    headers (a status: heartbeat, flow control; or a message with headers) goes to its handler, with
+    the headers parsed (every value of a repeated key), after the run before it.
     """
+    first = _whole_first_frame(buf, max_control_line)
+    if first is not True:
+        return 0, first
+    # Whole frames are here: slice them out of one bytes copy (a bytearray slice is two copies).
+    data = bytes(buf)
+    find = data.find
+    startswith = data.startswith
+    size = len(data)
+    runs = runs or {}
     pos = 0
-    size = len(buf)
+    run: RunHandler | None = None
+    handler: RawHandler | None = None
+    last_sid = b""
+    subjects: list[bytes] = []
+    replies: list[bytes] = []
+    payloads: list[bytes] = []
+    waiting = False
+    bulk_left = BULK_TRIES
     try:
-        while buf.startswith(b"MSG ", pos):
-            eol = buf.find(b"\r\n", pos)
+        while True:
+            headed = startswith(b"HMSG ", pos)
+            if not headed and not startswith(b"MSG ", pos):
+                break
+            eol = find(b"\r\n", pos)
             if eol < 0:
-                return pos, size - pos < max_control_line
-            args = bytes(buf[pos + 4 : eol]).split(b" ")
-            if len(args) == 4:
+                waiting = size - pos < max_control_line
+                break
+            args = data[pos + (5 if headed else 4) : eol].split(b" ")
+            header_size = 0
+            if headed:
+                if len(args) == 5:
+                    subject, sid, reply, header_length, length = args
+                elif len(args) == 4:
+                    (subject, sid, header_length, length), reply = args, b""
+                else:
+                    break
+                header_size = int(header_length)
+            elif len(args) == 4:
                 subject, sid, reply, length = args
             elif len(args) == 3:
                 (subject, sid, length), reply = args, b""
             else:
                 break
-            handler = routes.get(int(sid))
-            if handler is None:
-                break
+            if sid != last_sid:
+                if subjects and run is not None:
+                    run(subjects, replies, payloads)
+                    subjects, replies, payloads = [], [], []
+                number = int(sid)
+                handler = routes.get(number)
+                if handler is None:
+                    break
+                run = runs.get(number)
+                last_sid = sid
             start = eol + 2
             end = start + int(length)
-            if end + 2 > size:
-                return pos, True
-            handler(subject, reply, bytes(buf[start:end]), None)
+            if end + 2 > size or not 0 <= header_size <= end - start:
+                waiting = end + 2 > size
+                break
             pos = end + 2
+            if headed:
+                if subjects and run is not None:
+                    run(subjects, replies, payloads)  # the messages before it, first
+                    subjects, replies, payloads = [], [], []
+                if handler is not None:
+                    headers = parse_header_block(data[start : start + header_size])
+                    handler(subject, reply, data[start + header_size : end], headers)
+            elif run is not None:
+                subjects.append(subject)
+                replies.append(reply)
+                payloads.append(data[start:end])
+                if bulk_left:  # a few times per read: a read that defeats it is not split again and again
+                    bulk_left -= 1
+                    pos = _more_of_the_run(data, pos, sid, subjects, replies, payloads)
+            elif handler is not None:
+                handler(subject, reply, data[start:end], None)
     except ValueError:
         pass  # not a well-formed frame: nats-py's parser reports it
-    return pos, False
+    if subjects and run is not None:
+        run(subjects, replies, payloads)
+    return pos, waiting
+
+
+def _more_of_the_run(
+    data: bytes, pos: int, sid: bytes, subjects: list[bytes], replies: list[bytes], payloads: list[bytes]
+) -> int:
+    """Take the whole ``MSG <subject> <sid> <reply> <length>`` frames of ``sid`` that follow ``pos``
+    into the run's lists, in bulk; returns where they end (``pos`` when none).
+
+    Splitting the rest of the read on CRLF gives control lines and payloads alternately while no
+    payload holds a CRLF; each payload's length is checked against its control line, so the first
+    frame where that does not hold (a CRLF inside, HMSG, PING, another sid, a cut frame) ends the bulk
+    part and the frame-by-frame loop goes on from there. About half the per-frame cost of that loop.
+    """
+    parts = data[pos:].split(b"\r\n")
+    pairs = (len(parts) - 1) // 2
+    if pairs <= 0:
+        return pos
+    lines = parts[0 : 2 * pairs : 2]
+    bodies = parts[1 : 2 * pairs : 2]
+    args = [line.split(b" ") for line in lines]
+    good = _frames_that_hold(args, bodies, sid)
+    if good < pairs:
+        del lines[good:], bodies[good:], args[good:]
+    if not good:
+        return pos
+    subjects += map(itemgetter(1), args)
+    replies += map(itemgetter(3), args)
+    payloads += bodies
+    return pos + sum(map(len, lines)) + sum(map(len, bodies)) + 4 * good
+
+
+def _frames_that_hold(args: list[list[bytes]], bodies: list[bytes], sid: bytes) -> int:
+    """How many leading (control line tokens, payload) pairs are whole MSG frames of ``sid``."""
+    try:
+        if (
+            set(map(len, args)) == {5}
+            and set(map(itemgetter(0), args)) == {b"MSG"}
+            and set(map(itemgetter(2), args)) == {sid}
+            and [int(tokens[4]) for tokens in args] == list(map(len, bodies))
+        ):
+            return len(args)  # the usual read: every pair at once
+    except ValueError:
+        pass
+    good = 0
+    for tokens, body in zip(args, bodies, strict=True):
+        if len(tokens) != 5 or tokens[0] != b"MSG" or tokens[2] != sid or not tokens[4].isdigit():
+            break
+        if int(tokens[4]) != len(body):
+            break
+        good += 1
+    return good
+
+
+def _whole_first_frame(buf: bytearray, max_control_line: int) -> bool:
+    """True when ``buf`` starts with a whole MSG or HMSG frame; else whether a frame is still arriving.
+
+    Checked on the bytearray itself, so that a large payload arriving over many reads is not copied
+    on every read.
+    """
+    headed = buf.startswith(b"HMSG ")
+    if not headed and not buf.startswith(b"MSG "):
+        return False
+    eol = buf.find(b"\r\n")
+    if eol < 0:
+        return len(buf) < max_control_line
+    args = buf[5 if headed else 4 : eol].split(b" ")
+    try:
+        length = int(args[-1])
+    except ValueError:
+        return False
+    return True if eol + 2 + length + 2 <= len(buf) else len(args) in ((4, 5) if headed else (3, 4))
 
 
 # -- publishing -------------------------------------------------------------------------------------

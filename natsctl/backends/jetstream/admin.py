@@ -9,9 +9,11 @@ one is elected gets an answer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
@@ -162,6 +164,30 @@ def consumer_config(spec: SubscribeSpec, name: str | None, ref: ChannelRef | Non
         metadata=({"natsctl_queue": spec.queue} if spec.queue else {}) | redelivery_metadata(spec) or None,
         num_replicas=1 if name is None else None,
     )
+
+
+@dataclass(frozen=True)
+class PushTo:
+    """Where an ephemeral push consumer delivers, and from where (after a reset: past what was read)."""
+
+    inbox: str
+    heartbeat: float  # seconds between idle heartbeats
+    resume_after: int | None = None  # a stream sequence read already; None: the spec's own start
+
+    def config(self, config: api.ConsumerConfig) -> api.ConsumerConfig:
+        # Flow control: the server waits for an answer every so many bytes, so a reader that writes
+        # slowly holds a bounded window, and heartbeats tell a lost consumer from an idle one.
+        pushed = dataclasses.replace(
+            config, deliver_subject=self.inbox, flow_control=True, idle_heartbeat=self.heartbeat
+        )
+        if self.resume_after is None:
+            return pushed
+        return dataclasses.replace(
+            pushed,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self.resume_after + 1,
+            opt_start_time=None,
+        )
 
 
 def check_compatible(
@@ -349,18 +375,20 @@ class Admin:
     # -- consumers --------------------------------------------------------------------------------
 
     async def ensure_consumer(
-        self, spec: SubscribeSpec, stream: str, ref: ChannelRef | None = None
+        self, spec: SubscribeSpec, stream: str, ref: ChannelRef | None = None, push: PushTo | None = None
     ) -> tuple[api.ConsumerInfo, bool]:
         """The consumer ``spec`` reads through, and whether it is ephemeral (made for this reader alone).
 
         A named one (a durable or a queue group) is looked up, made if missing, and checked for fitting ``spec``.
+        With ``push`` an ephemeral one pushes to an inbox instead of waiting for requests (see push.py).
         """
         name = consumer_name(spec)
         try:
             if name:
                 info = await self._named_consumer(spec, stream, name, ref)
             else:
-                info = await self.js.add_consumer(stream, consumer_config(spec, None, ref))
+                config = consumer_config(spec, None, ref)
+                info = await self.js.add_consumer(stream, push.config(config) if push else config)
         except NatsctlError:
             raise
         except js_errors.BadRequestError as exc:

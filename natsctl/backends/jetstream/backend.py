@@ -9,6 +9,7 @@ from natsctl.backends.jetstream.admin import Admin, api_prefix, stream_config
 from natsctl.backends.jetstream.deadletter import DeadLetterOps
 from natsctl.backends.jetstream.publish import PublishPipeline
 from natsctl.backends.jetstream.pull import PullSubscription
+from natsctl.backends.jetstream.push import PushReplay, pushes
 from natsctl.backends.jetstream.resolve import resolve_name, resolve_stream
 from natsctl.core.backend import (
     AckCallback,
@@ -114,6 +115,7 @@ class JetStreamBackend(DeadLetterOps, Backend):
         for name, what in ((spec.durable, "durable"), (spec.queue, "queue group")):
             if name is not None:
                 validate_durable(name, what)
-        subscription = PullSubscription(self, spec, ref)
+        reader = PushReplay if pushes(spec) else PullSubscription
+        subscription = reader(self, spec, ref)
         await subscription.start()
         return subscription

@@ -11,13 +11,14 @@ import json
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from nats import errors as nats_errors
 from nats.js import api
 
+from natsctl.backends.jetstream.batch import Deliveries
 from natsctl.backends.jetstream.redelivery import effective_redelivery, nak_payload, term_payload
 from natsctl.backends.jetstream.retry import NotYet, retry_within
 from natsctl.core.backend import Subscription
@@ -35,12 +36,11 @@ if TYPE_CHECKING:
     from natsctl.backends.jetstream.backend import JetStreamBackend
 
 PULL_BATCH = 500  # messages per next-request; two requests are kept in flight
+MAX_BATCH = 1024  # messages handed out at once, at most
 PULL_EXPIRES = 10.0  # seconds a next-request waits on the server for messages
 IDLE_HEARTBEAT = 2.0  # the server's heartbeat on an idle next-request, to notice lost requests
 ACK_LOOKS = 10  # times the consumer is read while acks of ours may still be on their way
 ACK_LOOK_PAUSE = 0.02
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class PullSubscription(Subscription):
@@ -56,7 +56,11 @@ class PullSubscription(Subscription):
         self.ack_policy = api.AckPolicy.EXPLICIT
         self.batch = max(1, min(PULL_BATCH, spec.max_in_flight // 2 or 1, spec.hold or PULL_BATCH))
         self.requests_in_flight = 1 if spec.hold else 2  # holding few: no request waits ahead of them
-        self.buffer: list[Message] = []
+        # What was received and not yet taken, column by column (see batch.Deliveries).
+        self.subjects: list[bytes] = []
+        self.replies: list[bytes] = []
+        self.payloads: list[bytes] = []
+        self.headers: list[dict[str, list[str]] | None] | None = None  # None while no message had any
         self.wake = asyncio.Event()
         self.requests: deque[list[float]] = deque()  # [messages still owed, deadline]
         self.stopped = False
@@ -69,8 +73,6 @@ class PullSubscription(Subscription):
         self.inbox_sub: Any = None
         self.next_subject = ""
         self.channel = ref.channel  # the channel as resolved: a stream named on the command line gives its subject
-        self.subject_bytes = b""  # the last subject seen, decoded once
-        self.subject_text = ""
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -82,7 +84,7 @@ class PullSubscription(Subscription):
         spare_the_collector()
         self.inbox = self.nc.new_inbox()
         self.inbox_sub = await self.nc.subscribe(self.inbox)
-        route_raw(self.nc, self.inbox_sub, self._on_msg)
+        route_raw(self.nc, self.inbox_sub, self._on_msg, self._on_run)
         self.next_subject = f"{self.backend.api_prefix}.CONSUMER.MSG.NEXT.{self.ref.stream}.{self.consumer}"
         if self.spec.stop_at_end and await self._caught_up():
             self.ended = True
@@ -91,47 +93,44 @@ class PullSubscription(Subscription):
 
     # -- delivery -------------------------------------------------------------------------------
 
+    def _on_run(self, subjects: list[bytes], replies: list[bytes], payloads: list[bytes]) -> None:
+        """A run of header-less messages from one read (see transport.fast.route_raw)."""
+        if b"" in replies:  # a status without headers, or anything odd: one at a time
+            for subject, reply, data in zip(subjects, replies, payloads, strict=True):
+                self._on_msg(subject, reply, data, None)
+            return
+        held = len(self.replies)
+        self.subjects += subjects
+        self.replies += replies
+        self.payloads += payloads
+        if self.headers is not None:
+            self.headers += [None] * len(replies)
+        self._received(len(replies), held)
+
     def _on_msg(self, subject: bytes, reply: bytes, data: bytes, headers: dict[str, list[str]] | None) -> None:
-        tokens = reply.split(b".")
-        if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts ns>.<pending>, inlined
-            try:
-                deliveries, seq, micros, pending = int(tokens[4]), int(tokens[5]), int(tokens[7][:-3]), int(tokens[8])
-            except ValueError:
-                return  # not a JetStream delivery; a handler must never raise into nats-py's parser
-        elif not reply:
+        if not reply:
             self._on_status(headers or {})
             return
-        else:
-            meta = parse_ack_reply(reply)
-            if meta is None:
-                return
-            deliveries, seq, ts, pending = meta
-            micros = ts // 1000
-        if subject != self.subject_bytes:
-            self.subject_bytes, self.subject_text = subject, subject.decode()
-        buffer = self.buffer
-        # Positional: this runs once per message and keyword arguments cost more.
-        buffer.append(
-            Message(
-                self.channel,
-                self.subject_text,
-                seq,
-                _EPOCH + timedelta(microseconds=micros),
-                data,
-                headers,  # parsed by wire.route_raw, a fresh dict per message: every value of a repeated key
-                deliveries > 1,
-                deliveries,
-                pending,
-                reply,
-            )
-        )
+        held = len(self.replies)
+        self.subjects.append(subject)
+        self.replies.append(reply)
+        self.payloads.append(data)
+        if headers is not None and self.headers is None:
+            self.headers = [None] * held
+        if self.headers is not None:
+            self.headers.append(headers)  # parsed by transport.fast, a fresh dict: every value of a repeated key
+        self._received(1, held)
+
+    def _received(self, count: int, held: int) -> None:
         requests = self.requests
-        if requests:
+        while count and requests:
             first = requests[0]
-            first[0] -= 1
+            taken = min(count, int(first[0]))
+            first[0] -= taken
+            count -= taken
             if first[0] <= 0:
                 requests.popleft()
-        if len(buffer) == 1:
+        if not held:
             self.wake.set()  # the reader empties the buffer before it waits: only the first one wakes it
 
     def _on_status(self, headers: dict[str, list[str]]) -> None:
@@ -157,7 +156,7 @@ class PullSubscription(Subscription):
         """Keep two next-requests in flight (one when holding few) while the local buffer has room."""
         now = time.monotonic()
         self._forget_lost_requests(now)
-        while len(self.requests) < self.requests_in_flight and len(self.buffer) < 2 * self.batch and not self.stopped:
+        while len(self.requests) < self.requests_in_flight and len(self.replies) < 2 * self.batch and not self.stopped:
             want = self._next_batch_size()
             if want <= 0:
                 return
@@ -180,20 +179,20 @@ class PullSubscription(Subscription):
         if self.spec.max_messages is None:
             return self.batch
         owed = sum(int(r[0]) for r in self.requests)
-        return min(self.batch, self.spec.max_messages - self.delivered - len(self.buffer) - owed)
+        return min(self.batch, self.spec.max_messages - self.delivered - len(self.replies) - owed)
 
-    async def batches(self) -> AsyncIterator[list[Message]]:
+    async def batches(self) -> AsyncIterator[Deliveries]:  # type: ignore[override]  # a Sequence of Messages
         while not self.ended:
-            if not self.buffer:
+            if not self.replies:
                 if self.stopped:
                     return
                 await self._wait_for_messages()
             self._raise_if_broken()
-            if self.check_end and not self.buffer:
+            if self.check_end and not self.replies:
                 self.check_end = False
                 if await self._caught_up():
                     return
-            if not self.buffer:
+            if not self.replies:
                 await self._refill()
                 continue
             batch = self._take_batch()
@@ -201,7 +200,7 @@ class PullSubscription(Subscription):
                 yield batch
             if self._finished():
                 return
-            at_end = self.spec.stop_at_end and batch and batch[-1].pending == 0 and not self.buffer
+            at_end = self.spec.stop_at_end and batch and batch.last_pending == 0 and not self.replies
             if at_end and await self._caught_up():
                 return
             await self._refill()
@@ -213,11 +212,31 @@ class PullSubscription(Subscription):
         except TimeoutError:
             self.check_end = self.spec.stop_at_end
 
-    def _take_batch(self) -> list[Message]:
-        batch, self.buffer = self.buffer, []
+    def _take_batch(self) -> Deliveries:
+        """What was received, up to MAX_BATCH messages (a batch's transient memory is bounded too)."""
+        if len(self.replies) <= MAX_BATCH:
+            batch = Deliveries.take(self.channel, self.subjects, self.replies, self.payloads, self.headers)
+            self.subjects, self.replies, self.payloads, self.headers = [], [], [], None
+        else:
+            headers = self.headers
+            batch = Deliveries.take(
+                self.channel,
+                self.subjects[:MAX_BATCH],
+                self.replies[:MAX_BATCH],
+                self.payloads[:MAX_BATCH],
+                headers[:MAX_BATCH] if headers is not None else None,
+            )
+            del self.subjects[:MAX_BATCH], self.replies[:MAX_BATCH], self.payloads[:MAX_BATCH]
+            if headers is not None:
+                del headers[:MAX_BATCH]
         self.last_seen = time.monotonic()  # messages came: the requests are alive
+        batch = self._in_order(batch)
         batch = self._apply_bounds(batch)
         self.delivered += len(batch)
+        return batch
+
+    def _in_order(self, batch: Deliveries) -> Deliveries:
+        """What of ``batch`` may be handed out (a pull consumer's deliveries always may)."""
         return batch
 
     def _finished(self) -> bool:
@@ -225,24 +244,9 @@ class PullSubscription(Subscription):
             return True
         return self.spec.max_messages is not None and self.delivered >= self.spec.max_messages
 
-    def _apply_bounds(self, batch: list[Message]) -> list[Message]:
-        spec = self.spec
-        if spec.to_sequence is None and spec.until is None and spec.max_messages is None:
-            return batch
-        limit = len(batch)
-        for i, message in enumerate(batch):
-            past_seq = spec.to_sequence is not None and message.sequence > spec.to_sequence
-            past_time = spec.until is not None and message.time is not None and message.time > spec.until
-            if past_seq or past_time:
-                limit = i
-                self.ended = True
-                break
-        if spec.max_messages is not None:
-            limit = min(limit, spec.max_messages - self.delivered)
-        kept = batch[:limit]
-        if spec.to_sequence is not None and kept and kept[-1].sequence >= spec.to_sequence:
-            self.ended = True
-        return kept
+    def _apply_bounds(self, batch: Deliveries) -> Deliveries:
+        limit, self.ended = bounded(batch, self.spec, self.delivered, self.ended)
+        return batch if limit == len(batch) else batch[:limit]
 
     async def _caught_up(self) -> bool:
         """True when nothing is left for this consumer (and, for a lone reader, nothing awaits redelivery)."""
@@ -275,15 +279,15 @@ class PullSubscription(Subscription):
 
     # -- acks and leaving -----------------------------------------------------------------------
 
-    async def ack(self, messages: list[Message]) -> None:
+    async def ack(self, messages: Sequence[Message]) -> None:
         if not messages or self.ack_policy == api.AckPolicy.NONE:
             return
-        if self.ack_policy != api.AckPolicy.ALL and len(messages) > 1:
+        tokens = messages.replies if isinstance(messages, Deliveries) else [m.ack_token for m in messages]
+        if self.ack_policy != api.AckPolicy.ALL and len(tokens) > 1:
             # One queued write for all but the last ack; the last goes through publish, which checks
             # the connection and wakes the flusher.
-            tokens = [m.ack_token for m in messages[:-1]]
-            await send_raw(self.nc, b"PUB " + b" 4\r\n+ACK\r\nPUB ".join(tokens) + b" 4\r\n+ACK\r\n")
-        await self.nc.publish(_text(messages[-1].ack_token), b"+ACK")
+            await send_raw(self.nc, b"PUB " + b" 4\r\n+ACK\r\nPUB ".join(tokens[:-1]) + b" 4\r\n+ACK\r\n")
+        await self.nc.publish(_text(tokens[-1]), b"+ACK")
 
     async def nak(self, message: Message, delay: float | None = None) -> None:
         if self.ack_policy != api.AckPolicy.NONE:
@@ -313,6 +317,29 @@ class PullSubscription(Subscription):
             pass
         if self.ephemeral or (self.spec.unsubscribe and self.consumer):
             await self.backend.admin.delete_consumer(self.ref.stream, self.consumer, quietly=self.ephemeral)
+
+
+def bounded(batch: Deliveries, spec: SubscribeSpec, delivered: int, ended: bool) -> tuple[int, bool]:
+    """How many messages of ``batch`` are within --to-seq, --until and --count (``delivered`` so far),
+    and whether the read ends with them."""
+    limit = len(batch)
+    sequences: list[int] = []
+    if spec.to_sequence is not None or spec.until is not None:
+        sequences = batch.sequences()
+        for i, sequence in enumerate(sequences):
+            past_seq = spec.to_sequence is not None and sequence > spec.to_sequence
+            if past_seq or (spec.until is not None and _past(batch[i].time, spec.until)):
+                limit, ended = i, True
+                break
+    if spec.max_messages is not None:
+        limit = max(min(limit, spec.max_messages - delivered), 0)
+    if spec.to_sequence is not None and limit and sequences[limit - 1] >= spec.to_sequence:
+        ended = True
+    return limit, ended
+
+
+def _past(moment: datetime | None, until: datetime) -> bool:
+    return moment is not None and moment > until
 
 
 def _next_request(batch: int) -> bytes:
