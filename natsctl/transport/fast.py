@@ -31,6 +31,7 @@ import gc
 import inspect
 import os
 from collections.abc import Awaitable, Callable, Iterable
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -380,28 +381,33 @@ def _more_of_the_run(
     if not good:
         return pos
     subjects += map(itemgetter(1), args)
-    replies += map(itemgetter(3), args)
+    replies += map(itemgetter(3), args) if len(args[0]) == 5 else repeat(b"", good)  # 4 tokens: no reply
     payloads += bodies
     return pos + sum(map(len, lines)) + sum(map(len, bodies)) + 4 * good
 
 
 def _frames_that_hold(args: list[list[bytes]], bodies: list[bytes], sid: bytes) -> int:
-    """How many leading (control line tokens, payload) pairs are whole MSG frames of ``sid``."""
+    """How many leading (control line tokens, payload) pairs are whole MSG frames of ``sid``, all with
+    a reply subject (5 tokens) or all without (4: NATS Streaming's messages)."""
+    width = len(args[0])
+    if width not in (4, 5):
+        return 0
+    last = width - 1  # the length
     try:
         if (
-            set(map(len, args)) == {5}
+            set(map(len, args)) == {width}
             and set(map(itemgetter(0), args)) == {b"MSG"}
             and set(map(itemgetter(2), args)) == {sid}
-            and [int(tokens[4]) for tokens in args] == list(map(len, bodies))
+            and [int(tokens[last]) for tokens in args] == list(map(len, bodies))
         ):
             return len(args)  # the usual read: every pair at once
     except ValueError:
         pass
     good = 0
     for tokens, body in zip(args, bodies, strict=True):
-        if len(tokens) != 5 or tokens[0] != b"MSG" or tokens[2] != sid or not tokens[4].isdigit():
+        if len(tokens) != width or tokens[0] != b"MSG" or tokens[2] != sid or not tokens[last].isdigit():
             break
-        if int(tokens[4]) != len(body):
+        if int(tokens[last]) != len(body):
             break
         good += 1
     return good
