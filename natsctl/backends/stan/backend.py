@@ -252,7 +252,7 @@ class StanSubscription(Subscription):
             self.end_sequence = await self._last_sequence()
         self.client.on_lost(self._arrive)
         # Built only now: a --since start is a delta from *now*, and the probe above takes time.
-        self.handle = await self.client.subscribe(request_fields(self.spec), on_raw=self._on_msg)
+        self.handle = await self.client.subscribe(request_fields(self.spec), on_raw=self._on_msg, on_run=self._on_run)
         if self.spec.stop_at_end and self._nothing_to_wait_for():
             self.done = True
 
@@ -292,6 +292,13 @@ class StanSubscription(Subscription):
     def _on_msg(self, subject: bytes, reply: bytes, payload: bytes, headers) -> None:
         """Each MsgProto, straight from the parser: kept as it is, read a batch at a time (_read)."""
         self.arrived.append(payload)
+        if self.waiting:
+            self.waiting = False
+            self.wakeup.set()
+
+    def _on_run(self, subjects: list[bytes], replies: list[bytes], payloads: list[bytes]) -> None:
+        """The MsgProtos of a read, a run at a time (``_on_msg`` for the rest)."""
+        self.arrived.extend(payloads)
         if self.waiting:
             self.waiting = False
             self.wakeup.set()

@@ -21,7 +21,7 @@ from nats.aio.client import Client as NatsClient
 from nats.nuid import NUID
 
 from natsctl.core.errors import ConnectionFailed, NatsctlError, Timeout, UsageError
-from natsctl.transport.fast import RawHandler, route_raw, send_raw, unroute, wake_flusher
+from natsctl.transport.fast import RawHandler, RunHandler, route_raw, send_raw, unroute, wake_flusher
 
 from . import proto, wire
 from .errors import ERR_REPLACED, server_error
@@ -296,13 +296,19 @@ class StanClient:
     # ---- subscribe
 
     async def subscribe(
-        self, request: dict, on_message: Callable[[bytes], None] | None = None, *, on_raw: RawHandler | None = None
+        self,
+        request: dict,
+        on_message: Callable[[bytes], None] | None = None,
+        *,
+        on_raw: RawHandler | None = None,
+        on_run: RunHandler | None = None,
     ) -> StanSubscriptionHandle:
         """Open a subscription; ``request`` holds SubscriptionRequest fields other than clientID and inbox.
 
         ``on_message(payload)`` gets each MsgProto payload in order and must not raise: on the fast path
         straight from nats-py's parser, with no Msg object or task switch per message (natsctl/transport/fast.py).
-        ``on_raw(subject, reply, payload, headers)`` instead is that route's handler itself (one call less).
+        ``on_raw(subject, reply, payload, headers)`` instead is that route's handler itself (one call less),
+        and ``on_run(subjects, replies, payloads)`` takes whole runs of messages of one read at once.
         """
         self.check()
         inbox = self.nc.new_inbox()
@@ -312,7 +318,7 @@ class StanClient:
             assert on_message is not None, "subscribe needs on_message or on_raw"
             deliver = on_message
             on_raw = lambda subject, reply, payload, headers: deliver(payload)  # noqa: E731
-        route_raw(self.nc, nats_sub, on_raw)
+        route_raw(self.nc, nats_sub, on_raw, on_run)
         payload = wire.encode("SubscriptionRequest", clientID=self.client_id, inbox=inbox, **request)
         try:
             response = await self._request(self._subjects.sub, payload, "SubscriptionResponse")
