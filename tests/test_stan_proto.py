@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import base64
-import json
 
 import pytest
 
 from natsctl.backends.stan import proto
 from natsctl.backends.stan.protocol import PubEncoder, ack_head, pub_ack_error, varint
-from tests.helpers import fixtures_dir
+from tests.stan_wire_helpers import recorded, typed
 
-FIXTURES = fixtures_dir("stan-protocol")
 EMPTY_TYPES = {"Heartbeat", "HeartbeatResponse"}
 
 
-def recorded() -> list[tuple[str, dict]]:
-    found = []
-    for path in sorted(FIXTURES.glob("*/*.jsonl")):
-        for n, line in enumerate(path.read_text().splitlines()):
-            record = json.loads(line)
-            if record["raw_b64"] is not None:
-                found.append((f"{path.parent.name}/{path.stem}:{n}", record))
-    if not found:
-        raise FileNotFoundError(f"no recorded payloads in {FIXTURES}/*/*.jsonl")
-    return found
-
-
 RECORDS = recorded()
-TYPED = [(i, r) for i, r in RECORDS if r["type"] in proto.messages()]
+TYPED = typed(RECORDS)
 
 
 def test_fixtures_are_there():

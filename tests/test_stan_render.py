@@ -20,6 +20,7 @@ from natsctl.cli.sub import _rendered_batches
 from natsctl.core.backend import RenderedBatch
 from natsctl.core.envelope import message_to_json
 from natsctl.core.model import StartKind, StartPosition, SubscribeSpec
+from tests.stan_wire_helpers import msg_protos, mutations
 
 CHANNEL = "ticket:created"
 
@@ -177,8 +178,6 @@ def test_a_checked_subscription_never_renders():
 
 def test_mutated_payloads_render_as_the_tuple_path():
     """The usual layout is read inline in _render: whatever the bytes, what read_msg makes of them."""
-    from tests.test_stan_wire import msg_protos, mutations
-
     rng = random.Random(19)
     seeds = [msg(n, b'{"a":"b"}', 1796615535562382000 + n) for n in (1, 200, 40000, 2**30)] + msg_protos()
     payloads = [mutated for seed in seeds for mutated in mutations(seed, rng, 60)]
