@@ -23,7 +23,7 @@ from typing import Any
 from nats.js import api
 
 from natsctl.backends.jetstream.admin import PushTo
-from natsctl.backends.jetstream.batch import CONSUMER_SEQ, STREAM_SEQ, Deliveries, consumer_sequence
+from natsctl.backends.jetstream.batch import Deliveries, consumer_sequence
 from natsctl.backends.jetstream.pull import IDLE_HEARTBEAT, PullSubscription
 from natsctl.core.debug import FAULT_ENV, fault, log
 from natsctl.core.errors import NotFound
@@ -166,7 +166,7 @@ class PushReplay(PullSubscription):
         count = len(batch)
         if not count:
             return batch
-        first, last = int(batch.metas[0][CONSUMER_SEQ]), int(batch.metas[-1][CONSUMER_SEQ])
+        first, last = int(batch.consumer_seqs[0]), int(batch.consumer_seqs[-1])
         if first != self.next_consumer_seq or last != first + count - 1:
             kept = 0
             for expected, seq in enumerate(batch.consumer_sequences(), start=self.next_consumer_seq):
@@ -182,8 +182,8 @@ class PushReplay(PullSubscription):
 
     def _remember(self, batch: Deliveries) -> None:
         if len(batch):
-            self.next_consumer_seq = int(batch.metas[-1][CONSUMER_SEQ]) + 1
-            self.last_stream_seq = int(batch.metas[-1][STREAM_SEQ])
+            self.next_consumer_seq = int(batch.consumer_seqs[-1]) + 1
+            self.last_stream_seq = int(batch.stream_seqs[-1])
 
     async def _refill(self) -> None:
         """Answer the flow control behind what was written; replace a consumer that lost messages."""
