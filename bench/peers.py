@@ -1,7 +1,8 @@
 """natsctl against the clients services use: nats.js, node-nats-streaming and the Go client (bench/README.md).
 
     python bench/peers.py                          # every workload, 7 interleaved rounds
-    python bench/peers.py --rounds 3 --only js     # fewer rounds / only JetStream (js) or NATS Streaming (stan)
+    python bench/peers.py --rounds 3 --only js     # fewer rounds / only JetStream (js, or js-reads without
+                                                   # its publish rows) or NATS Streaming (stan)
     python bench/peers.py --stan-server PATH       # a real nats-streaming-server instead of the test double
 
 Set-up (done here when missing): ``npm install`` in bench/peers (nats 2.29.x, node-nats-streaming
@@ -220,7 +221,7 @@ class Peers:
         self.rows.append(row)
 
     # JetStream
-    def jetstream(self) -> None:
+    def jetstream(self, reads_only: bool = False) -> None:
         n = self.args.js_messages
         events = write_events(self.tmp / f"events-{n}.jsonl", n)
         node = self.node is None
@@ -241,19 +242,20 @@ class Peers:
 
             return one
 
-        self.rounds(
-            "JetStream bulk publish, every message confirmed",
-            n,
-            {
-                **self.mine(pub, lambda s: self.ctl("pub", s, "--file", str(events), "--quiet")),
-                "go": pub("go", lambda s: [str(PEERS / "bin" / "peer"), "publish", self.url, s, str(events)])
-                if go
-                else None,
-                "node": pub("node", lambda s: ["node", str(PEERS / "js.js"), "publish", self.url, s, str(events)])
-                if node
-                else None,
-            },
-        )
+        if not reads_only:
+            self.rounds(
+                "JetStream bulk publish, every message confirmed",
+                n,
+                {
+                    **self.mine(pub, lambda s: self.ctl("pub", s, "--file", str(events), "--quiet")),
+                    "go": pub("go", lambda s: [str(PEERS / "bin" / "peer"), "publish", self.url, s, str(events)])
+                    if go
+                    else None,
+                    "node": pub("node", lambda s: ["node", str(PEERS / "js.js"), "publish", self.url, s, str(events)])
+                    if node
+                    else None,
+                },
+            )
         stream = "peerread"
         run(self.ctl("pub", stream, "--file", str(events), "--quiet"))
 
@@ -407,7 +409,12 @@ def table(peers: Peers) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", action="append", choices=["js", "stan"])
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["js", "js-reads", "stan"],
+        help="js-reads: JetStream without its publish rows",
+    )
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--js-messages", type=int, default=200_000)
     parser.add_argument("--stan-messages", type=int, default=50_000)
@@ -433,7 +440,10 @@ def main() -> int:
                     print(f"bench: {what} peers skipped: {why}", file=sys.stderr)
             for section in args.only or ["js", "stan"]:
                 try:
-                    getattr(peers, "jetstream" if section == "js" else "stan")()
+                    if section == "stan":
+                        peers.stan()
+                    else:
+                        peers.jetstream(reads_only=section == "js-reads")
                 except SystemExit as exc:  # a contender failed its check: the rest still runs, and it is said
                     print(f"bench: {section} stopped: {exc}", file=sys.stderr)
                     peers.failures.append(f"{section}: {exc}")
