@@ -56,8 +56,6 @@ class JsonWriter(MessageWriter):
         self.names: dict[str, str] = {}
         self.second = datetime(1970, 1, 1, tzinfo=UTC)  # the second second_text spells
         self.second_text = "1970-01-01T00:00:00"
-        self.wire_second = b""  # the same for the wire's digits: seconds since the epoch, and its text
-        self.wire_second_text = b""
 
     def encode(self, batch: Sequence[Message]) -> bytes:
         if isinstance(batch, WireBatch):
@@ -65,12 +63,12 @@ class JsonWriter(MessageWriter):
             if columns is not None:
                 try:
                     return self._encode_text_columns(columns)
-                except UnicodeDecodeError:  # a payload that is no UTF-8 text: row by row
-                    return self._encode_columns(columns, batch)
+                except UnicodeDecodeError:  # a payload that is no UTF-8 text: the Messages, as below
+                    pass
         return self._encode_messages(batch)
 
     def _encode_text_columns(self, columns: WireColumns) -> bytes:
-        """``_encode_columns`` for a batch whose payloads are all UTF-8 text, column by column.
+        """``_encode_messages`` for a batch whose payloads are all UTF-8 text, from its wire columns.
 
         Every field comes from a C-level ``map`` and each line is one ``%`` of the envelope's template:
         no Python bytecode runs per message.
@@ -99,45 +97,6 @@ class JsonWriter(MessageWriter):
             strict=True,
         )
         return b"".join(map(line.__mod__, fields))
-
-    def _encode_columns(self, columns: WireColumns, batch: WireBatch) -> bytes:
-        """The same bytes as ``_encode_messages``, formatted from the wire's own digits."""
-        from orjson import dumps  # escapes a str exactly as json.dumps(ensure_ascii=False) does (tested)
-
-        head = b'{"channel":' + self.name(columns.channel).encode() + b',"subject":'
-        parts: list[bytes] = []
-        append = parts.append
-        subject = None
-        subject_text = b""
-        second, second_text = self.wire_second, self.wire_second_text
-        for i, (subject_bytes, sequence, stamp, deliveries, data) in enumerate(
-            zip(columns.subjects, columns.sequences, columns.stamps, columns.deliveries, columns.payloads, strict=True)
-        ):
-            try:
-                text = dumps(data.decode())
-            except UnicodeDecodeError:
-                append(message_to_json(batch[i]).encode() + b"\n")
-                continue
-            if subject_bytes != subject:
-                subject, subject_text = subject_bytes, self.name(subject_bytes.decode()).encode()
-            if stamp[:-9] != second:
-                second = stamp[:-9]
-                second_text = b'"time":"' + _utc_second(int(second)).encode()
-            append(
-                b'%s%s,"seq":%s,%s.%sZ","redelivered":%s,"deliveries":%s,"headers":null,"data":%s,"encoding":"utf-8"}\n'
-                % (
-                    head,
-                    subject_text,
-                    sequence,
-                    second_text,
-                    stamp[-9:-3],
-                    _REDELIVERED[deliveries == b"1"],
-                    deliveries,
-                    text,
-                )
-            )
-        self.wire_second, self.wire_second_text = second, second_text
-        return b"".join(parts)
 
     def _encode_messages(self, batch: Sequence[Message]) -> bytes:
         # One loop, inlined: this runs for every message of a replay and each call costs.
