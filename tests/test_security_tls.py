@@ -125,7 +125,12 @@ def test_client_certificate_not_trusted_by_the_server(cli, mtls, pki):
         "--tlscert", str(pki.untrusted_cert), "--tlskey", str(pki.untrusted_key),
     )  # fmt: skip
     assert code == 6
-    assert err == f"natsctl: error: the server at {mtls.url} rejected the client certificate (tlsv1 alert unknown ca)\n"
+    # The alert says why; when the server's reset beats its alert to the client (a busy machine), the
+    # hang-up is all there is to say.
+    assert err in (
+        f"natsctl: error: the server at {mtls.url} rejected the client certificate (tlsv1 alert unknown ca)\n",
+        f"natsctl: error: the server at {mtls.url} rejected the client certificate (it closed the connection)\n",
+    )
 
 
 def test_unreadable_tls_files(cli, tls, pki, tmp_path):

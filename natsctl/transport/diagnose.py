@@ -99,6 +99,14 @@ def classify_tls(reason: BaseException, settings: Settings, server_info: dict) -
     if server_info.get("tls_verify") and not settings.tls_cert and isinstance(reason, OSError):
         # TLS 1.3: the server checks the client certificate after the handshake and just hangs up.
         return client_cert_required(where)
+    if (
+        server_info.get("tls_verify")
+        and settings.tls_cert
+        and isinstance(reason, (ConnectionResetError, BrokenPipeError))
+    ):
+        # TLS 1.3 again: a server refusing our certificate sends an alert and hangs up, and on a busy
+        # machine the reset can reach us before the alert is read.
+        return TLSFailed(f"the server at {where} rejected the client certificate (it closed the connection)")
     if "tls required" in lowered or "secure connection" in lowered:
         return TLSFailed(f"the server at {where} requires TLS", hint="pass its CA with --tlsca, or use a tls:// URL")
     if "tls" in lowered and ("not available" in lowered or "not supported" in lowered):
